@@ -1,0 +1,508 @@
+//! The configuration file (TOML) and its validation into a typed [`Config`].
+//!
+//! `FileConfig` mirrors the file (every section `deny_unknown_fields`, so a typo is an
+//! error, not a silently ignored key); [`Config`] is what the rest of the gateway uses,
+//! with durations, parsed addresses and an upstream that is known to be reachable by URL.
+//! Validation errors name the key, e.g. `upstream.url: ...`.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The largest request body the gateway can replay upstream.
+///
+/// pingora's retry buffer holds at most 64 KiB; a body larger than that would be read,
+/// checked, and then silently not forwarded. So the configured cap may not exceed it.
+pub const MAX_BODY_LIMIT: usize = 64 * 1024;
+
+/// The file as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[server]`: listeners and process settings.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[upstream]`: the OP behind the gateway.
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+    /// `[logging]`.
+    #[serde(default)]
+    pub logging: LoggingSection,
+}
+
+/// `[server]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address the proxy listens on.
+    pub listen: Option<String>,
+    /// Address of the metrics/health listener.
+    pub metrics_listen: Option<String>,
+    /// The gateway's public base URL, used in the rewritten discovery document.
+    pub public_url: Option<String>,
+    /// Worker threads for the proxy service.
+    pub threads: Option<usize>,
+    /// Largest accepted body on a CIBA endpoint, in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace_seconds: Option<u64>,
+}
+
+/// `[upstream]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// Base URL of the OP, e.g. `https://op.internal:8443` or `http://127.0.0.1:3000/op`.
+    pub url: Option<String>,
+    /// Path of the backchannel authentication endpoint on the OP (skips discovery for it).
+    pub backchannel_path: Option<String>,
+    /// Path of the token endpoint on the OP (skips discovery for it).
+    pub token_path: Option<String>,
+    /// Milliseconds to establish a TCP (and TLS) connection.
+    pub connect_timeout_ms: Option<u64>,
+    /// Milliseconds to wait for each read from the OP.
+    pub read_timeout_ms: Option<u64>,
+    /// Milliseconds to wait for each write to the OP.
+    pub write_timeout_ms: Option<u64>,
+    /// Seconds between discovery attempts while the OP's discovery document is unavailable.
+    pub discovery_retry_seconds: Option<u64>,
+    /// Verify the OP's TLS certificate (default true).
+    pub tls_verify: Option<bool>,
+}
+
+/// `[logging]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSection {
+    /// A `tracing` filter such as `info` or `ciba_gateway=debug`.
+    pub level: Option<String>,
+    /// `text` or `json`.
+    pub format: Option<String>,
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--upstream`.
+    pub upstream: Option<String>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
+    /// `--public-url`.
+    pub public_url: Option<String>,
+}
+
+/// A configuration error naming the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The dotted key, e.g. `upstream.url`, or the file for syntax errors.
+    pub key: String,
+    /// What is wrong and, where possible, a hint.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the OP lives, parsed from `upstream.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `true` for `https`.
+    pub tls: bool,
+    /// Host name or address, used for TLS SNI.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Path prefix without a trailing slash (empty for the root).
+    pub base_path: String,
+    /// Backchannel path on the OP, when configured rather than discovered.
+    pub backchannel_path: Option<String>,
+    /// Token path on the OP, when configured rather than discovered.
+    pub token_path: Option<String>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-read timeout; must exceed the OP's longest answer.
+    pub read_timeout: Duration,
+    /// Per-write timeout.
+    pub write_timeout: Duration,
+    /// Pause between discovery attempts.
+    pub discovery_retry: Duration,
+    /// Verify the OP's certificate.
+    pub tls_verify: bool,
+}
+
+impl Upstream {
+    /// `host:port` for connecting and for the `Host` header.
+    pub fn authority(&self) -> String {
+        let default_port = if self.tls { 443 } else { 80 };
+        if self.port == default_port {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// `host:port` always with the port, for the connector.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The OP's base URL, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority(), self.base_path)
+    }
+
+    /// Whether both CIBA paths are configured, so discovery is not needed for routing.
+    pub fn paths_configured(&self) -> bool {
+        self.backchannel_path.is_some() && self.token_path.is_some()
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Proxy listener.
+    pub listen: SocketAddr,
+    /// Metrics and health listener.
+    pub metrics_listen: SocketAddr,
+    /// Public base URL (no trailing slash), or `None` to derive it from each request.
+    pub public_url: Option<String>,
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// Body cap on CIBA endpoints.
+    pub max_body_bytes: usize,
+    /// Grace period after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// The OP.
+    pub upstream: Upstream,
+    /// Log filter.
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads, parses and validates a file, then applies command-line overrides.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let file = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    err(
+                        &p.display().to_string(),
+                        format!("cannot read the configuration file: {e}"),
+                    )
+                })?;
+                parse_file(&text).map_err(|mut e| {
+                    if e.key.is_empty() {
+                        e.key = p.display().to_string();
+                    }
+                    e
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        validate(file, overrides)
+    }
+}
+
+/// Parses TOML text; unknown keys and wrong types are errors naming the key.
+pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str::<FileConfig>(text).map_err(|e| {
+        // toml's message already says "unknown field `x`, expected one of ..." with the
+        // line and a caret; keep it whole, it is the most useful thing we can show.
+        err("", e.to_string().trim_end().to_string())
+    })
+}
+
+/// Turns the file plus overrides into a typed [`Config`].
+pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
+    let listen = parse_addr(
+        "server.listen",
+        o.listen
+            .as_deref()
+            .or(file.server.listen.as_deref())
+            .unwrap_or("127.0.0.1:8080"),
+    )?;
+    let metrics_listen = parse_addr(
+        "server.metrics_listen",
+        o.metrics_listen
+            .as_deref()
+            .or(file.server.metrics_listen.as_deref())
+            .unwrap_or("127.0.0.1:9091"),
+    )?;
+    if listen == metrics_listen && listen.port() != 0 {
+        return Err(err(
+            "server.metrics_listen",
+            "must differ from server.listen: metrics are served on their own listener",
+        ));
+    }
+    let public_url = match o
+        .public_url
+        .as_deref()
+        .or(file.server.public_url.as_deref())
+    {
+        None => None,
+        Some(u) => Some(parse_public_url(u)?),
+    };
+    let threads = file.server.threads.unwrap_or(2);
+    if threads == 0 || threads > 1024 {
+        return Err(err("server.threads", "must be between 1 and 1024"));
+    }
+    let max_body_bytes = file.server.max_body_bytes.unwrap_or(16 * 1024);
+    if max_body_bytes == 0 || max_body_bytes > MAX_BODY_LIMIT {
+        return Err(err(
+            "server.max_body_bytes",
+            format!("must be between 1 and {MAX_BODY_LIMIT} (the largest body the proxy can replay upstream)"),
+        ));
+    }
+    let shutdown_grace = Duration::from_secs(file.server.shutdown_grace_seconds.unwrap_or(35));
+
+    let url = o
+        .upstream
+        .as_deref()
+        .or(file.upstream.url.as_deref())
+        .ok_or_else(|| {
+            err(
+                "upstream.url",
+                "is required: set it in the file or pass --upstream URL",
+            )
+        })?;
+    let mut upstream = parse_upstream_url(url)?;
+    upstream.backchannel_path =
+        check_path("upstream.backchannel_path", file.upstream.backchannel_path)?;
+    upstream.token_path = check_path("upstream.token_path", file.upstream.token_path)?;
+    upstream.connect_timeout = millis(
+        "upstream.connect_timeout_ms",
+        file.upstream.connect_timeout_ms,
+        2_000,
+    )?;
+    upstream.read_timeout = millis(
+        "upstream.read_timeout_ms",
+        file.upstream.read_timeout_ms,
+        35_000,
+    )?;
+    upstream.write_timeout = millis(
+        "upstream.write_timeout_ms",
+        file.upstream.write_timeout_ms,
+        5_000,
+    )?;
+    let retry = file.upstream.discovery_retry_seconds.unwrap_or(5);
+    if retry == 0 {
+        return Err(err(
+            "upstream.discovery_retry_seconds",
+            "must be at least 1",
+        ));
+    }
+    upstream.discovery_retry = Duration::from_secs(retry);
+    upstream.tls_verify = file.upstream.tls_verify.unwrap_or(true);
+
+    let log_level = file.logging.level.unwrap_or_else(|| "info".to_string());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        return Err(err(
+            "logging.level",
+            "is not a valid filter; try `info` or `ciba_gateway=debug`",
+        ));
+    }
+    let log_format = match file.logging.format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        _ => return Err(err("logging.format", "must be `text` or `json`")),
+    };
+
+    Ok(Config {
+        listen,
+        metrics_listen,
+        public_url,
+        threads,
+        max_body_bytes,
+        shutdown_grace,
+        upstream,
+        log_level,
+        log_format,
+    })
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        err(
+            key,
+            format!("`{value}` is not an address; write it as IP:PORT, e.g. 127.0.0.1:8080"),
+        )
+    })
+}
+
+fn millis(key: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
+    let v = value.unwrap_or(default);
+    if v == 0 || v > 3_600_000 {
+        return Err(err(key, "must be between 1 and 3600000 milliseconds"));
+    }
+    Ok(Duration::from_millis(v))
+}
+
+fn check_path(key: &str, value: Option<String>) -> Result<Option<String>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(p) if p.starts_with('/') && !p.contains(['?', '#', ' ']) => Ok(Some(p)),
+        Some(_) => Err(err(
+            key,
+            "must be an absolute path such as `/op/connect/ciba`, without query",
+        )),
+    }
+}
+
+fn parse_public_url(value: &str) -> Result<String, ConfigError> {
+    let uri: http::Uri = value.parse().map_err(|_| {
+        err(
+            "server.public_url",
+            "is not a URL; write e.g. https://id.example.com",
+        )
+    })?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http" | "https"), Some(_)) if uri.query().is_none() => {
+            Ok(value.trim_end_matches('/').to_string())
+        }
+        _ => Err(err(
+            "server.public_url",
+            "must be an http(s) URL with a host and no query, e.g. https://id.example.com",
+        )),
+    }
+}
+
+fn parse_upstream_url(value: &str) -> Result<Upstream, ConfigError> {
+    let uri: http::Uri = value.parse().map_err(|_| {
+        err(
+            "upstream.url",
+            "is not a URL; write e.g. http://127.0.0.1:3000",
+        )
+    })?;
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(err("upstream.url", "must start with http:// or https://")),
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| err("upstream.url", "has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if uri.query().is_some() {
+        return Err(err("upstream.url", "must not have a query"));
+    }
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    Ok(Upstream {
+        tls,
+        host,
+        port,
+        base_path,
+        backchannel_path: None,
+        token_path: None,
+        connect_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_secs(35),
+        write_timeout: Duration::from_secs(5),
+        discovery_retry: Duration::from_secs(5),
+        tls_verify: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        validate(parse_file(text)?, &Overrides::default())
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let c = load("[upstream]\nurl = \"http://127.0.0.1:3000\"\n").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.upstream.authority(), "127.0.0.1:3000");
+        assert_eq!(c.upstream.read_timeout, Duration::from_secs(35));
+        assert_eq!(c.max_body_bytes, 16 * 1024);
+        assert!(!c.upstream.paths_configured());
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let file =
+            parse_file("[upstream]\nurl = \"http://a:1\"\n[server]\nlisten = \"127.0.0.1:1\"\n")
+                .unwrap();
+        let o = Overrides {
+            upstream: Some("https://op.example/base/".into()),
+            listen: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let c = validate(file, &o).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert!(c.upstream.tls);
+        assert_eq!(c.upstream.port, 443);
+        assert_eq!(c.upstream.base_path, "/base");
+        assert_eq!(c.upstream.base_url(), "https://op.example/base");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[upstream]\nurll = \"x\"\n", "unknown field `urll`"),
+            (
+                "[server]\nlisten = \"nowhere\"\n[upstream]\nurl=\"http://a\"\n",
+                "server.listen",
+            ),
+            ("[upstream]\nurl = \"ftp://a\"\n", "upstream.url"),
+            ("[server]\n", "upstream.url: is required"),
+            (
+                "[upstream]\nurl=\"http://a\"\nread_timeout_ms = 0\n",
+                "upstream.read_timeout_ms",
+            ),
+            (
+                "[upstream]\nurl=\"http://a\"\nbackchannel_path = \"ciba\"\n",
+                "upstream.backchannel_path",
+            ),
+            (
+                "[server]\nmax_body_bytes = 1000000\n[upstream]\nurl=\"http://a\"\n",
+                "server.max_body_bytes",
+            ),
+            (
+                "[logging]\nformat = \"xml\"\n[upstream]\nurl=\"http://a\"\n",
+                "logging.format",
+            ),
+            (
+                "[upstream]\nurl=\"http://a\"\n[server]\npublic_url = \"id.example.com\"\n",
+                "server.public_url",
+            ),
+            ("[upstream]\nurl = 5\n", "invalid type"),
+            ("[bogus]\n", "unknown field `bogus`"),
+        ];
+        for (text, expect) in cases {
+            let e = load(text).expect_err(text).to_string();
+            assert!(e.contains(expect), "{text:?} gave {e:?}");
+        }
+    }
+}

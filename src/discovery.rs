@@ -1,0 +1,214 @@
+//! The OP's discovery document: learning the CIBA endpoints from it, and rewriting it so
+//! that clients talk to the gateway.
+//!
+//! Pure: the document comes in as bytes, goes out as bytes. Fetching lives in `op_client`.
+
+use serde_json::{Map, Value};
+
+/// The CIBA grant type (CIBA 4).
+pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
+
+/// The OP paths the gateway enforces CIBA on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Path of the backchannel authentication endpoint, e.g. `/backchannel`.
+    pub backchannel: String,
+    /// Path of the token endpoint, e.g. `/token`.
+    pub token: String,
+}
+
+/// Reads the two CIBA endpoints from a discovery document; `configured` paths take precedence.
+///
+/// The document may name the OP by a host other than the one the gateway connects to (an
+/// internal address behind a public name), so only the path of each URL is used.
+pub fn endpoints_from(
+    document: &[u8],
+    configured_backchannel: Option<&str>,
+    configured_token: Option<&str>,
+) -> Result<Endpoints, String> {
+    let doc: Value = serde_json::from_slice(document)
+        .map_err(|e| format!("the discovery document is not JSON: {e}"))?;
+    let obj = doc
+        .as_object()
+        .ok_or("the discovery document is not a JSON object")?;
+    let path_of = |key: &str| -> Result<String, String> {
+        let url = obj.get(key).and_then(Value::as_str).ok_or_else(|| {
+            format!("the discovery document has no `{key}`; set it in [upstream]")
+        })?;
+        url_path(url).ok_or_else(|| format!("`{key}` in the discovery document is not a URL"))
+    };
+    let backchannel = match configured_backchannel {
+        Some(p) => p.to_string(),
+        None => path_of("backchannel_authentication_endpoint")?,
+    };
+    let token = match configured_token {
+        Some(p) => p.to_string(),
+        None => path_of("token_endpoint")?,
+    };
+    Ok(Endpoints { backchannel, token })
+}
+
+/// The path of an absolute `http(s)` URL (without query).
+pub fn url_path(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    match uri.scheme_str() {
+        Some("http" | "https") => Some(uri.path().to_string()),
+        _ => None,
+    }
+}
+
+/// Rewrites a discovery document for clients of the gateway.
+///
+/// Every endpoint URL keeps its path but takes `public_base` as its origin, because every
+/// path on the OP is reachable through the gateway. `issuer` is kept: ID tokens carry it
+/// and clients compare the two. The CIBA metadata (CIBA 4) is made present and consistent:
+/// the backchannel endpoint, the CIBA grant, and the delivery modes (poll when absent).
+pub fn rewrite(
+    document: &[u8],
+    public_base: &str,
+    endpoints: &Endpoints,
+) -> Result<Vec<u8>, String> {
+    let mut doc: Value = serde_json::from_slice(document)
+        .map_err(|e| format!("the discovery document is not JSON: {e}"))?;
+    let obj = doc
+        .as_object_mut()
+        .ok_or("the discovery document is not a JSON object")?;
+    for (key, value) in obj.iter_mut() {
+        if is_endpoint_key(key) {
+            rebase_value(value, public_base);
+        } else if key == "mtls_endpoint_aliases" {
+            // mTLS aliases point at a listener that terminates client TLS; the gateway
+            // does not, so they are left as the OP says.
+        }
+    }
+    obj.insert(
+        "backchannel_authentication_endpoint".into(),
+        Value::String(format!("{public_base}{}", endpoints.backchannel)),
+    );
+    obj.insert(
+        "token_endpoint".into(),
+        Value::String(format!("{public_base}{}", endpoints.token)),
+    );
+    ensure_contains(obj, "grant_types_supported", CIBA_GRANT);
+    if !obj.contains_key("backchannel_token_delivery_modes_supported") {
+        obj.insert(
+            "backchannel_token_delivery_modes_supported".into(),
+            Value::Array(vec![Value::String("poll".into())]),
+        );
+    }
+    if !obj.contains_key("backchannel_user_code_parameter_supported") {
+        obj.insert(
+            "backchannel_user_code_parameter_supported".into(),
+            Value::Bool(false),
+        );
+    }
+    serde_json::to_vec(&doc).map_err(|e| e.to_string())
+}
+
+fn is_endpoint_key(key: &str) -> bool {
+    key.ends_with("_endpoint") || key == "jwks_uri"
+}
+
+fn rebase_value(value: &mut Value, public_base: &str) {
+    if let Value::String(url) = value {
+        if let Some(path) = rebased(url, public_base) {
+            *url = path;
+        }
+    }
+}
+
+fn rebased(url: &str, public_base: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return None;
+    }
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    Some(format!("{public_base}{path_and_query}"))
+}
+
+fn ensure_contains(obj: &mut Map<String, Value>, key: &str, item: &str) {
+    match obj.get_mut(key) {
+        Some(Value::Array(items)) => {
+            if !items.iter().any(|v| v.as_str() == Some(item)) {
+                items.push(Value::String(item.into()));
+            }
+        }
+        _ => {
+            obj.insert(key.into(), Value::Array(vec![Value::String(item.into())]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op_doc() -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "issuer": "http://127.0.0.1:3000",
+            "token_endpoint": "http://127.0.0.1:3000/token",
+            "backchannel_authentication_endpoint": "http://127.0.0.1:3000/backchannel",
+            "jwks_uri": "http://127.0.0.1:3000/jwks",
+            "userinfo_endpoint": "http://op.internal/me?x=1",
+            "grant_types_supported": ["authorization_code"],
+            "scopes_supported": ["openid"],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn learns_paths_and_configured_ones_win() {
+        let e = endpoints_from(&op_doc(), None, None).unwrap();
+        assert_eq!(e.backchannel, "/backchannel");
+        assert_eq!(e.token, "/token");
+        let e = endpoints_from(&op_doc(), Some("/op/connect/ciba"), None).unwrap();
+        assert_eq!(e.backchannel, "/op/connect/ciba");
+    }
+
+    #[test]
+    fn missing_endpoint_is_a_clear_error() {
+        let doc = br#"{"issuer":"x","token_endpoint":"http://a/token"}"#;
+        let e = endpoints_from(doc, None, None).unwrap_err();
+        assert!(e.contains("backchannel_authentication_endpoint"), "{e}");
+        assert!(endpoints_from(b"<html>", None, None).is_err());
+        assert!(endpoints_from(b"[]", None, None).is_err());
+    }
+
+    #[test]
+    fn rewrite_points_endpoints_at_the_gateway_and_keeps_issuer() {
+        let e = endpoints_from(&op_doc(), None, None).unwrap();
+        let out = rewrite(&op_doc(), "https://gw.example", &e).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["issuer"], "http://127.0.0.1:3000");
+        assert_eq!(v["token_endpoint"], "https://gw.example/token");
+        assert_eq!(
+            v["backchannel_authentication_endpoint"],
+            "https://gw.example/backchannel"
+        );
+        assert_eq!(v["jwks_uri"], "https://gw.example/jwks");
+        assert_eq!(v["userinfo_endpoint"], "https://gw.example/me?x=1");
+        assert_eq!(v["scopes_supported"], json!(["openid"]));
+        assert_eq!(
+            v["grant_types_supported"],
+            json!(["authorization_code", CIBA_GRANT])
+        );
+        assert_eq!(
+            v["backchannel_token_delivery_modes_supported"],
+            json!(["poll"])
+        );
+        assert_eq!(v["backchannel_user_code_parameter_supported"], json!(false));
+    }
+
+    #[test]
+    fn rewrite_adds_a_missing_backchannel_endpoint() {
+        let doc = br#"{"issuer":"i","token_endpoint":"http://a/connect/token"}"#;
+        let e = endpoints_from(doc, Some("/op/connect/ciba"), None).unwrap();
+        let v: Value = serde_json::from_slice(&rewrite(doc, "http://gw", &e).unwrap()).unwrap();
+        assert_eq!(
+            v["backchannel_authentication_endpoint"],
+            "http://gw/op/connect/ciba"
+        );
+        assert_eq!(v["token_endpoint"], "http://gw/connect/token");
+    }
+}

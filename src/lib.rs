@@ -1,0 +1,16 @@
+//! ciba-gateway: a reverse proxy that makes an OpenID Provider's CIBA endpoints behave as
+//! OpenID Connect CIBA Core 1.0 says. See ARCHITECTURE.md for the map.
+
+pub mod client_auth;
+pub mod config;
+pub mod demo_op;
+pub mod discovery;
+pub mod error;
+pub mod form;
+pub mod ids;
+pub mod metrics;
+pub mod op_client;
+pub mod ops;
+pub mod pipeline;
+pub mod proxy;
+pub mod server;

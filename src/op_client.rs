@@ -1,0 +1,206 @@
+//! The gateway's own exchanges with the OP: CIBA requests, the discovery document, and the
+//! one place that builds the upstream peer with its timeouts.
+//!
+//! CIBA and discovery answers are small JSON documents that the gateway must read whole
+//! before it can decide what the client sees (a status may change, a body is rewritten),
+//! so these requests are not streamed through pingora's proxy loop: the gateway makes the
+//! request itself over pingora's pooled connector and answers the client locally.
+//!
+//! pingora leaves every upstream timeout unset by default, so a stalled OP would hold a
+//! request forever; every peer is built here with all of them set, and every exchange has
+//! an overall deadline on top.
+
+use crate::config::Upstream;
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::ErrorType;
+use std::time::Duration;
+
+/// Largest answer read from the OP on a CIBA or discovery exchange.
+pub const MAX_ANSWER: usize = 1024 * 1024;
+
+/// How long an idle pooled connection is kept.
+///
+/// Shorter than node's 5 s keep-alive default, so the gateway rarely picks a connection
+/// the OP is about to close.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
+/// Builds the peer for the OP with connect, read and write timeouts set.
+pub fn peer(upstream: &Upstream) -> HttpPeer {
+    let mut peer = HttpPeer::new(upstream.address(), upstream.tls, upstream.host.clone());
+    let o = &mut peer.options;
+    o.connection_timeout = Some(upstream.connect_timeout);
+    o.total_connection_timeout = Some(upstream.connect_timeout * 2);
+    o.read_timeout = Some(upstream.read_timeout);
+    o.write_timeout = Some(upstream.write_timeout);
+    o.idle_timeout = Some(POOL_IDLE);
+    o.verify_cert = upstream.tls_verify;
+    o.verify_hostname = upstream.tls_verify;
+    peer
+}
+
+/// The overall deadline of one exchange: connecting plus waiting for the whole answer.
+pub fn deadline(upstream: &Upstream) -> Duration {
+    upstream.connect_timeout * 2 + upstream.read_timeout
+}
+
+/// Why an exchange with the OP failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Could not connect (refused, unreachable, TLS handshake failed).
+    Connect,
+    /// Connect, read, write or the overall deadline ran out.
+    Timeout,
+    /// The connection broke mid-exchange.
+    Reset,
+    /// The OP's answer was not valid HTTP, or larger than [`MAX_ANSWER`].
+    BadResponse,
+}
+
+impl Failure {
+    /// Label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Connect => "connect",
+            Failure::Timeout => "timeout",
+            Failure::Reset => "reset",
+            Failure::BadResponse => "bad_response",
+        }
+    }
+
+    /// Classifies a pingora error.
+    pub fn from_error_type(t: &ErrorType) -> Failure {
+        match t {
+            ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout => Failure::Timeout,
+            ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::TLSHandshakeFailure
+            | ErrorType::TLSWantX509Lookup
+            | ErrorType::InvalidCert
+            | ErrorType::HandshakeError
+            | ErrorType::BindError
+            | ErrorType::SocketError
+            | ErrorType::ConnectProxyFailure => Failure::Connect,
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
+                Failure::Reset
+            }
+            _ => Failure::BadResponse,
+        }
+    }
+}
+
+/// The OP's whole answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers as received.
+    pub headers: http::HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The `Content-Type` header as text.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends one request with a complete body and reads the whole answer, within the deadline.
+///
+/// A pooled connection that the OP closed while idle fails before any answer arrives; such
+/// a failure is retried once on a fresh connection. Nothing else is retried: a CIBA request
+/// is not idempotent (a second one would wake the user's device twice).
+pub async fn exchange(
+    connector: &Connector,
+    peer: &HttpPeer,
+    request: RequestHeader,
+    body: Bytes,
+    deadline: Duration,
+) -> Result<Answer, Failure> {
+    let work = async {
+        match attempt(connector, peer, request.clone(), body.clone()).await {
+            Err((Failure::Reset, true)) => attempt(connector, peer, request, body)
+                .await
+                .map_err(|(f, _)| f),
+            other => other.map_err(|(f, _)| f),
+        }
+    };
+    match tokio::time::timeout(deadline, work).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
+/// One try; the error carries whether the connection came from the pool.
+async fn attempt(
+    connector: &Connector,
+    peer: &HttpPeer,
+    request: RequestHeader,
+    body: Bytes,
+) -> Result<Answer, (Failure, bool)> {
+    let fail =
+        |reused: bool| move |e: Box<pingora::Error>| (Failure::from_error_type(e.etype()), reused);
+    let (mut session, reused) = connector
+        .get_http_session(peer)
+        .await
+        .map_err(fail(false))?;
+    session
+        .write_request_header(Box::new(request))
+        .await
+        .map_err(fail(reused))?;
+    if !body.is_empty() {
+        session
+            .write_request_body(body, true)
+            .await
+            .map_err(fail(reused))?;
+    }
+    session.finish_request_body().await.map_err(fail(reused))?;
+    session.read_response_header().await.map_err(fail(reused))?;
+    let header = session
+        .response_header()
+        .ok_or((Failure::BadResponse, false))?;
+    let status = header.status.as_u16();
+    let headers = header.headers.clone();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = session.read_response_body().await.map_err(fail(false))? {
+        if buf.len() + chunk.len() > MAX_ANSWER {
+            return Err((Failure::BadResponse, false));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    connector
+        .release_http_session(session, peer, Some(POOL_IDLE))
+        .await;
+    Ok(Answer {
+        status,
+        headers,
+        body: buf.freeze(),
+    })
+}
+
+/// Builds a GET for `path` (under the upstream's base path) with the OP's `Host`.
+pub fn get_request(upstream: &Upstream, path: &str) -> Result<RequestHeader, String> {
+    let full_path = format!("{}{}", upstream.base_path, path);
+    let mut req = RequestHeader::build("GET", full_path.as_bytes(), None)
+        .map_err(|e| format!("cannot build request: {e}"))?;
+    req.insert_header("host", upstream.authority())
+        .and_then(|_| req.insert_header("accept", "application/json"))
+        .and_then(|_| {
+            req.insert_header(
+                "user-agent",
+                concat!("ciba-gateway/", env!("CARGO_PKG_VERSION")),
+            )
+        })
+        .map_err(|e| format!("cannot build request: {e}"))?;
+    Ok(req)
+}

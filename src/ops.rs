@@ -1,0 +1,44 @@
+//! The metrics listener: `/metrics`, `/healthz`, `/readyz`.
+
+use crate::metrics;
+use crate::proxy::Shared;
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+/// Serves metrics and health on their own listener, away from client traffic.
+pub struct OpsApp {
+    /// Readiness comes from here.
+    pub shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl ServeHttp for OpsApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        let (status, content_type, body) = match path.as_str() {
+            "/metrics" => (200, "text/plain; version=0.0.4", metrics::render()),
+            "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
+            "/readyz" if self.shared.is_ready() => (200, "text/plain", b"ready\n".to_vec()),
+            "/readyz" => (
+                503,
+                "text/plain",
+                b"not ready: the OP's endpoints are not known yet\n".to_vec(),
+            ),
+            _ => (
+                404,
+                "text/plain",
+                b"not found; try /metrics, /healthz or /readyz\n".to_vec(),
+            ),
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .header("content-length", body.len())
+            .header("cache-control", "no-store")
+            .body(body)
+            .expect("static parts form a valid response")
+    }
+}

@@ -1,0 +1,203 @@
+//! The CIBA pipeline: what happens to a request on a CIBA endpoint before it may reach the
+//! OP, and to the OP's answer before the client sees it.
+//!
+//! Pure functions over bytes and strings; the proxy calls them and does the I/O. Every CIBA
+//! rule plugs in here: request validation and normalization on the way in, the OP's
+//! answer on the way out.
+
+use crate::client_auth::claimed_client;
+use crate::error::{ErrorCode, OAuthError};
+use crate::form::Form;
+use crate::ids::ClientId;
+
+/// The CIBA endpoints the gateway enforces rules on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// The backchannel authentication endpoint (CIBA 7).
+    Backchannel,
+    /// The token endpoint (CIBA 10.1).
+    Token,
+}
+
+impl Endpoint {
+    /// Name used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Backchannel => "backchannel",
+            Endpoint::Token => "token",
+        }
+    }
+
+    /// The HTTP status of `code` at this endpoint.
+    pub fn status_of(self, code: ErrorCode) -> u16 {
+        match self {
+            Endpoint::Backchannel => code.status(),
+            Endpoint::Token => code.token_endpoint_status(),
+        }
+    }
+}
+
+/// A request as the proxy read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    /// Which endpoint.
+    pub endpoint: Endpoint,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<&'a str>,
+    /// The `Authorization` header, if any (never logged).
+    pub authorization: Option<&'a str>,
+    /// The whole body.
+    pub body: &'a [u8],
+}
+
+/// A request the gateway lets through, and the form to forward.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The form as it will be forwarded.
+    pub form: Form,
+    /// The client the request claims to be.
+    pub client: Option<ClientId>,
+}
+
+/// Checks a request on a CIBA endpoint; an error is answered by the gateway itself.
+pub fn check_request(req: Inbound<'_>) -> Result<Accepted, OAuthError> {
+    if !is_form(req.content_type) {
+        return Err(OAuthError::invalid_request(
+            "the request body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let form = Form::parse(req.body)?;
+    let client = claimed_client(&form, req.authorization)?;
+    Ok(Accepted { form, client })
+}
+
+fn is_form(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else { return false };
+    let media = ct.split(';').next().unwrap_or("").trim();
+    media.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+}
+
+/// The OP's answer as the proxy buffered it.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream<'a> {
+    /// Which endpoint.
+    pub endpoint: Endpoint,
+    /// The OP's status.
+    pub status: u16,
+    /// The OP's `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// The OP's body.
+    pub body: &'a [u8],
+}
+
+/// What the client receives instead of, or as, the OP's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// Forward the OP's answer unchanged (the proxy still adds `Cache-Control: no-store`).
+    Unchanged,
+    /// Replace it with a gateway error.
+    Replace(OAuthError),
+}
+
+/// Checks the OP's answer on a CIBA endpoint.
+///
+/// CIBA answers are JSON (7.3, 11, 13); anything else (an HTML error page, a proxy's text
+/// 502) is replaced by a `server_error` with status 502, so clients always parse JSON.
+/// The OP's body is never echoed: it may carry tokens or personal data.
+pub fn check_response(resp: Upstream<'_>) -> Outbound {
+    let json_object = is_json(resp.content_type)
+        && serde_json::from_slice::<serde_json::Value>(resp.body)
+            .map(|v| v.is_object())
+            .unwrap_or(false);
+    if json_object {
+        return Outbound::Unchanged;
+    }
+    Outbound::Replace(OAuthError::new(
+        ErrorCode::ServerError,
+        format!(
+            "the OpenID Provider answered the {} request with status {} and no JSON body",
+            resp.endpoint.as_str(),
+            resp.status
+        ),
+    ))
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else { return false };
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound<'a>(ct: Option<&'a str>, body: &'a [u8]) -> Inbound<'a> {
+        Inbound {
+            endpoint: Endpoint::Backchannel,
+            content_type: ct,
+            authorization: None,
+            body,
+        }
+    }
+
+    #[test]
+    fn accepts_a_form_and_finds_the_client() {
+        let ok = check_request(inbound(
+            Some("application/x-www-form-urlencoded; charset=UTF-8"),
+            b"client_id=c1&scope=openid",
+        ))
+        .unwrap();
+        assert_eq!(ok.client.unwrap().as_str(), "c1");
+        assert_eq!(ok.form.get("scope"), Some("openid"));
+    }
+
+    #[test]
+    fn refuses_other_media_types() {
+        for ct in [
+            None,
+            Some("application/json"),
+            Some("text/plain"),
+            Some("multipart/form-data"),
+        ] {
+            let e = check_request(inbound(ct, b"a=1")).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest);
+        }
+    }
+
+    #[test]
+    fn non_json_answers_become_server_error() {
+        let html = Upstream {
+            endpoint: Endpoint::Token,
+            status: 500,
+            content_type: Some("text/html"),
+            body: b"<html>oops</html>",
+        };
+        match check_response(html) {
+            Outbound::Replace(e) => {
+                assert_eq!(e.code, ErrorCode::ServerError);
+                assert_eq!(e.status, 502);
+                assert!(!e.description.contains("oops"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let json = Upstream {
+            endpoint: Endpoint::Token,
+            status: 400,
+            content_type: Some("application/json; charset=utf-8"),
+            body: br#"{"error":"authorization_pending"}"#,
+        };
+        assert_eq!(check_response(json), Outbound::Unchanged);
+        let lying = Upstream {
+            content_type: Some("application/json"),
+            body: b"not json",
+            ..json
+        };
+        assert!(matches!(check_response(lying), Outbound::Replace(_)));
+    }
+}

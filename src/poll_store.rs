@@ -1,0 +1,657 @@
+//! The shared table of outstanding `auth_req_id`s and their polling state.
+//!
+//! Shaped like mini-redis's `db.rs`: [`PollStore`] is a cheap handle over `Arc<Shared>`, so
+//! every connection task gets its own clone and no one owns the data. The maps are sharded
+//! (`DashMap`) so polls for different ids rarely contend, and every method returns owned
+//! values: callers are async, and a shard guard held across an `.await` would block every
+//! other task hashing to that shard (or deadlock a task that re-enters it).
+//!
+//! Lock order: a `states` shard may be held while a `per_client` shard is taken (in `sweep`),
+//! never the other way round, so the two maps cannot deadlock against each other.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+
+use crate::clock::Clock;
+use crate::ids::{AuthReqId, ClientId};
+use crate::polling::{self, Ack, AckError, PollDecision, PollPolicy, PollState};
+
+/// Bounds on how much polling state the gateway keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Outstanding requests tracked across all clients (default 1,000,000).
+    pub max_tracked: usize,
+    /// Outstanding requests tracked for one client (default 10,000), so one client cannot
+    /// starve the rest.
+    pub max_per_client: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_tracked: 1_000_000,
+            max_per_client: 10_000,
+        }
+    }
+}
+
+/// Which limit refused a new request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullScope {
+    /// `max_tracked` across all clients.
+    Total,
+    /// `max_per_client` for the requesting client.
+    Client,
+}
+
+/// The store cannot take another request now; answer 429/503 with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full {
+    /// A suggested wait before retrying.
+    pub retry_after: Duration,
+    /// Which limit was hit.
+    pub scope: FullScope,
+}
+
+/// A cheap, cloneable handle to the shared polling table.
+#[derive(Clone)]
+pub struct PollStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    states: DashMap<AuthReqId, PollState>,
+    // Per-client counts make the per-client limit O(1); the keys double as the one shared
+    // `Arc<str>` per client that every `PollState` of that client points at.
+    per_client: DashMap<ClientId, usize>,
+    // Kept beside the map because `DashMap::len` locks every shard in turn.
+    tracked: AtomicUsize,
+    policy: PollPolicy,
+    limits: StoreLimits,
+    clock: Arc<dyn Clock>,
+}
+
+impl PollStore {
+    /// An empty store enforcing `policy` within `limits`, reading time from `clock`.
+    pub fn new(policy: PollPolicy, limits: StoreLimits, clock: Arc<dyn Clock>) -> Self {
+        PollStore {
+            shared: Arc::new(Shared {
+                // The default hasher (SipHash, random keys) is kept on purpose: clients choose
+                // the ids they poll with, so a predictable hash would invite collision floods.
+                states: DashMap::new(),
+                per_client: DashMap::new(),
+                tracked: AtomicUsize::new(0),
+                policy,
+                limits,
+                clock,
+            }),
+        }
+    }
+
+    /// The policy this store enforces.
+    pub fn policy(&self) -> &PollPolicy {
+        &self.shared.policy
+    }
+
+    /// The limits this store enforces.
+    pub fn limits(&self) -> &StoreLimits {
+        &self.shared.limits
+    }
+
+    /// Checks, before a backchannel request reaches the OP, that its answer could be tracked.
+    ///
+    /// This is a check, not a reservation: requests admitted concurrently may overshoot a
+    /// limit by the number in flight, which is bounded by the proxy's concurrency. Reserving
+    /// would need a release on every OP failure path, and a leaked reservation is worse than
+    /// a small overshoot.
+    ///
+    /// `retry_after` is `policy.min_interval`: the soonest expiry is not known without an
+    /// ordered index, and entries free up continually as requests end, expire and are swept,
+    /// so a short, fixed back-off is as good an estimate as a cheap one can be.
+    pub fn admit(&self, client: &ClientId) -> Result<(), Full> {
+        let s = &self.shared;
+        let full = |scope| Full {
+            retry_after: s.policy.min_interval,
+            scope,
+        };
+        if s.tracked.load(Ordering::Relaxed) >= s.limits.max_tracked {
+            return Err(full(FullScope::Total));
+        }
+        if self.tracked_for(client) >= s.limits.max_per_client {
+            return Err(full(FullScope::Client));
+        }
+        Ok(())
+    }
+
+    /// Starts tracking `id` after the OP acknowledged it; returns what to tell the client.
+    ///
+    /// Always tracks, even past a limit: the OP has issued the id, and an untracked id would
+    /// escape enforcement. An existing entry for the same id is replaced.
+    pub fn record_ack(
+        &self,
+        id: AuthReqId,
+        client: ClientId,
+        op_interval: Option<u64>,
+        op_expires_in: u64,
+    ) -> Result<Ack, AckError> {
+        let s = &self.shared;
+        let ack = polling::admit_ack(&s.policy, op_interval, op_expires_in)?;
+        let client = self.acquire(client);
+        let state = PollState::new(client, &ack, s.clock.now());
+        // `acquire` released its `per_client` shard before this `states` lock is taken.
+        match s.states.insert(id, state) {
+            Some(old) => self.release(&old.client),
+            None => {
+                s.tracked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(ack)
+    }
+
+    /// Decides a token request for `id` from `client`; `None` when `id` is not tracked.
+    ///
+    /// An unknown id never creates state, so spoofed ids cost nothing to remember; whether to
+    /// forward it or answer `invalid_grant` is the caller's choice.
+    pub fn poll(&self, id: &AuthReqId, client: &ClientId) -> Option<PollDecision> {
+        let s = &self.shared;
+        let now = s.clock.now();
+        let decision = {
+            // The write guard makes read-decide-update one step per id: two simultaneous
+            // polls cannot both see the old `last_poll` and both be forwarded.
+            let mut state = s.states.get_mut(id)?;
+            polling::decide(&mut state, client, now, &s.policy)
+        };
+        if decision == PollDecision::Expired {
+            // Re-checked under the lock: the entry may have been replaced by a fresh ack (or
+            // removed) between the guard above and this removal.
+            if let Some((_, old)) = s.states.remove_if(id, |_, st| now >= st.expires_at) {
+                self.forget(&old);
+            }
+        }
+        Some(decision)
+    }
+
+    /// The OP gave a terminal answer for `id`: keep a tombstone so replays get `invalid_grant`
+    /// until the id would have expired anyway. Returns whether `id` was tracked.
+    pub fn finish(&self, id: &AuthReqId) -> bool {
+        match self.shared.states.get_mut(id) {
+            Some(mut state) => {
+                polling::end(&mut state);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops tracking `id` (the request was cancelled); returns whether it was tracked.
+    pub fn cancel(&self, id: &AuthReqId) -> bool {
+        match self.shared.states.remove(id) {
+            Some((_, old)) => {
+                self.forget(&old);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops every expired entry; returns how many.
+    ///
+    /// `retain` write-locks one shard at a time, so polls on other shards proceed meanwhile.
+    pub fn sweep(&self) -> usize {
+        let s = &self.shared;
+        let now = s.clock.now();
+        let mut removed = 0;
+        s.states.retain(|_, state| {
+            if now >= state.expires_at {
+                // Taking a `per_client` shard inside a `states` shard: the allowed lock order.
+                self.release(&state.client);
+                removed += 1;
+                false
+            } else {
+                true
+            }
+        });
+        s.tracked.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+
+    /// How many ids are tracked, tombstones included.
+    pub fn len(&self) -> usize {
+        self.shared.tracked.load(Ordering::Relaxed)
+    }
+
+    /// Whether nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many ids are tracked for `client`, tombstones included.
+    pub fn tracked_for(&self, client: &ClientId) -> usize {
+        self.shared.per_client.get(client).map_or(0, |n| *n)
+    }
+
+    /// Counts one more request for `client`; returns the client's shared `Arc` so a million
+    /// entries of one client cost one allocation, not a million.
+    fn acquire(&self, client: ClientId) -> ClientId {
+        match self.shared.per_client.entry(client) {
+            Entry::Occupied(mut e) => {
+                *e.get_mut() += 1;
+                e.key().clone()
+            }
+            Entry::Vacant(e) => {
+                let shared = e.key().clone();
+                e.insert(1);
+                shared
+            }
+        }
+    }
+
+    /// Counts one request fewer for `client`, dropping the counter at zero so clients that
+    /// come and go leave nothing behind.
+    fn release(&self, client: &ClientId) {
+        if let Entry::Occupied(mut e) = self.shared.per_client.entry(client.clone()) {
+            let n = e.get_mut();
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                e.remove();
+            }
+        }
+    }
+
+    /// Accounts for one entry removed from `states`.
+    fn forget(&self, old: &PollState) {
+        self.release(&old.client);
+        self.shared.tracked.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for PollStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Ids are redeemable handles: show sizes, never contents.
+        f.debug_struct("PollStore")
+            .field("tracked", &self.len())
+            .field("clients", &self.shared.per_client.len())
+            .field("policy", &self.shared.policy)
+            .field("limits", &self.shared.limits)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use std::collections::HashMap;
+    use std::sync::Barrier;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn store_with(limits: StoreLimits) -> (PollStore, FakeClock) {
+        let clock = FakeClock::new();
+        let store = PollStore::new(PollPolicy::default(), limits, Arc::new(clock.clone()));
+        (store, clock)
+    }
+
+    fn store() -> (PollStore, FakeClock) {
+        store_with(StoreLimits::default())
+    }
+
+    fn id(s: &str) -> AuthReqId {
+        AuthReqId::new(s)
+    }
+
+    fn client(s: &str) -> ClientId {
+        ClientId::new(s)
+    }
+
+    /// The counters agree exactly with the entries, and no zero counter lingers.
+    fn assert_counts_exact(store: &PollStore) {
+        let mut actual: HashMap<ClientId, usize> = HashMap::new();
+        for e in store.shared.states.iter() {
+            *actual.entry(e.value().client.clone()).or_default() += 1;
+        }
+        let counted: HashMap<ClientId, usize> = store
+            .shared
+            .per_client
+            .iter()
+            .map(|e| (e.key().clone(), *e.value()))
+            .collect();
+        assert_eq!(counted, actual);
+        assert_eq!(store.len(), store.shared.states.len());
+    }
+
+    #[test]
+    fn first_poll_forwarded_then_slow_down_then_forwarded_at_new_interval() {
+        let (st, clock) = store();
+        let (a, c) = (id("req-1"), client("c1"));
+        let ack = st.record_ack(a.clone(), c.clone(), Some(5), 120).unwrap();
+        assert_eq!(ack.interval, 5 * S);
+        assert_eq!(ack.expires_in, 120 * S);
+        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        clock.advance(2 * S);
+        assert_eq!(
+            st.poll(&a, &c),
+            Some(PollDecision::SlowDown { interval: 10 * S })
+        );
+        clock.advance(5 * S);
+        assert_eq!(
+            st.poll(&a, &c),
+            Some(PollDecision::SlowDown { interval: 15 * S })
+        );
+        clock.advance(15 * S);
+        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        assert_counts_exact(&st);
+    }
+
+    #[test]
+    fn tolerance_absorbs_jitter() {
+        let (st, clock) = store();
+        let (a, c) = (id("req-1"), client("c1"));
+        st.record_ack(a.clone(), c.clone(), None, 60).unwrap();
+        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        clock.advance(5 * S - Duration::from_millis(200));
+        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+    }
+
+    #[test]
+    fn hammering_stays_throttled() {
+        let (st, clock) = store();
+        let (a, c) = (id("req-1"), client("c1"));
+        st.record_ack(a.clone(), c.clone(), None, 600).unwrap();
+        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        for _ in 0..50 {
+            clock.advance(S);
+            assert!(matches!(
+                st.poll(&a, &c),
+                Some(PollDecision::SlowDown { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn expiry_answers_expired_once_then_unknown() {
+        let (st, clock) = store();
+        let (a, c) = (id("req-1"), client("c1"));
+        st.record_ack(a.clone(), c.clone(), None, 30).unwrap();
+        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        clock.advance(30 * S);
+        assert_eq!(st.poll(&a, &c), Some(PollDecision::Expired));
+        assert_eq!(st.poll(&a, &c), None);
+        assert!(st.is_empty());
+        assert_eq!(st.tracked_for(&c), 0);
+        assert_counts_exact(&st);
+    }
+
+    #[test]
+    fn wrong_client_is_refused_and_owner_unaffected() {
+        let (st, clock) = store();
+        let (a, owner, thief) = (id("req-1"), client("c1"), client("c2"));
+        st.record_ack(a.clone(), owner.clone(), None, 60).unwrap();
+        assert_eq!(st.poll(&a, &owner), Some(PollDecision::Forward));
+        clock.advance(S);
+        let before = st.shared.states.get(&a).unwrap().clone();
+        for _ in 0..10 {
+            assert_eq!(st.poll(&a, &thief), Some(PollDecision::WrongClient));
+        }
+        assert_eq!(*st.shared.states.get(&a).unwrap(), before);
+        clock.advance(4 * S);
+        assert_eq!(st.poll(&a, &owner), Some(PollDecision::Forward));
+        // A thief never learns that the id expired, and does not remove it.
+        clock.advance(60 * S);
+        assert_eq!(st.poll(&a, &thief), Some(PollDecision::WrongClient));
+        assert_eq!(st.len(), 1);
+        assert_eq!(st.tracked_for(&thief), 0);
+        assert_counts_exact(&st);
+    }
+
+    #[test]
+    fn finish_leaves_a_tombstone_until_expiry_then_sweep_drops_it() {
+        let (st, clock) = store();
+        let (a, c) = (id("req-1"), client("c1"));
+        st.record_ack(a.clone(), c.clone(), None, 60).unwrap();
+        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        assert!(st.finish(&a));
+        clock.advance(10 * S);
+        assert_eq!(st.poll(&a, &c), Some(PollDecision::Ended));
+        assert_eq!(st.poll(&a, &c), Some(PollDecision::Ended));
+        assert_eq!(st.tracked_for(&c), 1);
+        assert_eq!(st.sweep(), 0);
+        clock.advance(50 * S);
+        assert_eq!(st.sweep(), 1);
+        assert_eq!(st.poll(&a, &c), None);
+        assert_eq!(st.tracked_for(&c), 0);
+        assert!(!st.finish(&a));
+        assert_counts_exact(&st);
+    }
+
+    #[test]
+    fn cancel_removes() {
+        let (st, _clock) = store();
+        let (a, c) = (id("req-1"), client("c1"));
+        st.record_ack(a.clone(), c.clone(), None, 60).unwrap();
+        assert!(st.cancel(&a));
+        assert!(!st.cancel(&a));
+        assert_eq!(st.poll(&a, &c), None);
+        assert_eq!(st.tracked_for(&c), 0);
+        assert!(st.is_empty());
+        assert_counts_exact(&st);
+    }
+
+    #[test]
+    fn unknown_id_creates_no_state() {
+        let (st, _clock) = store();
+        let c = client("c1");
+        for n in 0..100 {
+            assert_eq!(st.poll(&id(&format!("spoof-{n}")), &c), None);
+            assert!(!st.finish(&id(&format!("spoof-{n}"))));
+        }
+        assert!(st.is_empty());
+        assert!(st.shared.states.is_empty());
+        assert!(st.shared.per_client.is_empty());
+    }
+
+    #[test]
+    fn zero_expires_in_is_rejected_and_tracks_nothing() {
+        let (st, _clock) = store();
+        let c = client("c1");
+        assert_eq!(
+            st.record_ack(id("req-1"), c.clone(), Some(5), 0),
+            Err(AckError::NoExpiry)
+        );
+        assert!(st.is_empty());
+        assert_eq!(st.tracked_for(&c), 0);
+        assert!(st.shared.per_client.is_empty());
+    }
+
+    #[test]
+    fn record_ack_clamps_like_admit_ack() {
+        let (st, _clock) = store();
+        let ack = st
+            .record_ack(id("req-1"), client("c1"), Some(1), 86_400)
+            .unwrap();
+        assert_eq!(ack.interval, 5 * S);
+        assert_eq!(ack.expires_in, 600 * S);
+    }
+
+    #[test]
+    fn replacing_an_id_keeps_counts_right() {
+        let (st, clock) = store();
+        let (a, c1, c2) = (id("req-1"), client("c1"), client("c2"));
+        st.record_ack(a.clone(), c1.clone(), None, 60).unwrap();
+        st.record_ack(a.clone(), c1.clone(), None, 60).unwrap();
+        assert_eq!((st.len(), st.tracked_for(&c1)), (1, 1));
+        st.record_ack(a.clone(), c2.clone(), None, 60).unwrap();
+        assert_eq!(st.len(), 1);
+        assert_eq!((st.tracked_for(&c1), st.tracked_for(&c2)), (0, 1));
+        assert_counts_exact(&st);
+        // The replacement starts afresh: its first poll is forwarded.
+        assert_eq!(st.poll(&a, &c2), Some(PollDecision::Forward));
+        clock.advance(S);
+        assert_eq!(st.poll(&a, &c1), Some(PollDecision::WrongClient));
+    }
+
+    #[test]
+    fn entries_share_one_arc_per_client() {
+        let (st, _clock) = store();
+        for n in 0..3 {
+            st.record_ack(id(&format!("req-{n}")), client("c1"), None, 60)
+                .unwrap();
+        }
+        let a = st.shared.states.get(&id("req-0")).unwrap().client.clone();
+        let b = st.shared.states.get(&id("req-2")).unwrap().client.clone();
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+    }
+
+    #[test]
+    fn admit_limits_total_and_per_client_and_frees_up() {
+        let limits = StoreLimits {
+            max_tracked: 4,
+            max_per_client: 2,
+        };
+        let (st, clock) = store_with(limits);
+        let (c1, c2, c3) = (client("c1"), client("c2"), client("c3"));
+        let retry = PollPolicy::default().min_interval;
+
+        // Per-client limit, freed by cancel.
+        assert_eq!(st.admit(&c1), Ok(()));
+        st.record_ack(id("a1"), c1.clone(), None, 30).unwrap();
+        st.record_ack(id("a2"), c1.clone(), None, 60).unwrap();
+        assert_eq!(
+            st.admit(&c1),
+            Err(Full {
+                retry_after: retry,
+                scope: FullScope::Client
+            })
+        );
+        assert!(st.cancel(&id("a2")));
+        assert_eq!(st.admit(&c1), Ok(()));
+        st.record_ack(id("a2"), c1.clone(), None, 60).unwrap();
+
+        // Total limit, hit by another client.
+        st.record_ack(id("b1"), c2.clone(), None, 60).unwrap();
+        st.record_ack(id("b2"), c2.clone(), None, 60).unwrap();
+        assert_eq!(
+            st.admit(&c3),
+            Err(Full {
+                retry_after: retry,
+                scope: FullScope::Total
+            })
+        );
+        assert_counts_exact(&st);
+
+        // Freed by expiry seen in a poll.
+        clock.advance(30 * S);
+        assert_eq!(st.poll(&id("a1"), &c1), Some(PollDecision::Expired));
+        assert_eq!(st.admit(&c3), Ok(()));
+        st.record_ack(id("c1"), c3.clone(), None, 60).unwrap();
+        assert!(st.admit(&c3).is_err());
+
+        // Freed by sweep.
+        clock.advance(30 * S);
+        assert_eq!(st.sweep(), 3);
+        assert_eq!((st.len(), st.tracked_for(&c3)), (1, 1));
+        assert_eq!(st.admit(&c1), Ok(()));
+        assert_counts_exact(&st);
+        clock.advance(30 * S);
+        assert_eq!(st.sweep(), 1);
+        assert!(st.is_empty());
+        assert!(st.shared.per_client.is_empty());
+        assert_eq!(st.admit(&c3), Ok(()));
+    }
+
+    #[test]
+    fn sweep_keeps_live_entries_and_counts_right() {
+        let (st, clock) = store();
+        let (c1, c2) = (client("c1"), client("c2"));
+        for n in 0..10 {
+            let c = if n % 2 == 0 { &c1 } else { &c2 };
+            st.record_ack(id(&format!("short-{n}")), c.clone(), None, 10)
+                .unwrap();
+            st.record_ack(id(&format!("long-{n}")), c.clone(), None, 100)
+                .unwrap();
+        }
+        assert_eq!(st.len(), 20);
+        clock.advance(10 * S);
+        assert_eq!(st.sweep(), 10);
+        assert_eq!((st.tracked_for(&c1), st.tracked_for(&c2)), (5, 5));
+        assert_eq!(st.poll(&id("long-0"), &c1), Some(PollDecision::Forward));
+        assert_eq!(st.poll(&id("short-0"), &c1), None);
+        assert_counts_exact(&st);
+    }
+
+    #[test]
+    fn simultaneous_polls_forward_exactly_once() {
+        const THREADS: usize = 8;
+        for round in 0..50 {
+            let (st, _clock) = store();
+            let (a, c) = (id(&format!("req-{round}")), client("c1"));
+            st.record_ack(a.clone(), c.clone(), None, 60).unwrap();
+            let barrier = Barrier::new(THREADS);
+            let decisions: Vec<PollDecision> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..THREADS)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            st.poll(&a, &c).unwrap()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let forwarded = decisions
+                .iter()
+                .filter(|d| **d == PollDecision::Forward)
+                .count();
+            assert_eq!(forwarded, 1, "round {round}: {decisions:?}");
+            assert_eq!(decisions.len(), THREADS);
+        }
+    }
+
+    #[test]
+    fn concurrent_churn_keeps_counters_exact() {
+        let (st, clock) = store();
+        let clients: Vec<ClientId> = (0..4).map(|n| client(&format!("c{n}"))).collect();
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let (st, clients) = (st.clone(), &clients);
+                scope.spawn(move || {
+                    for n in 0..500 {
+                        let c = &clients[(t + n) % clients.len()];
+                        let a = id(&format!("id-{}", n % 97));
+                        match n % 5 {
+                            0 | 1 => {
+                                st.record_ack(a, c.clone(), None, 1 + (n % 3) as u64)
+                                    .unwrap();
+                            }
+                            2 => {
+                                st.poll(&a, c);
+                            }
+                            3 => {
+                                st.cancel(&a);
+                            }
+                            _ => {
+                                st.finish(&a);
+                                st.sweep();
+                            }
+                        }
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for _ in 0..20 {
+                    clock.advance(Duration::from_millis(250));
+                    std::thread::yield_now();
+                }
+            });
+        });
+        assert_counts_exact(&st);
+        clock.advance(10 * S);
+        st.sweep();
+        assert!(st.is_empty());
+        assert!(st.shared.per_client.is_empty());
+    }
+}

@@ -1,0 +1,686 @@
+//! The pingora glue: the only `ProxyHttp` implementation.
+//!
+//! Thin on purpose: it reads what the pure modules need, calls them, and writes what they
+//! decide. Requests on the CIBA endpoints and the discovery document are answered by the
+//! gateway (after its own exchange with the OP, see `op_client`); every other path is
+//! proxied by pingora untouched.
+
+use crate::config::Config;
+use crate::discovery::{self, Endpoints};
+use crate::error::{ErrorCode, OAuthError};
+use crate::ids::ClientId;
+use crate::metrics;
+use crate::op_client::{self, Answer, Failure};
+use crate::pipeline::{self, Endpoint, Outbound};
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+/// The well-known discovery path (OpenID Connect Discovery 1.0, section 4).
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+
+/// Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus the ones the
+/// gateway sets itself.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "content-length",
+    "host",
+    "accept-encoding",
+    "content-encoding",
+];
+
+/// State shared by every request: what start-up learned about the OP.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Set once, when the CIBA endpoints are known (configured or discovered).
+    pub endpoints: OnceLock<Endpoints>,
+}
+
+impl Shared {
+    /// Records the endpoints; the first value wins.
+    pub fn set_endpoints(&self, e: Endpoints) {
+        if self.endpoints.set(e).is_ok() {
+            metrics::READY.set(1);
+        }
+    }
+
+    /// Whether the gateway can route CIBA requests yet.
+    pub fn is_ready(&self) -> bool {
+        self.endpoints.get().is_some()
+    }
+}
+
+/// The gateway service.
+pub struct Gateway {
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    peer: HttpPeer,
+    connector: Connector,
+    next_id: AtomicU64,
+}
+
+impl Gateway {
+    /// Builds the service from a validated configuration.
+    pub fn new(cfg: Arc<Config>, shared: Arc<Shared>) -> Self {
+        let peer = op_client::peer(&cfg.upstream);
+        Gateway {
+            cfg,
+            shared,
+            peer,
+            connector: Connector::new(None),
+            next_id: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Route {
+    /// Any path the gateway does not own: proxied untouched.
+    #[default]
+    PassThrough,
+    /// A CIBA endpoint.
+    Ciba(Endpoint),
+    /// The discovery document, served rewritten.
+    Discovery,
+}
+
+impl Route {
+    /// Label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::PassThrough => "other",
+            Route::Ciba(e) => e.as_str(),
+            Route::Discovery => "discovery",
+        }
+    }
+}
+
+/// Per-request state.
+#[derive(Debug, Default)]
+pub struct RequestCtx {
+    route: Route,
+    started: Option<Instant>,
+    request_id: String,
+    client: Option<ClientId>,
+    /// The error code when the gateway answered with an error of its own.
+    local_error: Option<ErrorCode>,
+    upstream_seconds: Option<f64>,
+    upstream_failure: Option<Failure>,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    /// Runs first for every request; returns `Ok(true)` when the gateway answered itself.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.started = Some(Instant::now());
+        ctx.request_id = request_id(session.req_header(), &self.next_id);
+
+        if let Some(e) = framing_error(session.req_header()) {
+            return answer_error(session, ctx, e).await;
+        }
+        let Some(endpoints) = self.shared.endpoints.get() else {
+            // Until the CIBA paths are known the gateway cannot tell a poll from any other
+            // request; letting it through would skip every rule. So nothing passes.
+            let e = OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the gateway has not yet learned the OpenID Provider's endpoints",
+            )
+            .with_retry_after(self.cfg.upstream.discovery_retry.as_secs().max(1));
+            return answer_error(session, ctx, e).await;
+        };
+        ctx.route = route(
+            session.req_header(),
+            endpoints,
+            &self.cfg.upstream.base_path,
+        );
+        match ctx.route {
+            Route::PassThrough => Ok(false),
+            Route::Discovery => self.serve_discovery(session, ctx, endpoints).await,
+            Route::Ciba(endpoint) => self.serve_ciba(session, ctx, endpoint).await,
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        ctx.upstream_seconds = None;
+        Ok(Box::new(self.peer.clone()))
+    }
+
+    /// Runs just before a proxied request goes upstream.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_request.insert_header("host", self.cfg.upstream.authority())?;
+        append_forwarded_for(session, upstream_request)?;
+        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    /// Runs when a proxied answer's header arrives.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(start) = ctx.started {
+            ctx.upstream_seconds = Some(start.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// Runs when a proxied request fails; writes an OAuth JSON error instead of pingora's page.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let oauth = match e.esource() {
+            pingora::ErrorSource::Upstream => {
+                let failure = Failure::from_error_type(e.etype());
+                ctx.upstream_failure = Some(failure);
+                metrics::UPSTREAM_FAILURES
+                    .with_label_values(&[failure.as_str()])
+                    .inc();
+                Some(failure_error(failure))
+            }
+            pingora::ErrorSource::Downstream => match e.etype() {
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
+                _ => Some(OAuthError::invalid_request("the request could not be read")),
+            },
+            _ => Some(
+                OAuthError::new(
+                    ErrorCode::ServerError,
+                    "the gateway failed to proxy the request",
+                )
+                .with_status(500),
+            ),
+        };
+        let code = match oauth {
+            Some(err) if session.response_written().is_none() => {
+                let status = err.status;
+                ctx.local_error = Some(err.code);
+                if write_json(session, &err_response(&err), err.to_json().into())
+                    .await
+                    .is_err()
+                {
+                    0
+                } else {
+                    status
+                }
+            }
+            _ => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Runs once per request, answered locally or proxied: metrics and the access log.
+    async fn logging(
+        &self,
+        session: &mut Session,
+        _e: Option<&pingora::Error>,
+        ctx: &mut RequestCtx,
+    ) {
+        let status = session
+            .response_written()
+            .map(|h| h.status.as_u16())
+            .unwrap_or(0);
+        let endpoint = ctx.route.as_str();
+        metrics::REQUESTS
+            .with_label_values(&[endpoint, status_label(status)])
+            .inc();
+        if let Some(code) = ctx.local_error {
+            metrics::LOCAL_ANSWERS
+                .with_label_values(&[endpoint, code.as_str()])
+                .inc();
+        }
+        if let Some(s) = ctx.upstream_seconds {
+            metrics::UPSTREAM_SECONDS
+                .with_label_values(&[endpoint])
+                .observe(s);
+        }
+        let elapsed_ms = ctx
+            .started
+            .map(|s| s.elapsed().as_secs_f64() * 1000.0)
+            .unwrap_or(0.0);
+        tracing::info!(
+            target: "access",
+            request_id = %ctx.request_id,
+            method = %session.req_header().method,
+            path = %session.req_header().uri.path(),
+            endpoint,
+            client_id = ctx.client.as_ref().map(ClientId::as_str).unwrap_or("-"),
+            status,
+            outcome = outcome(ctx),
+            upstream_ms = ctx.upstream_seconds.map(|s| s * 1000.0).unwrap_or(-1.0),
+            duration_ms = elapsed_ms,
+        );
+    }
+
+    /// What pingora's own error log prints about a request: method and path only, because
+    /// a query string may carry a hint or a token.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        format!("{} {} id={}", req.method, req.uri.path(), ctx.request_id)
+    }
+}
+
+impl Gateway {
+    async fn serve_ciba(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        endpoint: Endpoint,
+    ) -> Result<bool> {
+        if session.req_header().method != http::Method::POST {
+            let e = OAuthError::invalid_request("this endpoint accepts POST only").with_status(405);
+            return answer_error(session, ctx, e).await;
+        }
+        let body = match read_body(session, self.cfg.max_body_bytes).await {
+            Ok(b) => b,
+            Err(e) => return answer_error(session, ctx, e).await,
+        };
+        let req = session.req_header();
+        let inbound = pipeline::Inbound {
+            endpoint,
+            content_type: header_str(req, "content-type"),
+            authorization: header_str(req, "authorization"),
+            body: &body,
+        };
+        let accepted = match pipeline::check_request(inbound) {
+            Ok(a) => a,
+            Err(mut e) => {
+                e.status =
+                    endpoint
+                        .status_of(e.code)
+                        .max(if e.status == 400 { 400 } else { e.status });
+                return answer_error(session, ctx, e).await;
+            }
+        };
+        ctx.client = accepted.client.clone();
+        let forward = Bytes::from(accepted.form.encode());
+        let request = self.upstream_request(session, ctx, forward.len())?;
+        let answer = match self.exchange(ctx, request, forward).await {
+            Ok(a) => a,
+            Err(f) => return answer_error(session, ctx, failure_error(f)).await,
+        };
+        let outbound = pipeline::check_response(pipeline::Upstream {
+            endpoint,
+            status: answer.status,
+            content_type: answer.content_type(),
+            body: &answer.body,
+        });
+        match outbound {
+            Outbound::Replace(e) => {
+                metrics::UPSTREAM_FAILURES
+                    .with_label_values(&["bad_response"])
+                    .inc();
+                answer_error(session, ctx, e).await
+            }
+            Outbound::Unchanged => {
+                if let Some(code) = error_code_of(&answer) {
+                    // The OP's own error: counted as the OP's, not as a local answer.
+                    let _ = code;
+                }
+                let mut h = relay_header(&answer)?;
+                h.insert_header("cache-control", "no-store")?;
+                h.insert_header("pragma", "no-cache")?;
+                write_json(session, &h, answer.body).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn serve_discovery(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        endpoints: &Endpoints,
+    ) -> Result<bool> {
+        let public_base = match &self.cfg.public_url {
+            Some(u) => u.clone(),
+            None => derived_base(session.req_header()),
+        };
+        let request = self.upstream_request(session, ctx, 0)?;
+        let answer = match self.exchange(ctx, request, Bytes::new()).await {
+            Ok(a) => a,
+            Err(f) => return answer_error(session, ctx, failure_error(f)).await,
+        };
+        if answer.status != 200 {
+            let e = OAuthError::new(
+                ErrorCode::ServerError,
+                format!(
+                    "the OpenID Provider answered the discovery request with status {}",
+                    answer.status
+                ),
+            );
+            return answer_error(session, ctx, e).await;
+        }
+        let body = match discovery::rewrite(&answer.body, &public_base, endpoints) {
+            Ok(b) => b,
+            Err(why) => {
+                metrics::UPSTREAM_FAILURES
+                    .with_label_values(&["bad_response"])
+                    .inc();
+                return answer_error(session, ctx, OAuthError::new(ErrorCode::ServerError, why))
+                    .await;
+            }
+        };
+        let mut h = relay_header(&answer)?;
+        // The document differs per public URL, so a shared cache must not mix them.
+        h.insert_header("vary", "host")?;
+        write_json(session, &h, body.into()).await?;
+        Ok(true)
+    }
+
+    /// The request the gateway sends to the OP: the client's headers minus hop-by-hop ones,
+    /// the OP's `Host`, and the body's length.
+    fn upstream_request(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        body_len: usize,
+    ) -> Result<RequestHeader> {
+        let src = session.req_header();
+        let path = src.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let mut req = RequestHeader::build(
+            src.method.clone(),
+            path.as_bytes(),
+            Some(src.headers.len() + 4),
+        )?;
+        for (name, value) in src.headers.iter() {
+            if !HOP_BY_HOP.contains(&name.as_str()) {
+                req.append_header(name.clone(), value.clone())?;
+            }
+        }
+        req.insert_header("host", self.cfg.upstream.authority())?;
+        if body_len > 0 || src.method == http::Method::POST {
+            req.insert_header("content-length", body_len.to_string())?;
+        }
+        req.insert_header("x-request-id", ctx.request_id.as_str())?;
+        append_forwarded_for(session, &mut req)?;
+        Ok(req)
+    }
+
+    async fn exchange(
+        &self,
+        ctx: &mut RequestCtx,
+        request: RequestHeader,
+        body: Bytes,
+    ) -> Result<Answer, Failure> {
+        let start = Instant::now();
+        let result = op_client::exchange(
+            &self.connector,
+            &self.peer,
+            request,
+            body,
+            op_client::deadline(&self.cfg.upstream),
+        )
+        .await;
+        ctx.upstream_seconds = Some(start.elapsed().as_secs_f64());
+        if let Err(f) = result {
+            ctx.upstream_failure = Some(f);
+            metrics::UPSTREAM_FAILURES
+                .with_label_values(&[f.as_str()])
+                .inc();
+        }
+        result
+    }
+}
+
+/// Decides the route from method-independent facts: the path.
+pub fn route(req: &RequestHeader, endpoints: &Endpoints, base_path: &str) -> Route {
+    let path = req.uri.path();
+    if path == endpoints.backchannel {
+        Route::Ciba(Endpoint::Backchannel)
+    } else if path == endpoints.token {
+        Route::Ciba(Endpoint::Token)
+    } else if path.strip_prefix(base_path) == Some(DISCOVERY_PATH)
+        && matches!(req.method, http::Method::GET | http::Method::HEAD)
+    {
+        Route::Discovery
+    } else {
+        Route::PassThrough
+    }
+}
+
+/// A request with both `Content-Length` and `Transfer-Encoding` is a smuggling vector
+/// (RFC 9112 6.1); nginx refuses it and so does the gateway.
+fn framing_error(req: &RequestHeader) -> Option<OAuthError> {
+    let has_cl = req.headers.contains_key(http::header::CONTENT_LENGTH);
+    let has_te = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    (has_cl && has_te).then(|| {
+        OAuthError::invalid_request("the request has both Content-Length and Transfer-Encoding")
+    })
+}
+
+/// Reads the whole body, refusing more than `limit` bytes without buffering them.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, OAuthError> {
+    let too_large = || {
+        OAuthError::invalid_request(format!("the request body exceeds {limit} bytes"))
+            .with_status(413)
+    };
+    let declared =
+        header_str(session.req_header(), "content-length").and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(_) => {
+                return Err(OAuthError::invalid_request(
+                    "the request body could not be read",
+                ))
+            }
+        }
+    }
+}
+
+/// Answers with an OAuth error and records it for the access log.
+async fn answer_error(session: &mut Session, ctx: &mut RequestCtx, e: OAuthError) -> Result<bool> {
+    ctx.local_error = Some(e.code);
+    if e.status == 413 || e.status == 400 && ctx.route == Route::PassThrough {
+        // The body may be unread; the connection cannot be reused safely.
+        session.set_keepalive(None);
+    }
+    write_json(session, &err_response(&e), e.to_json().into()).await?;
+    Ok(true)
+}
+
+fn err_response(e: &OAuthError) -> ResponseHeader {
+    let mut h = ResponseHeader::build(e.status, Some(4)).expect("a valid status code");
+    h.insert_header("cache-control", "no-store")
+        .expect("static header");
+    h.insert_header("pragma", "no-cache")
+        .expect("static header");
+    if let Some(s) = e.retry_after {
+        h.insert_header("retry-after", s.to_string())
+            .expect("digits are a valid header");
+    }
+    h
+}
+
+/// Writes a complete JSON answer with its length.
+async fn write_json(session: &mut Session, header: &ResponseHeader, body: Bytes) -> Result<()> {
+    let mut h = header.clone();
+    h.insert_header("content-type", "application/json")?;
+    h.set_content_length(body.len())?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(h), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// The OP's status and end-to-end headers, for relaying its answer.
+fn relay_header(answer: &Answer) -> Result<ResponseHeader> {
+    let mut h = ResponseHeader::build(answer.status, Some(answer.headers.len()))?;
+    for (name, value) in answer.headers.iter() {
+        if !HOP_BY_HOP.contains(&name.as_str()) && name != http::header::CONTENT_TYPE {
+            h.append_header(name.clone(), value.clone())?;
+        }
+    }
+    Ok(h)
+}
+
+fn error_code_of(answer: &Answer) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
+    v.get("error")?.as_str().map(str::to_string)
+}
+
+/// The error a client sees when the OP could not be reached or answered badly.
+pub fn failure_error(f: Failure) -> OAuthError {
+    match f {
+        Failure::Connect => OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the OpenID Provider cannot be reached",
+        )
+        .with_retry_after(5),
+        Failure::Timeout => OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the OpenID Provider did not answer in time",
+        )
+        .with_status(504),
+        Failure::Reset => OAuthError::new(
+            ErrorCode::ServerError,
+            "the connection to the OpenID Provider broke",
+        ),
+        Failure::BadResponse => OAuthError::new(
+            ErrorCode::ServerError,
+            "the OpenID Provider sent an invalid answer",
+        ),
+    }
+}
+
+fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The public base URL when none is configured: the request's own `Host`, over http.
+fn derived_base(req: &RequestHeader) -> String {
+    let host = header_str(req, "host")
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn append_forwarded_for(session: &Session, req: &mut RequestHeader) -> Result<()> {
+    let Some(addr) = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string())
+    else {
+        return Ok(());
+    };
+    let value = match header_str(session.req_header(), "x-forwarded-for") {
+        Some(prev) => format!("{prev}, {addr}"),
+        None => addr,
+    };
+    req.insert_header("x-forwarded-for", value)?;
+    Ok(())
+}
+
+/// Takes a client's `X-Request-Id` when it is short and plain, else makes one.
+fn request_id(req: &RequestHeader, counter: &AtomicU64) -> String {
+    if let Some(id) = header_str(req, "x-request-id") {
+        if !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return id.to_string();
+        }
+    }
+    format!(
+        "{:x}-{:x}",
+        std::process::id(),
+        counter.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn outcome(ctx: &RequestCtx) -> &'static str {
+    if let Some(f) = ctx.upstream_failure {
+        return f.as_str();
+    }
+    match ctx.local_error {
+        Some(code) => code.as_str(),
+        None => "upstream",
+    }
+}
+
+/// Status codes as static labels, so the label set stays closed.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        0 => "0",
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        301 => "301",
+        302 => "302",
+        303 => "303",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

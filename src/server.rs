@@ -1,0 +1,131 @@
+//! Assembles the pingora server: the proxy, the metrics listener, endpoint discovery.
+
+use crate::config::Config;
+use crate::discovery;
+use crate::op_client;
+use crate::ops::OpsApp;
+use crate::proxy::{Gateway, Shared, DISCOVERY_PATH};
+use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
+use pingora::connectors::http::Connector;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::sync::Arc;
+
+/// Builds a ready-to-run server for `cfg`; `shared` exposes readiness to the caller.
+pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
+    let cfg = Arc::new(cfg);
+    let conf = ServerConf {
+        threads: cfg.threads,
+        grace_period_seconds: Some(cfg.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let shared = Arc::new(Shared::default());
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(cfg.clone(), shared.clone()),
+        "ciba-gateway",
+    );
+    proxy.add_tcp(&cfg.listen.to_string());
+
+    let mut ops = Service::new(
+        "metrics".to_string(),
+        HttpServer::new_app(OpsApp {
+            shared: shared.clone(),
+        }),
+    );
+    ops.add_tcp(&cfg.metrics_listen.to_string());
+
+    let discovery = background_service(
+        "discovery",
+        Discovery {
+            cfg: cfg.clone(),
+            shared: shared.clone(),
+        },
+    );
+
+    server.add_service(proxy);
+    server.add_service(ops);
+    server.add_service(discovery);
+    (server, shared)
+}
+
+/// Learns the CIBA endpoints, retrying until the OP answers.
+///
+/// The gateway starts even when the OP is down, rather than exiting: an orchestrator
+/// restarting both would otherwise loop. Until the endpoints are known `/readyz` says 503
+/// and every proxied request gets a 503 JSON error.
+struct Discovery {
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for Discovery {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let up = &self.cfg.upstream;
+        if let (Some(b), Some(t)) = (&up.backchannel_path, &up.token_path) {
+            tracing::info!(backchannel = %b, token = %t, "CIBA endpoints configured");
+            self.shared.set_endpoints(discovery::Endpoints {
+                backchannel: b.clone(),
+                token: t.clone(),
+            });
+            return;
+        }
+        let connector = Connector::new(None);
+        let peer = op_client::peer(up);
+        loop {
+            match self.attempt(&connector, &peer).await {
+                Ok(e) => {
+                    tracing::info!(backchannel = %e.backchannel, token = %e.token, "CIBA endpoints discovered");
+                    self.shared.set_endpoints(e);
+                    return;
+                }
+                Err(why) => tracing::warn!(
+                    "discovery from {}{} failed: {why}; retrying in {}s (set upstream.backchannel_path and upstream.token_path to skip discovery)",
+                    up.base_url(),
+                    DISCOVERY_PATH,
+                    up.discovery_retry.as_secs()
+                ),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(up.discovery_retry) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+impl Discovery {
+    async fn attempt(
+        &self,
+        connector: &Connector,
+        peer: &pingora::upstreams::peer::HttpPeer,
+    ) -> Result<discovery::Endpoints, String> {
+        let up = &self.cfg.upstream;
+        let req = op_client::get_request(up, DISCOVERY_PATH)?;
+        let answer = op_client::exchange(
+            connector,
+            peer,
+            req,
+            bytes::Bytes::new(),
+            op_client::deadline(up),
+        )
+        .await
+        .map_err(|f| format!("upstream failure ({})", f.as_str()))?;
+        if answer.status != 200 {
+            return Err(format!("status {}", answer.status));
+        }
+        discovery::endpoints_from(
+            &answer.body,
+            up.backchannel_path.as_deref(),
+            up.token_path.as_deref(),
+        )
+    }
+}

@@ -1,0 +1,417 @@
+#!/usr/bin/env node
+// Test OpenID Provider (CIBA, poll mode) for the gateway's integration tests.
+//
+//   node tests/op/server.mjs [--port N] [--backchannel-path /path] [--token-path /path]
+//                            [--ignore-stdin]
+//
+// Listens on 127.0.0.1 only. When ready it prints exactly one line to stdout:
+//   READY <port>
+// Nothing else is ever written to stdout (all logging goes to stderr).
+// Exits when stdin closes (unless --ignore-stdin), and on SIGTERM / SIGINT.
+// See README.md for the admin API and the registered clients.
+
+import * as http from 'node:http';
+import * as crypto from 'node:crypto';
+
+// oidc-provider prints some notices with console.info (i.e. to stdout). Keep
+// stdout reserved for the READY line: route every console method to stderr
+// *before* the provider module is loaded (hence the dynamic import below).
+for (const m of ['log', 'info', 'debug']) {
+  // eslint-disable-next-line no-console
+  console[m] = (...args) => console.error(...args);
+}
+
+const { default: Provider, errors } = await import('oidc-provider');
+
+// ---------------------------------------------------------------- CLI
+function usage(msg) {
+  if (msg) process.stderr.write(`server.mjs: ${msg}\n`);
+  process.stderr.write('usage: node server.mjs [--port N] [--backchannel-path /path] [--token-path /path] [--ignore-stdin]\n');
+  process.exit(2);
+}
+
+const opts = {
+  port: 0, backchannelPath: '/backchannel', tokenPath: '/token', ignoreStdin: false,
+};
+{
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i += 1) {
+    let arg = argv[i];
+    let value;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq !== -1) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const take = () => {
+      if (value !== undefined) return value;
+      i += 1;
+      if (i >= argv.length) usage(`missing value for ${arg}`);
+      return argv[i];
+    };
+    switch (arg) {
+      case '--port': {
+        const v = take();
+        if (!/^\d+$/.test(v) || +v > 65535) usage(`invalid port: ${v}`);
+        opts.port = +v;
+        break;
+      }
+      case '--backchannel-path': opts.backchannelPath = take(); break;
+      case '--token-path': opts.tokenPath = take(); break;
+      case '--ignore-stdin': opts.ignoreStdin = true; break;
+      case '-h': case '--help': usage(); break;
+      default: usage(`unknown argument: ${arg}`);
+    }
+  }
+  for (const [name, p] of [['--backchannel-path', opts.backchannelPath], ['--token-path', opts.tokenPath]]) {
+    if (!p.startsWith('/') || p.startsWith('/admin') || /[?#\s]/.test(p)) usage(`invalid ${name}: ${p}`);
+  }
+  if (opts.backchannelPath === opts.tokenPath) usage('backchannel and token paths must differ');
+}
+
+// ---------------------------------------------------------------- lifecycle
+function shutdown(code = 0) {
+  process.exit(code);
+}
+process.on('SIGTERM', () => shutdown(0));
+process.on('SIGINT', () => shutdown(0));
+process.on('SIGHUP', () => shutdown(0));
+if (!opts.ignoreStdin) {
+  process.stdin.on('end', () => shutdown(0));
+  process.stdin.on('close', () => shutdown(0));
+  process.stdin.on('error', () => shutdown(0));
+  process.stdin.resume(); // discard anything written to us, watch for EOF
+}
+
+// ---------------------------------------------------------------- state
+const state = {
+  total: 0,
+  byPath: new Map(),
+  lastBackchannel: null,
+  triggered: [], // requests passed to triggerAuthenticationDevice
+};
+
+function resetState() {
+  state.total = 0;
+  state.byPath.clear();
+  state.lastBackchannel = null;
+  state.triggered = [];
+}
+
+function statsJson() {
+  const byPath = Object.fromEntries(state.byPath);
+  return {
+    backchannel: state.byPath.get(opts.backchannelPath) ?? 0,
+    token: state.byPath.get(opts.tokenPath) ?? 0,
+    total: state.total,
+    by_path: byPath,
+  };
+}
+
+// ---------------------------------------------------------------- helpers
+function sendJson(res, status, body) {
+  const data = Buffer.from(JSON.stringify(body));
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': data.length,
+    'cache-control': 'no-store',
+  });
+  res.end(data);
+}
+
+async function readAll(req) {
+  const chunks = [];
+  for await (const chunk of req.iterator({ destroyOnReturn: false })) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+// Parse an x-www-form-urlencoded / JSON body into {name: value}; repeated form
+// names become arrays.
+function parseParams(contentType, raw) {
+  const ct = (contentType || '').split(';')[0].trim().toLowerCase();
+  const tryJson = () => {
+    try {
+      const v = JSON.parse(raw);
+      return v && typeof v === 'object' && !Array.isArray(v) ? v : {};
+    } catch {
+      return null;
+    }
+  };
+  const form = () => {
+    const out = {};
+    for (const [k, v] of new URLSearchParams(raw)) {
+      if (Object.hasOwn(out, k)) {
+        out[k] = Array.isArray(out[k]) ? [...out[k], v] : [out[k], v];
+      } else {
+        out[k] = v;
+      }
+    }
+    return out;
+  };
+  if (ct === 'application/json' || ct.endsWith('+json')) return tryJson() ?? {};
+  if (ct === 'application/x-www-form-urlencoded') return form();
+  if (!ct) return tryJson() ?? form();
+  return {};
+}
+
+// A fresh IncomingMessage that replays an already-read body, so that
+// oidc-provider's own body parser reads it normally (no "already parsed body"
+// fallback, same 56 KiB limit and content-length checks as usual).
+function replayRequest(orig, raw) {
+  const replay = new http.IncomingMessage(orig.socket);
+  replay._read = () => {};
+  replay.method = orig.method;
+  replay.url = orig.url;
+  replay.httpVersion = orig.httpVersion;
+  replay.httpVersionMajor = orig.httpVersionMajor;
+  replay.httpVersionMinor = orig.httpVersionMinor;
+  replay.rawHeaders = orig.rawHeaders;
+  replay.headers = orig.headers;
+  replay.rawTrailers = orig.rawTrailers;
+  replay.trailers = orig.trailers;
+  replay.complete = true;
+  if (raw.length) replay.push(raw);
+  replay.push(null);
+  return replay;
+}
+
+// ---------------------------------------------------------------- login_hint_token
+function b64ToString(s) {
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(s)) return null;
+  const norm = s.replace(/=+$/, '').replace(/-/g, '+').replace(/_/g, '/');
+  if (norm.length % 4 === 1) return null;
+  return Buffer.from(norm, 'base64').toString('utf8');
+}
+
+function jsonObject(text) {
+  if (typeof text !== 'string') return null;
+  try {
+    const v = JSON.parse(text);
+    return v && typeof v === 'object' && !Array.isArray(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+export function decodeLoginHintToken(token) {
+  const t = String(token).trim();
+  if (t.startsWith('{')) return jsonObject(t); // (a) raw JSON
+  const parts = t.split('.');
+  if (parts.length === 3 || parts.length === 5) { // (c) compact JWS/JWT (payload not verified)
+    return parts.length === 3 ? jsonObject(b64ToString(parts[1])) : null;
+  }
+  return jsonObject(b64ToString(t)); // (b) base64 / base64url JSON
+}
+
+function accountIdFromClaims(claims) {
+  const str = (v) => (typeof v === 'string' && v.length ? v : undefined);
+  const subId = claims.sub_id && typeof claims.sub_id === 'object' ? claims.sub_id : {};
+  return str(claims.sub) ?? str(subId.email) ?? str(subId.username) ?? str(claims.uuid) ?? 'lht-user';
+}
+
+// ---------------------------------------------------------------- start
+const server = http.createServer();
+server.keepAliveTimeout = 65_000;
+let providerCallback = null;
+let provider = null;
+
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(opts.port, '127.0.0.1', () => {
+    server.off('error', reject);
+    resolve();
+  });
+}).catch((err) => {
+  process.stderr.write(`server.mjs: cannot listen on 127.0.0.1:${opts.port}: ${err.message}\n`);
+  process.exit(1);
+});
+const { port } = server.address();
+const issuer = `http://127.0.0.1:${port}`;
+
+const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingJwk = {
+  ...privateKey.export({ format: 'jwk' }), kid: `test-op-${crypto.randomBytes(4).toString('hex')}`, use: 'sig', alg: 'RS256',
+};
+
+const cibaClient = (clientId, secret, method) => ({
+  client_id: clientId,
+  client_secret: secret,
+  token_endpoint_auth_method: method,
+  grant_types: ['urn:openid:params:grant-type:ciba'],
+  response_types: [],
+  redirect_uris: [],
+  backchannel_token_delivery_mode: 'poll',
+});
+
+provider = new Provider(issuer, {
+  clients: [
+    cibaClient('client-post', 'post-secret-0123456789', 'client_secret_post'),
+    cibaClient('client-basic', 'basic-secret-0123456789', 'client_secret_basic'),
+    cibaClient('client-other', 'other-secret-0123456789', 'client_secret_post'),
+  ],
+  jwks: { keys: [signingJwk] },
+  cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
+  scopes: ['openid', 'profile', 'email'],
+  claims: {
+    openid: ['sub'],
+    profile: ['name'],
+    email: ['email', 'email_verified'],
+  },
+  routes: {
+    backchannel_authentication: opts.backchannelPath,
+    token: opts.tokenPath,
+    jwks: '/jwks',
+  },
+  async findAccount(ctx, id) {
+    return {
+      accountId: id,
+      async claims() { return { sub: id }; },
+    };
+  },
+  ttl: {
+    AccessToken: () => 3600,
+    IdToken: () => 3600,
+    Grant: () => 3600,
+    RefreshToken: () => 3600,
+    // Same as the library default: requested_expiry honoured, capped at 600 s.
+    BackchannelAuthenticationRequest(ctx) {
+      const requested = ctx?.oidc?.params?.requested_expiry;
+      return requested ? Math.min(600, +requested) : 600;
+    },
+  },
+  features: {
+    devInteractions: { enabled: false },
+    ciba: {
+      enabled: true,
+      deliveryModes: ['poll'],
+      async processLoginHint(ctx, loginHint) {
+        return loginHint;
+      },
+      async processLoginHintToken(ctx, loginHintToken) {
+        const claims = decodeLoginHintToken(loginHintToken);
+        if (!claims) throw new errors.InvalidRequest('could not decode login_hint_token');
+        return accountIdFromClaims(claims);
+      },
+      async validateRequestContext() {},
+      async validateBindingMessage(ctx, bindingMessage) {
+        if (typeof bindingMessage === 'string' && bindingMessage.length > 1000) {
+          throw new errors.InvalidBindingMessage('binding_message must not exceed 1000 characters');
+        }
+      },
+      async verifyUserCode() {},
+      async triggerAuthenticationDevice(ctx, request, account, client) {
+        state.triggered.push({
+          auth_req_id: request.jti,
+          account_id: account.accountId,
+          client_id: client.clientId,
+          scope: request.scope,
+          binding_message: request.params?.binding_message ?? null,
+          requested_expiry: request.params?.requested_expiry ?? null,
+          expires_in: request.expiration,
+        });
+      },
+    },
+  },
+});
+
+// Counting middleware: registered via provider.use, which oidc-provider places
+// before its own router, so requests it refuses are counted too.
+provider.use(async (ctx, next) => {
+  state.total += 1;
+  state.byPath.set(ctx.path, (state.byPath.get(ctx.path) ?? 0) + 1);
+  await next();
+});
+
+provider.on('server_error', (ctx, err) => {
+  process.stderr.write(`server.mjs: server_error on ${ctx.method} ${ctx.path}: ${err?.stack ?? err}\n`);
+});
+
+providerCallback = provider.callback();
+
+// ---------------------------------------------------------------- admin API
+async function finishRequest(res, body, result) {
+  const id = body.auth_req_id;
+  if (typeof id !== 'string' || !id) {
+    return sendJson(res, 400, { error: 'invalid_request', error_description: 'auth_req_id is required' });
+  }
+  const request = await provider.BackchannelAuthenticationRequest.find(id, { ignoreExpiration: true });
+  if (!request) {
+    return sendJson(res, 404, { error: 'not_found', error_description: 'unknown auth_req_id' });
+  }
+  if (request.consumed) {
+    return sendJson(res, 409, { error: 'consumed', error_description: 'request already redeemed' });
+  }
+  if (request.grantId || request.error) {
+    return sendJson(res, 409, { error: 'already_resolved', error_description: 'request already approved or denied' });
+  }
+  if (result === 'approve') {
+    const grant = new provider.Grant({ accountId: request.accountId, clientId: request.clientId });
+    grant.addOIDCScope(request.scope ? [...new Set(['openid', ...request.scope.split(' ')])].join(' ') : 'openid');
+    if (request.claims && Object.keys(request.claims).length) {
+      const claims = [...Object.keys(request.claims.id_token ?? {}), ...Object.keys(request.claims.userinfo ?? {})];
+      if (claims.length) grant.addOIDCClaims(claims);
+    }
+    await grant.save();
+    await provider.backchannelResult(request, grant);
+  } else {
+    await provider.backchannelResult(request, new errors.AccessDenied(body.error_description || 'end-user denied the request'));
+  }
+  return sendJson(res, 200, { ok: true });
+}
+
+async function handleAdmin(req, res, url) {
+  const route = `${req.method} ${url.pathname}`;
+  switch (route) {
+    case 'GET /admin/stats':
+      return sendJson(res, 200, statsJson());
+    case 'POST /admin/reset':
+      await readAll(req);
+      resetState();
+      return sendJson(res, 200, { ok: true });
+    case 'GET /admin/last-backchannel':
+      if (!state.lastBackchannel) return sendJson(res, 404, { error: 'no backchannel request recorded' });
+      return sendJson(res, 200, state.lastBackchannel);
+    case 'GET /admin/requests':
+      return sendJson(res, 200, state.triggered);
+    case 'POST /admin/approve':
+    case 'POST /admin/deny': {
+      const raw = (await readAll(req)).toString('utf8');
+      const body = parseParams(req.headers['content-type'], raw);
+      return finishRequest(res, body, url.pathname === '/admin/approve' ? 'approve' : 'deny');
+    }
+    default:
+      return sendJson(res, 404, { error: 'not_found', error_description: `no admin route ${route}` });
+  }
+}
+
+// ---------------------------------------------------------------- dispatch
+server.on('request', async (req, res) => {
+  try {
+    const url = new URL(req.url, issuer);
+    if (url.pathname === '/admin' || url.pathname.startsWith('/admin/')) {
+      await handleAdmin(req, res, url);
+      return;
+    }
+    if (url.pathname === opts.backchannelPath) {
+      const raw = await readAll(req);
+      const rawBody = raw.toString('utf8');
+      state.lastBackchannel = {
+        method: req.method,
+        content_type: req.headers['content-type'] ?? null,
+        content_length: req.headers['content-length'] ?? null,
+        authorization: req.headers.authorization ?? null,
+        raw_body: rawBody,
+        params: parseParams(req.headers['content-type'], rawBody),
+      };
+      providerCallback(replayRequest(req, raw), res);
+      return;
+    }
+    providerCallback(req, res);
+  } catch (err) {
+    process.stderr.write(`server.mjs: request handling failed: ${err?.stack ?? err}\n`);
+    if (!res.headersSent) sendJson(res, 500, { error: 'server_error', error_description: String(err?.message ?? err) });
+    else res.destroy();
+  }
+});
+
+process.stdout.write(`READY ${port}\n`);

@@ -124,6 +124,15 @@ fn poll_decisions(c: &mut Criterion) {
             st.poll(id, client)
         })
     });
+    // The same store, polled over 1,024 ids that stay in cache: the cost of the decision
+    // itself, as opposed to the memory latency of reaching a random entry among 1M.
+    g.bench_function("1_thread_hot_1k_ids", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            i = (i + 1) & 1023;
+            st.poll(&ids[i], &clients[i % CLIENTS])
+        })
+    });
     g.bench_function("unknown_id", |b| {
         let unknown = gen_ids(2, 1024);
         let mut i = 0usize;

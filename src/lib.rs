@@ -2,6 +2,7 @@
 //! OpenID Connect CIBA Core 1.0 says. See ARCHITECTURE.md for the map.
 
 pub mod client_auth;
+pub mod clock;
 pub mod config;
 pub mod demo_op;
 pub mod discovery;
@@ -12,5 +13,7 @@ pub mod metrics;
 pub mod op_client;
 pub mod ops;
 pub mod pipeline;
+pub mod poll_store;
+pub mod polling;
 pub mod proxy;
 pub mod server;

@@ -136,7 +136,7 @@ impl ProxyHttp for Gateway {
         ctx.started = Some(Instant::now());
         ctx.request_id = request_id(session.req_header(), &self.next_id);
 
-        if let Some(e) = framing_error(session.req_header()) {
+        if let Some(e) = framing_error(session) {
             return answer_error(session, ctx, e).await;
         }
         let Some(endpoints) = self.shared.endpoints.get() else {
@@ -477,10 +477,22 @@ pub fn route(req: &RequestHeader, endpoints: &Endpoints, base_path: &str) -> Rou
 
 /// A request with both `Content-Length` and `Transfer-Encoding` is a smuggling vector
 /// (RFC 9112 6.1); nginx refuses it and so does the gateway.
-fn framing_error(req: &RequestHeader) -> Option<OAuthError> {
-    let has_cl = req.headers.contains_key(http::header::CONTENT_LENGTH);
-    let has_te = req.headers.contains_key(http::header::TRANSFER_ENCODING);
-    (has_cl && has_te).then(|| {
+///
+/// pingora drops `Content-Length` from the parsed header when both are present, so the
+/// raw header bytes are what tell; they are read only when `Transfer-Encoding` is there.
+fn framing_error(session: &Session) -> Option<OAuthError> {
+    if !session
+        .req_header()
+        .headers
+        .contains_key(http::header::TRANSFER_ENCODING)
+    {
+        return None;
+    }
+    let raw = session.as_http1()?.get_headers_raw_bytes();
+    let has_cl = raw
+        .split(|b| *b == b'\n')
+        .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"));
+    has_cl.then(|| {
         OAuthError::invalid_request("the request has both Content-Length and Transfer-Encoding")
     })
 }

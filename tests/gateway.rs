@@ -1,0 +1,521 @@
+//! Integration tests: the real `ciba-gateway` binary on loopback in front of
+//! node-oidc-provider (tests/op), plus stub upstreams for faults a real OP cannot produce.
+
+mod support;
+
+mod core {
+    use super::support::*;
+    use std::time::{Duration, Instant};
+
+    fn flow_setup() -> (TestOp, Gateway) {
+        let op = TestOp::start(&[]);
+        let gw = Gateway::start(&op.url(), &[]);
+        (op, gw)
+    }
+
+    #[test]
+    fn discovery_points_at_the_gateway() {
+        let (op, gw) = flow_setup();
+        let r = get(&gw.addr(), "/.well-known/openid-configuration");
+        assert_eq!(r.status, 200);
+        assert!(r
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json"));
+        let d = r.json();
+        assert_eq!(d["token_endpoint"], format!("{}/token", gw.url()));
+        assert_eq!(
+            d["backchannel_authentication_endpoint"],
+            format!("{}/backchannel", gw.url())
+        );
+        assert_eq!(d["jwks_uri"], format!("{}/jwks", gw.url()));
+        assert_eq!(d["issuer"], op.url(), "the issuer stays the OP's");
+        assert!(d["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == CIBA_GRANT));
+        assert_eq!(
+            d["backchannel_token_delivery_modes_supported"],
+            serde_json::json!(["poll"])
+        );
+    }
+
+    #[test]
+    fn public_url_is_used_in_discovery() {
+        let op = TestOp::start(&[]);
+        let gw = Gateway::start(&op.url(), &["--public-url", "https://id.example.com/"]);
+        let d = get(&gw.addr(), "/.well-known/openid-configuration").json();
+        assert_eq!(d["token_endpoint"], "https://id.example.com/token");
+        assert_eq!(
+            d["backchannel_authentication_endpoint"],
+            "https://id.example.com/backchannel"
+        );
+    }
+
+    #[test]
+    fn whole_flow_with_client_secret_post() {
+        let (op, gw) = flow_setup();
+        let ack = initiate(&gw.addr(), POST_CLIENT, "alice");
+        assert_eq!(ack.status, 200, "{}", ack.text());
+        let id = ack.json()["auth_req_id"].as_str().unwrap().to_string();
+        assert!(ack.json()["expires_in"].as_u64().unwrap() > 0);
+
+        let pending = poll(&gw.addr(), POST_CLIENT, &id);
+        assert_eq!(pending.status, 400);
+        assert_eq!(pending.error(), "authorization_pending");
+        assert_eq!(pending.header("cache-control"), Some("no-store"));
+        assert_eq!(pending.header("content-type"), Some("application/json"));
+
+        op.approve(&id);
+        // The OP enforces nothing about intervals; the gateway core forwards every poll.
+        let tokens = poll(&gw.addr(), POST_CLIENT, &id);
+        assert_eq!(tokens.status, 200, "{}", tokens.text());
+        let t = tokens.json();
+        assert!(t["access_token"].is_string());
+        assert!(t["id_token"].is_string());
+        assert_eq!(tokens.header("cache-control"), Some("no-store"));
+
+        let again = poll(&gw.addr(), POST_CLIENT, &id);
+        assert_eq!(again.status, 400);
+        assert_eq!(again.error(), "invalid_grant");
+        assert_eq!(op.token_count(), 3);
+        assert_eq!(op.backchannel_count(), 1);
+    }
+
+    #[test]
+    fn whole_flow_with_client_secret_basic_and_a_denial() {
+        let (op, gw) = flow_setup();
+        let auth = basic(BASIC_CLIENT);
+        let ack = post_form(
+            &gw.addr(),
+            "/backchannel",
+            &[("scope", "openid"), ("login_hint", "bob")],
+            &[("Authorization", &auth)],
+        );
+        assert_eq!(ack.status, 200, "{}", ack.text());
+        let id = ack.json()["auth_req_id"].as_str().unwrap().to_string();
+        assert_eq!(
+            op.last_backchannel()["authorization"],
+            auth.as_str(),
+            "Basic reached the OP"
+        );
+
+        let poll_basic = |id: &str| {
+            post_form(
+                &gw.addr(),
+                "/token",
+                &[("grant_type", CIBA_GRANT), ("auth_req_id", id)],
+                &[("Authorization", &auth)],
+            )
+        };
+        assert_eq!(poll_basic(&id).error(), "authorization_pending");
+        op.deny(&id);
+        let denied = poll_basic(&id);
+        assert_eq!(denied.status, 400);
+        assert_eq!(denied.error(), "access_denied");
+    }
+
+    #[test]
+    fn jwks_passes_through_byte_for_byte() {
+        let (op, gw) = flow_setup();
+        let direct = get(&op.addr(), "/jwks");
+        let via = get(&gw.addr(), "/jwks");
+        assert_eq!(direct.status, 200);
+        assert_eq!(via.status, direct.status);
+        assert_eq!(via.body, direct.body);
+        assert_eq!(via.header("content-type"), direct.header("content-type"));
+    }
+
+    #[test]
+    fn strict_form_errors_never_reach_the_op() {
+        let (op, gw) = flow_setup();
+        let form = "application/x-www-form-urlencoded";
+        let cases: Vec<(&str, &str, Vec<u8>, &str, u16)> = vec![
+            (
+                "duplicate",
+                form,
+                b"client_id=client-post&scope=openid&scope=openid&login_hint=a".to_vec(),
+                "",
+                400,
+            ),
+            (
+                "bad percent",
+                form,
+                b"client_id=client-post&scope=openid&login_hint=%zz".to_vec(),
+                "",
+                400,
+            ),
+            (
+                "bad utf-8",
+                form,
+                b"client_id=client-post&scope=openid&login_hint=%ff%fe".to_vec(),
+                "",
+                400,
+            ),
+            (
+                "json body",
+                "application/json",
+                br#"{"scope":"openid"}"#.to_vec(),
+                "",
+                400,
+            ),
+            ("too large", form, vec![b'a'; 20_000], "", 413),
+            (
+                "two client ids",
+                form,
+                b"client_id=client-post&scope=openid&login_hint=a".to_vec(),
+                "Authorization: Basic Y2xpZW50LWJhc2ljOng=\r\n",
+                401,
+            ),
+        ];
+        for (name, ct, body, extra, status) in cases {
+            let r = post_raw(&gw.addr(), "/backchannel", ct, &body, extra);
+            assert_eq!(r.status, status, "{name}: {}", r.text());
+            let expect = if status == 401 {
+                "invalid_client"
+            } else {
+                "invalid_request"
+            };
+            assert_eq!(r.error(), expect, "{name}");
+            assert_eq!(r.header("cache-control"), Some("no-store"), "{name}");
+            assert_eq!(r.header("content-type"), Some("application/json"), "{name}");
+        }
+        let get_backchannel = get(&gw.addr(), "/backchannel");
+        assert_eq!(get_backchannel.status, 405);
+        assert_eq!(get_backchannel.error(), "invalid_request");
+
+        let smuggle = raw(
+            &gw.addr(),
+            b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+        );
+        assert_eq!(smuggle.status, 400);
+        assert_eq!(smuggle.error(), "invalid_request");
+        assert_eq!(
+            op.backchannel_count(),
+            0,
+            "no refused request reached the OP"
+        );
+        assert_eq!(op.token_count(), 0);
+    }
+
+    #[test]
+    fn chunked_requests_are_read_whole() {
+        let (op, gw) = flow_setup();
+        let body = encode_form(&[
+            ("client_id", POST_CLIENT.0),
+            ("client_secret", POST_CLIENT.1),
+            ("scope", "openid"),
+            ("login_hint", "carol"),
+        ]);
+        let (a, b) = body.split_at(10);
+        let req = format!(
+            "POST /backchannel HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        );
+        let r = raw(&gw.addr(), req.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = op.last_backchannel();
+        assert_eq!(seen["params"]["login_hint"], "carol");
+        assert_eq!(seen["content_length"], body.len().to_string());
+    }
+
+    #[test]
+    fn configured_paths_route_without_discovery() {
+        let op = TestOp::start(&[
+            "--backchannel-path",
+            "/op/connect/ciba",
+            "--token-path",
+            "/op/connect/token",
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(
+            dir.path(),
+            "gw.toml",
+            "[upstream]\nbackchannel_path = \"/op/connect/ciba\"\ntoken_path = \"/op/connect/token\"\n",
+        );
+        let gw = Gateway::start(&op.url(), &["--config", cfg.to_str().unwrap()]);
+        let dup = post_raw(
+            &gw.addr(),
+            "/op/connect/ciba",
+            "application/x-www-form-urlencoded",
+            b"scope=openid&scope=openid",
+            "",
+        );
+        assert_eq!(dup.error(), "invalid_request");
+        let ack = post_form(
+            &gw.addr(),
+            "/op/connect/ciba",
+            &[
+                ("client_id", POST_CLIENT.0),
+                ("client_secret", POST_CLIENT.1),
+                ("scope", "openid"),
+                ("login_hint", "dan"),
+            ],
+            &[],
+        );
+        assert_eq!(ack.status, 200, "{}", ack.text());
+        assert_eq!(op.backchannel_count(), 1);
+    }
+
+    #[test]
+    fn secrets_never_reach_the_log() {
+        let (op, gw) = flow_setup();
+        let ack = initiate(&gw.addr(), POST_CLIENT, "erin-personal-hint");
+        let id = ack.json()["auth_req_id"].as_str().unwrap().to_string();
+        op.approve(&id);
+        let tokens = poll(&gw.addr(), POST_CLIENT, &id).json();
+        let _ = post_raw(
+            &gw.addr(),
+            "/backchannel",
+            "application/x-www-form-urlencoded",
+            b"login_hint=erin-personal-hint&x=%zz",
+            "",
+        );
+        let log = gw.log();
+        assert!(
+            log.contains("client-post"),
+            "the access log names the client:\n{log}"
+        );
+        for secret in [
+            POST_CLIENT.1,
+            "erin-personal-hint",
+            &id,
+            tokens["access_token"].as_str().unwrap(),
+            tokens["id_token"].as_str().unwrap(),
+        ] {
+            assert!(!log.contains(secret), "log leaks a secret:\n{log}");
+        }
+    }
+
+    #[test]
+    fn metrics_and_health_are_on_their_own_listener() {
+        let (_op, gw) = flow_setup();
+        let _ = post_raw(&gw.addr(), "/backchannel", "text/plain", b"x", "");
+        assert_eq!(get(&gw.metrics_addr(), "/healthz").status, 200);
+        assert_eq!(get(&gw.metrics_addr(), "/readyz").status, 200);
+        let m = get(&gw.metrics_addr(), "/metrics").text();
+        assert!(
+            m.contains(r#"ciba_gateway_requests_total{endpoint="backchannel",status="400"} 1"#),
+            "{m}"
+        );
+        assert!(m.contains(r#"ciba_gateway_local_answers_total{endpoint="backchannel",error="invalid_request"} 1"#), "{m}");
+        assert!(m.contains("ciba_gateway_ready 1"));
+        assert_eq!(
+            get(&gw.addr(), "/metrics").status,
+            404,
+            "the proxy port passes /metrics to the OP"
+        );
+    }
+
+    #[test]
+    fn sigterm_shuts_down_gracefully() {
+        let op = TestOp::start(&[]);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(
+            dir.path(),
+            "gw.toml",
+            "[server]\nshutdown_grace_seconds = 1\n",
+        );
+        let mut gw = Gateway::start(&op.url(), &["--config", cfg.to_str().unwrap()]);
+        let started = Instant::now();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &gw.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let status = gw
+            .wait_exit(Duration::from_secs(15))
+            .expect("gateway exits after SIGTERM");
+        assert!(status.success(), "exit status {status:?}");
+        assert!(started.elapsed() < Duration::from_secs(15));
+    }
+}
+
+mod faults {
+    use super::support::*;
+    use std::time::{Duration, Instant};
+
+    fn configured_paths(dir: &std::path::Path, extra: &str) -> String {
+        let cfg = write_config(
+            dir,
+            "gw.toml",
+            &format!("[upstream]\nbackchannel_path = \"/backchannel\"\ntoken_path = \"/token\"\nconnect_timeout_ms = 500\nread_timeout_ms = 800\n{extra}"),
+        );
+        cfg.to_str().unwrap().to_string()
+    }
+
+    fn assert_json_error(r: &Resp, status: u16, code: &str) {
+        assert_eq!(r.status, status, "{}", r.text());
+        assert_eq!(r.error(), code);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
+
+    #[test]
+    fn refused_upstream_is_a_json_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = format!("http://127.0.0.1:{}", free_port());
+        let gw = Gateway::start(&dead, &["--config", &configured_paths(dir.path(), "")]);
+        let r = initiate(&gw.addr(), POST_CLIENT, "alice");
+        assert_json_error(&r, 503, "temporarily_unavailable");
+        assert!(r.header("retry-after").is_some());
+        let other = get(&gw.addr(), "/jwks");
+        assert_json_error(&other, 503, "temporarily_unavailable");
+    }
+
+    #[test]
+    fn a_hanging_upstream_times_out_with_a_json_504() {
+        let stub = Stub::start(StubMode::Hang);
+        let dir = tempfile::tempdir().unwrap();
+        let gw = Gateway::start(
+            &stub.url(),
+            &["--config", &configured_paths(dir.path(), "")],
+        );
+        for path in ["/token", "/jwks"] {
+            let start = Instant::now();
+            let r = if path == "/token" {
+                poll(&gw.addr(), POST_CLIENT, "some-id")
+            } else {
+                get(&gw.addr(), path)
+            };
+            let took = start.elapsed();
+            assert_json_error(&r, 504, "temporarily_unavailable");
+            assert!(took < Duration::from_secs(5), "{path} took {took:?}");
+        }
+    }
+
+    #[test]
+    fn an_html_500_becomes_a_json_502() {
+        let stub = Stub::start(StubMode::Answer(
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: 27\r\nConnection: close\r\n\r\n<html>secret stack</html>\r\n",
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let gw = Gateway::start(
+            &stub.url(),
+            &["--config", &configured_paths(dir.path(), "")],
+        );
+        let r = poll(&gw.addr(), POST_CLIENT, "some-id");
+        assert_json_error(&r, 502, "server_error");
+        assert!(!r.text().contains("secret stack"));
+    }
+
+    #[test]
+    fn a_reset_upstream_is_a_json_502() {
+        let stub = Stub::start(StubMode::Reset);
+        let dir = tempfile::tempdir().unwrap();
+        let gw = Gateway::start(
+            &stub.url(),
+            &["--config", &configured_paths(dir.path(), "")],
+        );
+        let r = initiate(&gw.addr(), POST_CLIENT, "alice");
+        assert_json_error(&r, 502, "server_error");
+    }
+
+    #[test]
+    fn without_discovery_the_gateway_is_not_ready_and_refuses() {
+        let dead = format!("http://127.0.0.1:{}", free_port());
+        let gw = Gateway::spawn(&dead, &[]);
+        assert_eq!(get(&gw.metrics_addr(), "/healthz").status, 200);
+        assert_eq!(get(&gw.metrics_addr(), "/readyz").status, 503);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(gw.addr()).is_err() {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let r = initiate(&gw.addr(), POST_CLIENT, "alice");
+        assert_json_error(&r, 503, "temporarily_unavailable");
+        while !gw.log().contains("discovery from") {
+            assert!(
+                Instant::now() < deadline,
+                "no discovery warning:\n{}",
+                gw.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn discovery_is_retried_until_the_op_answers() {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(
+            dir.path(),
+            "gw.toml",
+            "[upstream]\ndiscovery_retry_seconds = 1\n",
+        );
+        let gw = Gateway::spawn(
+            &format!("http://127.0.0.1:{port}"),
+            &["--config", cfg.to_str().unwrap()],
+        );
+        assert_eq!(get(&gw.metrics_addr(), "/readyz").status, 503);
+        let op = TestOp::start(&["--port", &port.to_string()]);
+        gw.wait_ready();
+        assert_eq!(initiate(&gw.addr(), POST_CLIENT, "alice").status, 200);
+        drop(op);
+    }
+}
+
+mod check {
+    use super::support::*;
+    use std::process::Command;
+
+    fn check(path: &std::path::Path) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_ciba-gateway"))
+            .args(["--check", "--config"])
+            .arg(path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn every_shipped_config_passes() {
+        let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(conf).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                let (ok, err) = check(&p);
+                assert!(ok, "{}: {err}", p.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 1);
+    }
+
+    #[test]
+    fn bad_configs_fail_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "[upstream]\nurl = \"http://a\"\ntimeout = 5\n",
+                "unknown field `timeout`",
+            ),
+            ("[upstream]\nurl = \"gopher://a\"\n", "upstream.url"),
+            (
+                "[server]\nlisten = \"localhost\"\n[upstream]\nurl = \"http://a\"\n",
+                "server.listen",
+            ),
+            (
+                "[server]\nthreads = 0\n[upstream]\nurl = \"http://a\"\n",
+                "server.threads",
+            ),
+            (
+                "[upstream]\nurl = \"http://a\"\nconnect_timeout_ms = -1\n",
+                "connect_timeout_ms",
+            ),
+            ("[logging]\nlevel = \"info\"\n", "upstream.url: is required"),
+            ("not toml at all [", "TOML parse error"),
+        ];
+        for (i, (text, expect)) in cases.iter().enumerate() {
+            let p = write_config(dir.path(), &format!("bad{i}.toml"), text);
+            let (ok, err) = check(&p);
+            assert!(!ok, "{text:?} was accepted");
+            assert!(err.contains(expect), "{text:?}: {err}");
+        }
+    }
+}

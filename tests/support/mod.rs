@@ -1,0 +1,565 @@
+//! Test harness: the real gateway binary, node-oidc-provider as the OP, stub upstreams for
+//! faults, and a small HTTP/1.1 client that sends exactly the bytes a test asks for.
+//!
+//! Everything listens on 127.0.0.1; every child process is killed when its handle drops.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Client credentials registered in the test OP.
+pub const POST_CLIENT: (&str, &str) = ("client-post", "post-secret-0123456789");
+/// Client that authenticates with HTTP Basic.
+pub const BASIC_CLIENT: (&str, &str) = ("client-basic", "basic-secret-0123456789");
+/// A second client_secret_post client.
+pub const OTHER_CLIENT: (&str, &str) = ("client-other", "other-secret-0123456789");
+/// The CIBA grant type.
+pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Installs the test OP's npm packages once, if they are missing.
+fn ensure_op_installed() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let dir = root().join("tests/op");
+        if dir.join("node_modules/oidc-provider").exists() {
+            return;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("npm is needed for the test OP (apt-get install nodejs npm)");
+        assert!(status.success(), "npm ci in tests/op failed");
+    });
+}
+
+/// node-oidc-provider in CIBA poll mode (tests/op/server.mjs).
+pub struct TestOp {
+    child: Child,
+    _stdin: ChildStdin,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl TestOp {
+    /// Starts the OP with extra CLI arguments, waiting for its READY line.
+    pub fn start(args: &[&str]) -> TestOp {
+        ensure_op_installed();
+        let mut child = Command::new("node")
+            .arg(root().join("tests/op/server.mjs"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node is needed for the test OP");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("test OP did not start: {line:?}"))
+            .parse()
+            .unwrap();
+        TestOp {
+            child,
+            _stdin: stdin,
+            port,
+        }
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `/admin/stats` as JSON: how many requests reached each endpoint.
+    pub fn stats(&self) -> serde_json::Value {
+        get(&self.addr(), "/admin/stats").json()
+    }
+
+    /// Requests that reached the backchannel endpoint.
+    pub fn backchannel_count(&self) -> u64 {
+        self.stats()["backchannel"].as_u64().unwrap()
+    }
+
+    /// Requests that reached the token endpoint.
+    pub fn token_count(&self) -> u64 {
+        self.stats()["token"].as_u64().unwrap()
+    }
+
+    /// What the OP last received at its backchannel endpoint.
+    pub fn last_backchannel(&self) -> serde_json::Value {
+        get(&self.addr(), "/admin/last-backchannel").json()
+    }
+
+    /// Approves a pending request as the user.
+    pub fn approve(&self, auth_req_id: &str) {
+        let r = post_form(
+            &self.addr(),
+            "/admin/approve",
+            &[("auth_req_id", auth_req_id)],
+            &[],
+        );
+        assert_eq!(r.status, 200, "approve: {}", r.text());
+    }
+
+    /// Denies a pending request as the user.
+    pub fn deny(&self, auth_req_id: &str) {
+        let r = post_form(
+            &self.addr(),
+            "/admin/deny",
+            &[("auth_req_id", auth_req_id)],
+            &[],
+        );
+        assert_eq!(r.status, 200, "deny: {}", r.text());
+    }
+}
+
+impl Drop for TestOp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real `ciba-gateway` binary.
+pub struct Gateway {
+    child: Child,
+    /// Proxy port.
+    pub port: u16,
+    /// Metrics port.
+    pub metrics_port: u16,
+    log: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Gateway {
+    /// Starts the gateway in front of `upstream` and waits until `/readyz` says ready.
+    pub fn start(upstream: &str, extra: &[&str]) -> Gateway {
+        let gw = Self::spawn(upstream, extra);
+        gw.wait_ready();
+        gw
+    }
+
+    /// Starts the gateway and waits only until its metrics listener answers.
+    pub fn spawn(upstream: &str, extra: &[&str]) -> Gateway {
+        let port = free_port();
+        let metrics_port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ciba-gateway"))
+            .args(["--upstream", upstream])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let gw = Gateway {
+            child,
+            port,
+            metrics_port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(gw.metrics_addr()).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not start:\n{}",
+                gw.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        gw
+    }
+
+    /// Waits for `/readyz` to answer 200.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if get(&self.metrics_addr(), "/readyz").status == 200
+                && TcpStream::connect(self.addr()).is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway never became ready:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Proxy address.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Proxy base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Metrics address.
+    pub fn metrics_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.metrics_port)
+    }
+
+    /// Everything the gateway wrote to stderr so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// Body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): status {} body {:?}",
+                self.status,
+                self.text()
+            )
+        })
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `error` member of a JSON body.
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or("").to_string()
+    }
+}
+
+/// Sends raw request bytes and reads the answer (the connection is closed after it).
+pub fn raw(addr: &str, request: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(request).unwrap();
+    read_response(&mut s)
+}
+
+/// Reads one HTTP/1.1 response.
+pub fn read_response(s: &mut TcpStream) -> Resp {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head_len) = parsed.parse(&buf).unwrap() {
+            let status = parsed.code.unwrap();
+            let hs: Vec<(String, String)> = parsed
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let mut rest = buf[head_len..].to_vec();
+            let find = |n: &str| hs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+            let body = if let Some(cl) = find("content-length") {
+                let cl: usize = cl.parse().unwrap();
+                while rest.len() < cl {
+                    let n = s.read(&mut chunk).unwrap();
+                    assert!(n > 0, "connection closed mid-body");
+                    rest.extend_from_slice(&chunk[..n]);
+                }
+                rest.truncate(cl);
+                rest
+            } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+                loop {
+                    if let Some(body) = dechunk(&rest) {
+                        break body;
+                    }
+                    let n = s.read(&mut chunk).unwrap();
+                    assert!(n > 0, "connection closed mid-chunk");
+                    rest.extend_from_slice(&chunk[..n]);
+                }
+            } else {
+                let _ = s.read_to_end(&mut rest);
+                rest
+            };
+            return Resp {
+                status,
+                headers: hs,
+                body,
+            };
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "connection closed before a response: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if data.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// Percent-encodes form pairs.
+pub fn encode_form(pairs: &[(&str, &str)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+/// A GET.
+pub fn get(addr: &str, path: &str) -> Resp {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// A POST with a raw body and extra header lines (each ending in \r\n).
+pub fn post_raw(
+    addr: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    extra_headers: &str,
+) -> Resp {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra_headers}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    raw(addr, &req)
+}
+
+/// A form POST with extra headers as (name, value).
+pub fn post_form(addr: &str, path: &str, pairs: &[(&str, &str)], headers: &[(&str, &str)]) -> Resp {
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
+    post_raw(
+        addr,
+        path,
+        "application/x-www-form-urlencoded",
+        encode_form(pairs).as_bytes(),
+        &extra,
+    )
+}
+
+/// `Authorization: Basic` for a client.
+pub fn basic(client: (&str, &str)) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.0, client.1))
+    )
+}
+
+/// Starts a backchannel request for `client` (client_secret_post) and returns the answer.
+pub fn initiate(gw: &str, client: (&str, &str), hint: &str) -> Resp {
+    post_form(
+        gw,
+        "/backchannel",
+        &[
+            ("client_id", client.0),
+            ("client_secret", client.1),
+            ("scope", "openid"),
+            ("login_hint", hint),
+        ],
+        &[],
+    )
+}
+
+/// Polls the token endpoint for `client` (client_secret_post).
+pub fn poll(gw: &str, client: (&str, &str), auth_req_id: &str) -> Resp {
+    post_form(
+        gw,
+        "/token",
+        &[
+            ("client_id", client.0),
+            ("client_secret", client.1),
+            ("grant_type", CIBA_GRANT),
+            ("auth_req_id", auth_req_id),
+        ],
+        &[],
+    )
+}
+
+/// A stub upstream for faults no real OP produces on demand.
+pub struct Stub {
+    /// Its port.
+    pub port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What a stub does with each connection.
+#[derive(Clone, Copy)]
+pub enum StubMode {
+    /// Reads the request and answers these exact bytes.
+    Answer(&'static [u8]),
+    /// Reads the request and never answers.
+    Hang,
+    /// Reads the request and closes the connection without answering.
+    Reset,
+}
+
+impl Stub {
+    /// Starts a stub on a free port.
+    pub fn start(mode: StubMode) -> Stub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_millis(200)))
+                            .unwrap();
+                        let mut buf = [0u8; 65536];
+                        let _ = s.read(&mut buf);
+                        match mode {
+                            StubMode::Answer(bytes) => {
+                                let _ = s.write_all(bytes);
+                            }
+                            StubMode::Hang => held.push(s),
+                            StubMode::Reset => drop(s),
+                        }
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Stub { port, stop }
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Writes a configuration file into a temporary directory.
+pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}

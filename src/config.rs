@@ -5,6 +5,8 @@
 //! with durations, parsed addresses and an upstream that is known to be reachable by URL.
 //! Validation errors name the key, e.g. `upstream.url: ...`.
 
+use crate::poll_store::StoreLimits;
+use crate::polling::PollPolicy;
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -27,9 +29,36 @@ pub struct FileConfig {
     /// `[upstream]`: the OP behind the gateway.
     #[serde(default)]
     pub upstream: UpstreamSection,
+    /// `[polling]`: poll enforcement per `auth_req_id`.
+    #[serde(default)]
+    pub polling: PollingSection,
     /// `[logging]`.
     #[serde(default)]
     pub logging: LoggingSection,
+}
+
+/// `[polling]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PollingSection {
+    /// Smallest interval the gateway enforces, in seconds (CIBA's default is 5).
+    pub min_interval_seconds: Option<u64>,
+    /// Largest `expires_in` passed on to clients, in seconds.
+    pub max_expires_in_seconds: Option<u64>,
+    /// Milliseconds of network jitter forgiven when a poll comes early.
+    pub tolerance_ms: Option<u64>,
+    /// `forward` or `reject`: what to do with a poll for an `auth_req_id` the gateway never saw.
+    pub unknown_auth_req_id: Option<String>,
+    /// Outstanding requests tracked across all clients.
+    pub max_tracked: Option<usize>,
+    /// Outstanding requests tracked per client.
+    pub max_tracked_per_client: Option<usize>,
+    /// Seconds between sweeps of expired entries.
+    pub sweep_interval_seconds: Option<u64>,
+    /// HTTP method of the OP's cancel call, e.g. `DELETE`.
+    pub cancel_method: Option<String>,
+    /// Path of the OP's cancel call with an `{auth_req_id}` placeholder.
+    pub cancel_path: Option<String>,
 }
 
 /// `[server]` as written.
@@ -119,6 +148,54 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// What to do with a poll for an `auth_req_id` the gateway has no state for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownPolicy {
+    /// Send it to the OP (default): a restarted gateway does not break flows in flight.
+    Forward,
+    /// Answer `invalid_grant` locally.
+    Reject,
+}
+
+/// The OP's cancel call, e.g. `DELETE /op/api/v1/ciba/{auth_req_id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRoute {
+    /// The method.
+    pub method: http::Method,
+    /// The path before the placeholder.
+    pub prefix: String,
+    /// The path after the placeholder.
+    pub suffix: String,
+}
+
+impl CancelRoute {
+    /// The `auth_req_id` a request cancels, when it is the cancel call.
+    pub fn auth_req_id<'a>(&self, method: &http::Method, path: &'a str) -> Option<&'a str> {
+        if *method != self.method {
+            return None;
+        }
+        let id = path
+            .strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?;
+        (!id.is_empty() && !id.contains('/')).then_some(id)
+    }
+}
+
+/// Poll enforcement settings.
+#[derive(Debug, Clone)]
+pub struct Polling {
+    /// Interval, expiry and tolerance rules.
+    pub policy: PollPolicy,
+    /// Memory bounds.
+    pub limits: StoreLimits,
+    /// Polls for ids the gateway never saw.
+    pub unknown: UnknownPolicy,
+    /// Pause between sweeps.
+    pub sweep_interval: Duration,
+    /// The vendor cancel call, when configured.
+    pub cancel: Option<CancelRoute>,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -200,6 +277,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The OP.
     pub upstream: Upstream,
+    /// Poll enforcement.
+    pub polling: Polling,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -321,6 +400,8 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     upstream.discovery_retry = Duration::from_secs(retry);
     upstream.tls_verify = file.upstream.tls_verify.unwrap_or(true);
 
+    let polling = validate_polling(file.polling)?;
+
     let log_level = file.logging.level.unwrap_or_else(|| "info".to_string());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         return Err(err(
@@ -342,8 +423,115 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         max_body_bytes,
         shutdown_grace,
         upstream,
+        polling,
         log_level,
         log_format,
+    })
+}
+
+fn validate_polling(p: PollingSection) -> Result<Polling, ConfigError> {
+    let defaults = PollPolicy::default();
+    let min_interval = p
+        .min_interval_seconds
+        .unwrap_or(defaults.min_interval.as_secs());
+    if !(1..=3600).contains(&min_interval) {
+        return Err(err(
+            "polling.min_interval_seconds",
+            "must be between 1 and 3600",
+        ));
+    }
+    let max_expires = p
+        .max_expires_in_seconds
+        .unwrap_or(defaults.max_expires_in.as_secs());
+    if !(1..=86_400).contains(&max_expires) {
+        return Err(err(
+            "polling.max_expires_in_seconds",
+            "must be between 1 and 86400",
+        ));
+    }
+    let tolerance = p
+        .tolerance_ms
+        .unwrap_or(defaults.tolerance.as_millis() as u64);
+    if tolerance >= min_interval * 1000 {
+        return Err(err(
+            "polling.tolerance_ms",
+            "must be smaller than polling.min_interval_seconds, or every poll would pass",
+        ));
+    }
+    let unknown = match p.unknown_auth_req_id.as_deref().unwrap_or("forward") {
+        "forward" => UnknownPolicy::Forward,
+        "reject" => UnknownPolicy::Reject,
+        _ => {
+            return Err(err(
+                "polling.unknown_auth_req_id",
+                "must be `forward` or `reject`",
+            ))
+        }
+    };
+    let limits = StoreLimits {
+        max_tracked: p.max_tracked.unwrap_or(StoreLimits::default().max_tracked),
+        max_per_client: p
+            .max_tracked_per_client
+            .unwrap_or(StoreLimits::default().max_per_client),
+    };
+    if limits.max_tracked == 0 {
+        return Err(err("polling.max_tracked", "must be at least 1"));
+    }
+    if limits.max_per_client == 0 || limits.max_per_client > limits.max_tracked {
+        return Err(err(
+            "polling.max_tracked_per_client",
+            "must be between 1 and polling.max_tracked",
+        ));
+    }
+    let sweep = p.sweep_interval_seconds.unwrap_or(10);
+    if !(1..=3600).contains(&sweep) {
+        return Err(err(
+            "polling.sweep_interval_seconds",
+            "must be between 1 and 3600",
+        ));
+    }
+    let cancel = match (p.cancel_method, p.cancel_path) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(err(
+                "polling.cancel_path",
+                "is required with polling.cancel_method",
+            ))
+        }
+        (method, Some(path)) => {
+            let method = method.unwrap_or_else(|| "DELETE".into());
+            let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .map_err(|_| err("polling.cancel_method", "is not an HTTP method"))?;
+            let (prefix, suffix) = path.split_once("{auth_req_id}").ok_or_else(|| {
+                err(
+                    "polling.cancel_path",
+                    "must contain `{auth_req_id}`, e.g. /op/api/v1/ciba/{auth_req_id}",
+                )
+            })?;
+            if !prefix.starts_with('/') || suffix.contains("{auth_req_id}") {
+                return Err(err(
+                    "polling.cancel_path",
+                    "must be an absolute path with one `{auth_req_id}`",
+                ));
+            }
+            Some(CancelRoute {
+                method,
+                prefix: prefix.to_string(),
+                suffix: suffix.to_string(),
+            })
+        }
+    };
+    Ok(Polling {
+        policy: PollPolicy {
+            min_interval: Duration::from_secs(min_interval),
+            max_expires_in: Duration::from_secs(max_expires),
+            tolerance: Duration::from_millis(tolerance),
+            ..defaults
+        },
+        limits,
+        unknown,
+        sweep_interval: Duration::from_secs(sweep),
+        cancel,
     })
 }
 
@@ -468,6 +656,24 @@ mod tests {
     }
 
     #[test]
+    fn cancel_route_matches_only_its_pattern() {
+        let c = load("[upstream]\nurl=\"http://a\"\n[polling]\ncancel_path = \"/op/api/v1/ciba/{auth_req_id}\"\n")
+            .unwrap()
+            .polling
+            .cancel
+            .unwrap();
+        let del = http::Method::DELETE;
+        assert_eq!(c.auth_req_id(&del, "/op/api/v1/ciba/abc-1"), Some("abc-1"));
+        assert_eq!(
+            c.auth_req_id(&http::Method::GET, "/op/api/v1/ciba/abc-1"),
+            None
+        );
+        assert_eq!(c.auth_req_id(&del, "/op/api/v1/ciba/"), None);
+        assert_eq!(c.auth_req_id(&del, "/op/api/v1/ciba/a/b"), None);
+        assert_eq!(c.auth_req_id(&del, "/other/abc"), None);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             ("[upstream]\nurll = \"x\"\n", "unknown field `urll`"),
@@ -499,6 +705,10 @@ mod tests {
             ),
             ("[upstream]\nurl = 5\n", "invalid type"),
             ("[bogus]\n", "unknown field `bogus`"),
+            ("[upstream]\nurl=\"http://a\"\n[polling]\nunknown_auth_req_id = \"drop\"\n", "polling.unknown_auth_req_id"),
+            ("[upstream]\nurl=\"http://a\"\n[polling]\ntolerance_ms = 5000\n", "polling.tolerance_ms"),
+            ("[upstream]\nurl=\"http://a\"\n[polling]\ncancel_path = \"/cancel\"\n", "polling.cancel_path"),
+            ("[upstream]\nurl=\"http://a\"\n[polling]\nmax_tracked = 10\nmax_tracked_per_client = 11\n", "polling.max_tracked_per_client"),
         ];
         for (text, expect) in cases {
             let e = load(text).expect_err(text).to_string();

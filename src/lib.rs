@@ -17,3 +17,4 @@ pub mod poll_store;
 pub mod polling;
 pub mod proxy;
 pub mod server;
+pub mod translate;

@@ -59,6 +59,15 @@ pub static READY: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Tracked `auth_req_id`s, refreshed by every sweep.
+pub static TRACKED: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "ciba_gateway_tracked_auth_req_ids",
+        "auth_req_ids whose polling the gateway enforces (tombstones included), as of the last sweep."
+    )
+    .expect("metric registers once")
+});
+
 /// Constant 1 labelled with the version.
 pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec!(
@@ -79,6 +88,7 @@ pub fn init() {
     Lazy::force(&UPSTREAM_FAILURES);
     Lazy::force(&UPSTREAM_SECONDS);
     READY.set(0);
+    TRACKED.set(0);
 }
 
 /// The text exposition of every registered metric.

@@ -1,6 +1,7 @@
 //! The metrics listener: `/metrics`, `/healthz`, `/readyz`.
 
 use crate::metrics;
+use crate::poll_store::PollStore;
 use crate::proxy::Shared;
 use async_trait::async_trait;
 use http::Response;
@@ -12,6 +13,8 @@ use std::sync::Arc;
 pub struct OpsApp {
     /// Readiness comes from here.
     pub shared: Arc<Shared>,
+    /// The poll store, whose size is reported at each scrape.
+    pub store: PollStore,
 }
 
 #[async_trait]
@@ -19,7 +22,10 @@ impl ServeHttp for OpsApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         let (status, content_type, body) = match path.as_str() {
-            "/metrics" => (200, "text/plain; version=0.0.4", metrics::render()),
+            "/metrics" => {
+                metrics::TRACKED.set(self.store.len() as i64);
+                (200, "text/plain; version=0.0.4", metrics::render())
+            }
             "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
             "/readyz" if self.shared.is_ready() => (200, "text/plain", b"ready\n".to_vec()),
             "/readyz" => (

@@ -71,6 +71,15 @@ pub fn check_request(req: Inbound<'_>) -> Result<Accepted, OAuthError> {
     Ok(Accepted { form, client })
 }
 
+/// The `auth_req_id` of a CIBA poll (CIBA 10.1), when the token request is one.
+pub fn ciba_poll(form: &Form) -> Option<&str> {
+    if form.get("grant_type") == Some(crate::discovery::CIBA_GRANT) {
+        form.get("auth_req_id")
+    } else {
+        None
+    }
+}
+
 fn is_form(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
     let media = ct.split(';').next().unwrap_or("").trim();

@@ -219,6 +219,11 @@ impl PollStore {
         removed
     }
 
+    /// Whether `id` has state (active or a tombstone).
+    pub fn is_tracked(&self, id: &AuthReqId) -> bool {
+        self.shared.states.contains_key(id)
+    }
+
     /// How many ids are tracked, tombstones included.
     pub fn len(&self) -> usize {
         self.shared.tracked.load(Ordering::Relaxed)

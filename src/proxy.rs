@@ -5,13 +5,17 @@
 //! gateway (after its own exchange with the OP, see `op_client`); every other path is
 //! proxied by pingora untouched.
 
-use crate::config::Config;
+use crate::config::{Config, UnknownPolicy};
 use crate::discovery::{self, Endpoints};
 use crate::error::{ErrorCode, OAuthError};
+use crate::ids::AuthReqId;
 use crate::ids::ClientId;
 use crate::metrics;
 use crate::op_client::{self, Answer, Failure};
 use crate::pipeline::{self, Endpoint, Outbound};
+use crate::poll_store::PollStore;
+use crate::polling::PollDecision;
+use crate::translate::{self, TokenOutcome};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
@@ -68,6 +72,7 @@ impl Shared {
 pub struct Gateway {
     cfg: Arc<Config>,
     shared: Arc<Shared>,
+    store: PollStore,
     peer: HttpPeer,
     connector: Connector,
     next_id: AtomicU64,
@@ -75,11 +80,12 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds the service from a validated configuration.
-    pub fn new(cfg: Arc<Config>, shared: Arc<Shared>) -> Self {
+    pub fn new(cfg: Arc<Config>, shared: Arc<Shared>, store: PollStore) -> Self {
         let peer = op_client::peer(&cfg.upstream);
         Gateway {
             cfg,
             shared,
+            store,
             peer,
             connector: Connector::new(None),
             next_id: AtomicU64::new(1),
@@ -121,6 +127,8 @@ pub struct RequestCtx {
     local_error: Option<ErrorCode>,
     upstream_seconds: Option<f64>,
     upstream_failure: Option<Failure>,
+    /// The `auth_req_id` a proxied vendor cancel call names.
+    cancel: Option<AuthReqId>,
 }
 
 #[async_trait]
@@ -155,7 +163,15 @@ impl ProxyHttp for Gateway {
             &self.cfg.upstream.base_path,
         );
         match ctx.route {
-            Route::PassThrough => Ok(false),
+            Route::PassThrough => {
+                if let Some(cancel) = &self.cfg.polling.cancel {
+                    let req = session.req_header();
+                    ctx.cancel = cancel
+                        .auth_req_id(&req.method, req.uri.path())
+                        .map(AuthReqId::new);
+                }
+                Ok(false)
+            }
             Route::Discovery => self.serve_discovery(session, ctx, endpoints).await,
             Route::Ciba(endpoint) => self.serve_ciba(session, ctx, endpoint).await,
         }
@@ -187,9 +203,15 @@ impl ProxyHttp for Gateway {
     async fn response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(id) = &ctx.cancel {
+            // Only a cancel the OP accepted ends the state; a refused one changes nothing.
+            if upstream_response.status.is_success() {
+                self.store.cancel(id);
+            }
+        }
         if let Some(start) = ctx.started {
             ctx.upstream_seconds = Some(start.elapsed().as_secs_f64());
         }
@@ -329,6 +351,31 @@ impl Gateway {
             }
         };
         ctx.client = accepted.client.clone();
+        let mut polled: Option<AuthReqId> = None;
+        match endpoint {
+            Endpoint::Backchannel => {
+                if let Some(client) = &accepted.client {
+                    if let Err(full) = self.store.admit(client) {
+                        let e = OAuthError::new(
+                            ErrorCode::TemporarilyUnavailable,
+                            "too many outstanding authentication requests; retry later",
+                        )
+                        .with_status(429)
+                        .with_retry_after(full.retry_after.as_secs().max(1));
+                        return answer_error(session, ctx, e).await;
+                    }
+                }
+            }
+            Endpoint::Token => {
+                if let Some(id) = pipeline::ciba_poll(&accepted.form) {
+                    let id = AuthReqId::new(id);
+                    if let Err(e) = self.poll_decision(&id, accepted.client.as_ref()) {
+                        return answer_error(session, ctx, e).await;
+                    }
+                    polled = Some(id);
+                }
+            }
+        }
         let forward = Bytes::from(accepted.form.encode());
         let request = self.upstream_request(session, ctx, forward.len())?;
         let answer = match self.exchange(ctx, request, forward).await {
@@ -341,21 +388,116 @@ impl Gateway {
             content_type: answer.content_type(),
             body: &answer.body,
         });
-        match outbound {
-            Outbound::Replace(e) => {
-                metrics::UPSTREAM_FAILURES
-                    .with_label_values(&["bad_response"])
-                    .inc();
-                answer_error(session, ctx, e).await
-            }
-            Outbound::Unchanged => {
-                let mut h = relay_header(&answer)?;
-                h.insert_header("cache-control", "no-store")?;
-                h.insert_header("pragma", "no-cache")?;
-                write_json(session, &h, answer.body).await?;
-                Ok(true)
-            }
+        if let Outbound::Replace(e) = outbound {
+            metrics::UPSTREAM_FAILURES
+                .with_label_values(&["bad_response"])
+                .inc();
+            return answer_error(session, ctx, e).await;
         }
+        let mut body = answer.body.clone();
+        match endpoint {
+            Endpoint::Backchannel if answer.status == 200 => {
+                match self.track_ack(&answer.body, ctx.client.clone()) {
+                    Ok(Some(rewritten)) => body = rewritten.into(),
+                    Ok(None) => {}
+                    Err(e) => {
+                        metrics::UPSTREAM_FAILURES
+                            .with_label_values(&["bad_response"])
+                            .inc();
+                        return answer_error(session, ctx, e).await;
+                    }
+                }
+            }
+            Endpoint::Token => {
+                if let Some(id) = &polled {
+                    match translate::classify_token_answer(answer.status, &answer.body) {
+                        TokenOutcome::Issued | TokenOutcome::Terminal => {
+                            self.store.finish(id);
+                        }
+                        TokenOutcome::Pending | TokenOutcome::SlowDown | TokenOutcome::Other => {}
+                    }
+                }
+            }
+            Endpoint::Backchannel => {}
+        }
+        let mut h = relay_header(&answer)?;
+        h.insert_header("cache-control", "no-store")?;
+        h.insert_header("pragma", "no-cache")?;
+        write_json(session, &h, body).await?;
+        Ok(true)
+    }
+
+    /// Applies the poll rules (CIBA 11) to a token request; an error is answered locally.
+    fn poll_decision(&self, id: &AuthReqId, client: Option<&ClientId>) -> Result<(), OAuthError> {
+        let invalid_grant = |why: &'static str| OAuthError::new(ErrorCode::InvalidGrant, why);
+        let decision = match client {
+            Some(c) => self.store.poll(id, c),
+            // A tracked id was issued to some client, never to an anonymous request.
+            None => self
+                .store
+                .is_tracked(id)
+                .then_some(PollDecision::WrongClient),
+        };
+        match decision {
+            Some(PollDecision::Forward) => Ok(()),
+            Some(PollDecision::SlowDown { interval }) => Err(OAuthError::new(
+                ErrorCode::SlowDown,
+                format!(
+                    "polled too soon; wait at least {} s between polls of this auth_req_id",
+                    interval.as_secs()
+                ),
+            )),
+            Some(PollDecision::Expired) => Err(OAuthError::new(
+                ErrorCode::ExpiredToken,
+                "the auth_req_id has expired; start a new authentication request",
+            )),
+            Some(PollDecision::WrongClient) => Err(invalid_grant(
+                "the auth_req_id was not issued to this client",
+            )),
+            Some(PollDecision::Ended) => {
+                Err(invalid_grant("the auth_req_id has already been used up"))
+            }
+            None => match self.cfg.polling.unknown {
+                UnknownPolicy::Forward => Ok(()),
+                UnknownPolicy::Reject => Err(invalid_grant("unknown auth_req_id")),
+            },
+        }
+    }
+
+    /// Records a 200 acknowledgement and returns it rewritten with the enforced interval
+    /// and expiry; `None` when the client is unknown and the ack cannot be tracked.
+    fn track_ack(
+        &self,
+        body: &[u8],
+        client: Option<ClientId>,
+    ) -> Result<Option<Vec<u8>>, OAuthError> {
+        let op_ack = translate::parse_ack(body).map_err(|why| {
+            OAuthError::new(
+                ErrorCode::ServerError,
+                format!("the OpenID Provider sent an invalid acknowledgement: {why}"),
+            )
+        })?;
+        let Some(client) = client else {
+            tracing::warn!(
+                "an acknowledgement for a request that named no client cannot be tracked"
+            );
+            return Ok(None);
+        };
+        let ack = self
+            .store
+            .record_ack(
+                op_ack.auth_req_id,
+                client,
+                op_ack.interval,
+                op_ack.expires_in,
+            )
+            .map_err(|e| {
+                OAuthError::new(
+                    ErrorCode::ServerError,
+                    format!("the OpenID Provider sent an invalid acknowledgement: {e}"),
+                )
+            })?;
+        Ok(Some(translate::rewrite_ack(body, &ack)))
     }
 
     async fn serve_discovery(

@@ -1,9 +1,12 @@
 //! Assembles the pingora server: the proxy, the metrics listener, endpoint discovery.
 
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::discovery;
+use crate::metrics;
 use crate::op_client;
 use crate::ops::OpsApp;
+use crate::poll_store::PollStore;
 use crate::proxy::{Gateway, Shared, DISCOVERY_PATH};
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
@@ -27,9 +30,14 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
     server.bootstrap();
 
     let shared = Arc::new(Shared::default());
+    let store = PollStore::new(
+        cfg.polling.policy,
+        cfg.polling.limits,
+        Arc::new(SystemClock),
+    );
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(cfg.clone(), shared.clone()),
+        Gateway::new(cfg.clone(), shared.clone(), store.clone()),
         "ciba-gateway",
     );
     proxy.add_tcp(&cfg.listen.to_string());
@@ -38,6 +46,7 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
         "metrics".to_string(),
         HttpServer::new_app(OpsApp {
             shared: shared.clone(),
+            store: store.clone(),
         }),
     );
     ops.add_tcp(&cfg.metrics_listen.to_string());
@@ -50,10 +59,42 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
         },
     );
 
+    let sweeper = background_service(
+        "poll sweeper",
+        Sweeper {
+            store,
+            every: cfg.polling.sweep_interval,
+        },
+    );
+
     server.add_service(proxy);
+    server.add_service(sweeper);
     server.add_service(ops);
     server.add_service(discovery);
     (server, shared)
+}
+
+/// Drops expired poll state periodically, shard by shard (no global lock).
+struct Sweeper {
+    store: PollStore,
+    every: std::time::Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Sweeper {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.every) => {}
+                _ = shutdown.changed() => return,
+            }
+            let removed = self.store.sweep();
+            metrics::TRACKED.set(self.store.len() as i64);
+            if removed > 0 {
+                tracing::debug!(removed, "swept expired auth_req_ids");
+            }
+        }
+    }
 }
 
 /// Learns the CIBA endpoints, retrying until the OP answers.

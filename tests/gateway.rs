@@ -7,6 +7,9 @@ mod core {
     use super::support::*;
     use std::time::{Duration, Instant};
 
+    /// The interval the gateway enforces when the OP sends none, plus a margin.
+    const INTERVAL: Duration = Duration::from_millis(5_100);
+
     fn flow_setup() -> (TestOp, Gateway) {
         let op = TestOp::start(&[]);
         let gw = Gateway::start(&op.url(), &[]);
@@ -68,7 +71,8 @@ mod core {
         assert_eq!(pending.header("content-type"), Some("application/json"));
 
         op.approve(&id);
-        // The OP enforces nothing about intervals; the gateway core forwards every poll.
+        // CIBA 7.3: wait the interval (5 s, the gateway's default) before polling again.
+        std::thread::sleep(INTERVAL);
         let tokens = poll(&gw.addr(), POST_CLIENT, &id);
         assert_eq!(tokens.status, 200, "{}", tokens.text());
         let t = tokens.json();
@@ -76,10 +80,15 @@ mod core {
         assert!(t["id_token"].is_string());
         assert_eq!(tokens.header("cache-control"), Some("no-store"));
 
+        std::thread::sleep(INTERVAL);
         let again = poll(&gw.addr(), POST_CLIENT, &id);
         assert_eq!(again.status, 400);
         assert_eq!(again.error(), "invalid_grant");
-        assert_eq!(op.token_count(), 3);
+        assert_eq!(
+            op.token_count(),
+            2,
+            "the used-up id was refused by the gateway"
+        );
         assert_eq!(op.backchannel_count(), 1);
     }
 
@@ -111,6 +120,7 @@ mod core {
         };
         assert_eq!(poll_basic(&id).error(), "authorization_pending");
         op.deny(&id);
+        std::thread::sleep(INTERVAL);
         let denied = poll_basic(&id);
         assert_eq!(denied.status, 400);
         assert_eq!(denied.error(), "access_denied");
@@ -266,6 +276,7 @@ mod core {
         let id = ack.json()["auth_req_id"].as_str().unwrap().to_string();
         op.approve(&id);
         let tokens = poll(&gw.addr(), POST_CLIENT, &id).json();
+        assert!(tokens["access_token"].is_string(), "{tokens}");
         let _ = post_raw(
             &gw.addr(),
             "/backchannel",
@@ -330,6 +341,234 @@ mod core {
             .expect("gateway exits after SIGTERM");
         assert!(status.success(), "exit status {status:?}");
         assert!(started.elapsed() < Duration::from_secs(15));
+    }
+}
+
+mod polling {
+    use super::support::*;
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    fn auth_req_id(ack: &Resp) -> String {
+        assert_eq!(ack.status, 200, "{}", ack.text());
+        ack.json()["auth_req_id"].as_str().unwrap().to_string()
+    }
+
+    fn with_config(op: &TestOp, text: &str) -> (Gateway, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(dir.path(), "gw.toml", text);
+        (
+            Gateway::start(&op.url(), &["--config", cfg.to_str().unwrap()]),
+            dir,
+        )
+    }
+
+    #[test]
+    fn the_ack_carries_the_enforced_interval() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = with_config(&op, "[polling]\nmax_expires_in_seconds = 120\n");
+        let ack = initiate(&gw.addr(), POST_CLIENT, "alice").json();
+        assert_eq!(
+            ack["interval"], 5,
+            "node-oidc-provider sends none; the gateway adds 5"
+        );
+        assert_eq!(ack["expires_in"], 120, "the OP's 600 is clamped");
+    }
+
+    #[test]
+    fn too_fast_polls_get_slow_down_and_never_reach_the_op() {
+        let op = TestOp::start(&[]);
+        let gw = Gateway::start(&op.url(), &[]);
+        let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
+        assert_eq!(
+            poll(&gw.addr(), POST_CLIENT, &id).error(),
+            "authorization_pending"
+        );
+        for expect in ["10 s", "15 s", "20 s"] {
+            let r = poll(&gw.addr(), POST_CLIENT, &id);
+            assert_eq!(r.status, 400);
+            assert_eq!(r.error(), "slow_down");
+            assert!(
+                r.json()["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains(expect),
+                "{}",
+                r.text()
+            );
+            assert_eq!(r.header("cache-control"), Some("no-store"));
+        }
+        assert_eq!(op.token_count(), 1, "only the first poll reached the OP");
+        let m = get(&gw.metrics_addr(), "/metrics").text();
+        assert!(
+            m.contains(r#"ciba_gateway_local_answers_total{endpoint="token",error="slow_down"} 3"#),
+            "{m}"
+        );
+        assert!(m.contains("ciba_gateway_tracked_auth_req_ids 1"), "{m}");
+    }
+
+    #[test]
+    fn a_well_behaved_client_gets_its_tokens_once() {
+        let op = TestOp::start(&[]);
+        let gw = Gateway::start(&op.url(), &[]);
+        let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
+        op.approve(&id);
+        let tokens = poll(&gw.addr(), POST_CLIENT, &id);
+        assert_eq!(tokens.status, 200, "{}", tokens.text());
+        assert!(tokens.json()["access_token"].is_string());
+        let after = poll(&gw.addr(), POST_CLIENT, &id);
+        assert_eq!(after.error(), "invalid_grant");
+        assert_eq!(
+            op.token_count(),
+            1,
+            "the used-up id never reached the OP again"
+        );
+    }
+
+    #[test]
+    fn a_denied_request_ends_its_state() {
+        let op = TestOp::start(&[]);
+        let gw = Gateway::start(&op.url(), &[]);
+        let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
+        op.deny(&id);
+        assert_eq!(poll(&gw.addr(), POST_CLIENT, &id).error(), "access_denied");
+        assert_eq!(poll(&gw.addr(), POST_CLIENT, &id).error(), "invalid_grant");
+        assert_eq!(op.token_count(), 1);
+    }
+
+    #[test]
+    fn an_expired_request_is_answered_locally() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = with_config(&op, "[polling]\nmax_expires_in_seconds = 1\n");
+        let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
+        // Expiry is a deadline the gateway enforces: wait until it has surely passed.
+        std::thread::sleep(Duration::from_millis(1_200));
+        let r = poll(&gw.addr(), POST_CLIENT, &id);
+        assert_eq!(r.status, 400);
+        assert_eq!(r.error(), "expired_token");
+        assert_eq!(op.token_count(), 0);
+    }
+
+    #[test]
+    fn another_client_gets_invalid_grant_and_the_owner_is_unaffected() {
+        let op = TestOp::start(&[]);
+        let gw = Gateway::start(&op.url(), &[]);
+        let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
+        for _ in 0..3 {
+            let r = poll(&gw.addr(), OTHER_CLIENT, &id);
+            assert_eq!(r.status, 400);
+            assert_eq!(r.error(), "invalid_grant");
+        }
+        let anonymous = post_form(
+            &gw.addr(),
+            "/token",
+            &[("grant_type", CIBA_GRANT), ("auth_req_id", &id)],
+            &[],
+        );
+        assert_eq!(anonymous.error(), "invalid_grant");
+        assert_eq!(op.token_count(), 0);
+        assert_eq!(
+            poll(&gw.addr(), POST_CLIENT, &id).error(),
+            "authorization_pending"
+        );
+        assert_eq!(op.token_count(), 1);
+    }
+
+    #[test]
+    fn unknown_ids_are_forwarded_by_default() {
+        let op = TestOp::start(&[]);
+        let gw = Gateway::start(&op.url(), &[]);
+        let r = poll(&gw.addr(), POST_CLIENT, "never-issued");
+        assert_eq!(r.error(), "invalid_grant");
+        assert_eq!(
+            op.token_count(),
+            1,
+            "forwarded: a restarted gateway keeps flows working"
+        );
+    }
+
+    #[test]
+    fn unknown_ids_can_be_rejected_locally() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = with_config(&op, "[polling]\nunknown_auth_req_id = \"reject\"\n");
+        let r = poll(&gw.addr(), POST_CLIENT, "never-issued");
+        assert_eq!(r.error(), "invalid_grant");
+        assert_eq!(op.token_count(), 0);
+    }
+
+    #[test]
+    fn simultaneous_polls_reach_the_op_once() {
+        let op = TestOp::start(&[]);
+        let gw = Gateway::start(&op.url(), &[]);
+        let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
+        let n = 8;
+        let barrier = Arc::new(Barrier::new(n));
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let (b, addr, id) = (barrier.clone(), gw.addr(), id.clone());
+                std::thread::spawn(move || {
+                    b.wait();
+                    poll(&addr, POST_CLIENT, &id).error()
+                })
+            })
+            .collect();
+        let errors: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            errors
+                .iter()
+                .filter(|e| *e == "authorization_pending")
+                .count(),
+            1,
+            "{errors:?}"
+        );
+        assert_eq!(
+            errors.iter().filter(|e| *e == "slow_down").count(),
+            n - 1,
+            "{errors:?}"
+        );
+        assert_eq!(op.token_count(), 1);
+    }
+
+    #[test]
+    fn a_client_over_its_tracking_limit_gets_429() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = with_config(&op, "[polling]\nmax_tracked_per_client = 2\n");
+        auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "a"));
+        auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "b"));
+        let r = initiate(&gw.addr(), POST_CLIENT, "c");
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert_eq!(r.error(), "temporarily_unavailable");
+        assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+        assert_eq!(op.backchannel_count(), 2);
+        auth_req_id(&initiate(&gw.addr(), OTHER_CLIENT, "d"));
+    }
+
+    #[test]
+    fn the_vendor_cancel_call_ends_the_state() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = with_config(
+            &op,
+            "[polling]\nunknown_auth_req_id = \"reject\"\ncancel_method = \"DELETE\"\ncancel_path = \"/op/api/v1/ciba/{auth_req_id}\"\n",
+        );
+        let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
+        let refused = raw(
+            &gw.addr(),
+            b"DELETE /op/api/v1/ciba/not-an-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(refused.status, 404, "the OP refused an unknown id");
+        let cancel = raw(
+            &gw.addr(),
+            format!("DELETE /op/api/v1/ciba/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(cancel.status, 204);
+        let r = poll(&gw.addr(), POST_CLIENT, &id);
+        assert_eq!(
+            r.error(),
+            "invalid_grant",
+            "state dropped: the id is now unknown and rejected"
+        );
+        assert_eq!(op.token_count(), 0);
     }
 }
 

@@ -392,6 +392,21 @@ server.on('request', async (req, res) => {
       await handleAdmin(req, res, url);
       return;
     }
+    // A vendor-style cancel call (Signaturgruppen: DELETE /op/api/v1/ciba/{auth_req_id}):
+    // ends a pending request as denied, 204; unknown or finished ids get 404.
+    const cancel = /^\/op\/api\/v1\/ciba\/([^/]+)$/.exec(url.pathname);
+    if (cancel && req.method === 'DELETE') {
+      state.total += 1;
+      state.byPath.set('cancel', (state.byPath.get('cancel') ?? 0) + 1);
+      const request = await provider.BackchannelAuthenticationRequest.find(decodeURIComponent(cancel[1]));
+      if (!request || request.consumed || request.grantId || request.error) {
+        return sendJson(res, 404, { error: 'not_found', error_description: 'no pending request with that id' });
+      }
+      await provider.backchannelResult(request, new errors.AccessDenied('cancelled by the client'));
+      res.writeHead(204);
+      res.end();
+      return;
+    }
     if (url.pathname === opts.backchannelPath) {
       const raw = await readAll(req);
       const rawBody = raw.toString('utf8');

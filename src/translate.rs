@@ -1,0 +1,185 @@
+//! Reading and rewriting the OP's CIBA answers: the acknowledgement (CIBA 7.3) and the
+//! token endpoint's answer (CIBA 11).
+//!
+//! Pure: bytes in, bytes or a classification out.
+
+use crate::error::ErrorCode;
+use crate::ids::AuthReqId;
+use crate::polling::Ack;
+use serde_json::Value;
+
+/// Longest `auth_req_id` the gateway tracks; longer ones are an upstream fault.
+pub const MAX_AUTH_REQ_ID: usize = 512;
+
+/// The fields of an acknowledgement the gateway needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpAck {
+    /// The OP's `auth_req_id`.
+    pub auth_req_id: AuthReqId,
+    /// The OP's `expires_in` in seconds.
+    pub expires_in: u64,
+    /// The OP's `interval` in seconds, when it sent one.
+    pub interval: Option<u64>,
+}
+
+/// Reads a 200 acknowledgement; the error says what the OP got wrong.
+pub fn parse_ack(body: &[u8]) -> Result<OpAck, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|_| "the acknowledgement is not JSON".to_string())?;
+    let id = v
+        .get("auth_req_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_AUTH_REQ_ID)
+        .ok_or("the acknowledgement has no usable auth_req_id")?;
+    let expires_in = v
+        .get("expires_in")
+        .and_then(positive_seconds)
+        .ok_or("the acknowledgement has no positive expires_in")?;
+    let interval = match v.get("interval") {
+        None | Some(Value::Null) => None,
+        Some(x) => Some(
+            positive_seconds(x).ok_or("the acknowledgement's interval is not a positive number")?,
+        ),
+    };
+    Ok(OpAck {
+        auth_req_id: AuthReqId::new(id),
+        expires_in,
+        interval,
+    })
+}
+
+/// Seconds as the OP wrote them: an integer, or a float rounded up, or a numeric string.
+fn positive_seconds(v: &Value) -> Option<u64> {
+    let n = match v {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f > 0.0).map(|f| f.ceil() as u64)),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    }?;
+    (n > 0).then_some(n)
+}
+
+/// Rewrites an acknowledgement so the client sees the interval and expiry the gateway
+/// enforces; every other member is kept.
+pub fn rewrite_ack(body: &[u8], ack: &Ack) -> Vec<u8> {
+    let mut v: Value =
+        serde_json::from_slice(body).unwrap_or_else(|_| Value::Object(Default::default()));
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("expires_in".into(), ack.expires_in_secs().into());
+        obj.insert("interval".into(), ack.interval_secs().into());
+    }
+    serde_json::to_vec(&v).expect("a JSON value serializes")
+}
+
+/// What a token endpoint answer means for the poll state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOutcome {
+    /// Tokens were issued: the flow is over.
+    Issued,
+    /// `authorization_pending`: keep the state.
+    Pending,
+    /// The OP itself said `slow_down`.
+    SlowDown,
+    /// `access_denied`, `expired_token` or `invalid_grant`: the flow is over (CIBA 11).
+    Terminal,
+    /// Anything else (a client error, an OP fault): the state is kept.
+    Other,
+}
+
+/// Classifies the OP's answer to a CIBA token request.
+pub fn classify_token_answer(status: u16, body: &[u8]) -> TokenOutcome {
+    if status == 200 {
+        return TokenOutcome::Issued;
+    }
+    let code = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        v.get("error")
+            .and_then(Value::as_str)
+            .and_then(ErrorCode::parse)
+    });
+    match code {
+        Some(ErrorCode::AuthorizationPending) => TokenOutcome::Pending,
+        Some(ErrorCode::SlowDown) => TokenOutcome::SlowDown,
+        Some(ErrorCode::AccessDenied | ErrorCode::ExpiredToken | ErrorCode::InvalidGrant) => {
+            TokenOutcome::Terminal
+        }
+        _ => TokenOutcome::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn parses_acks_with_and_without_interval() {
+        let a = parse_ack(br#"{"auth_req_id":"abc","expires_in":600}"#).unwrap();
+        assert_eq!(a.auth_req_id.as_str(), "abc");
+        assert_eq!((a.expires_in, a.interval), (600, None));
+        let a = parse_ack(br#"{"auth_req_id":"abc","expires_in":"120","interval":2.5}"#).unwrap();
+        assert_eq!((a.expires_in, a.interval), (120, Some(3)));
+    }
+
+    #[test]
+    fn refuses_broken_acks() {
+        for body in [
+            &b"<html>"[..],
+            br#"{"expires_in":600}"#,
+            br#"{"auth_req_id":"","expires_in":600}"#,
+            br#"{"auth_req_id":"a","expires_in":0}"#,
+            br#"{"auth_req_id":"a","expires_in":-5}"#,
+            br#"{"auth_req_id":"a"}"#,
+            br#"{"auth_req_id":"a","expires_in":60,"interval":"soon"}"#,
+            br#"{"auth_req_id":7,"expires_in":60}"#,
+        ] {
+            assert!(
+                parse_ack(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let long = format!(r#"{{"auth_req_id":"{}","expires_in":60}}"#, "a".repeat(600));
+        assert!(parse_ack(long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn rewrite_sets_enforced_values_and_keeps_the_rest() {
+        let ack = Ack {
+            interval: Duration::from_secs(5),
+            expires_in: Duration::from_secs(300),
+        };
+        let out = rewrite_ack(
+            br#"{"auth_req_id":"x","expires_in":900,"extra":true}"#,
+            &ack,
+        );
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["interval"], 5);
+        assert_eq!(v["expires_in"], 300);
+        assert_eq!(v["auth_req_id"], "x");
+        assert_eq!(v["extra"], true);
+    }
+
+    #[test]
+    fn classifies_token_answers() {
+        use TokenOutcome::*;
+        let cases: [(u16, &[u8], TokenOutcome); 8] = [
+            (200, br#"{"access_token":"t"}"#, Issued),
+            (400, br#"{"error":"authorization_pending"}"#, Pending),
+            (400, br#"{"error":"slow_down"}"#, SlowDown),
+            (400, br#"{"error":"access_denied"}"#, Terminal),
+            (400, br#"{"error":"expired_token"}"#, Terminal),
+            (400, br#"{"error":"invalid_grant"}"#, Terminal),
+            (401, br#"{"error":"invalid_client"}"#, Other),
+            (500, b"oops", Other),
+        ];
+        for (status, body, expect) in cases {
+            assert_eq!(
+                classify_token_answer(status, body),
+                expect,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

@@ -32,7 +32,8 @@ pub fn claimed_client(
             return Err(OAuthError::new(
                 ErrorCode::InvalidClient,
                 "`client_id` in the form and in the Authorization header differ",
-            ))
+            )
+            .with_reason("client_mismatch"))
         }
         (Some(a), _) => a.to_string(),
         (None, Some(b)) => b.to_string(),

@@ -7,6 +7,7 @@
 
 use crate::poll_store::StoreLimits;
 use crate::polling::PollPolicy;
+use crate::rate_limit::RateLimitConfig;
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -32,9 +33,24 @@ pub struct FileConfig {
     /// `[polling]`: poll enforcement per `auth_req_id`.
     #[serde(default)]
     pub polling: PollingSection,
+    /// `[rate_limit]`: per-client and per-address limits.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// `[logging]`.
     #[serde(default)]
     pub logging: LoggingSection,
+}
+
+/// `[metrics]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Client ids that get their own `client` label value; all others are `other`.
+    #[serde(default)]
+    pub client_labels: Vec<String>,
 }
 
 /// `[polling]` as written.
@@ -279,6 +295,10 @@ pub struct Config {
     pub upstream: Upstream,
     /// Poll enforcement.
     pub polling: Polling,
+    /// Rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// Client ids allowed as metric label values.
+    pub client_labels: Vec<String>,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -401,6 +421,17 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     upstream.tls_verify = file.upstream.tls_verify.unwrap_or(true);
 
     let polling = validate_polling(file.polling)?;
+    let rate_limit = file.rate_limit;
+    if rate_limit.max_keys == 0 {
+        return Err(err("rate_limit.max_keys", "must be at least 1"));
+    }
+    let client_labels = file.metrics.client_labels;
+    if client_labels.len() > 1000 {
+        return Err(err(
+            "metrics.client_labels",
+            "lists more than 1000 clients; every one is a label value in every series",
+        ));
+    }
 
     let log_level = file.logging.level.unwrap_or_else(|| "info".to_string());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
@@ -424,6 +455,8 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         shutdown_grace,
         upstream,
         polling,
+        rate_limit,
+        client_labels,
         log_level,
         log_format,
     })

@@ -139,6 +139,9 @@ pub struct OAuthError {
     pub status: u16,
     /// Seconds for a `Retry-After` header, for 429 and 503 answers.
     pub retry_after: Option<u64>,
+    /// A short fixed label for metrics (`duplicate_parameter`, `binding_message`...);
+    /// the code itself unless set.
+    pub reason: &'static str,
 }
 
 impl OAuthError {
@@ -149,7 +152,14 @@ impl OAuthError {
             description: description.into(),
             status: code.status(),
             retry_after: None,
+            reason: code.as_str(),
         }
+    }
+
+    /// Sets the metrics label saying why the request was refused.
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
     }
 
     /// Shorthand for `invalid_request`.

@@ -55,24 +55,28 @@ impl Form {
                     "form parameter #{} has a malformed name: {why}",
                     index + 1
                 ))
+                .with_reason("malformed_encoding")
             })?;
             if name.is_empty() {
                 return Err(OAuthError::invalid_request(format!(
                     "form parameter #{} has an empty name",
                     index + 1
-                )));
+                ))
+                .with_reason("malformed_encoding"));
             }
             let value = decode(raw_value).map_err(|why| {
                 OAuthError::invalid_request(format!(
                     "parameter `{}` is malformed: {why}",
                     printable_name(&name)
                 ))
+                .with_reason("malformed_encoding")
             })?;
             if pairs.iter().any(|(n, _)| *n == name) {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter `{}` appears more than once",
                     printable_name(&name)
-                )));
+                ))
+                .with_reason("duplicate_parameter"));
             }
             pairs.push((name, value));
         }

@@ -16,5 +16,7 @@ pub mod pipeline;
 pub mod poll_store;
 pub mod polling;
 pub mod proxy;
+pub mod rate_limit;
 pub mod server;
 pub mod translate;
+pub mod jwt;

@@ -13,8 +13,8 @@ use prometheus::{
 pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "ciba_gateway_requests_total",
-        "Requests handled, by endpoint and HTTP status.",
-        &["endpoint", "status"]
+        "Requests handled, by endpoint, HTTP status and client (configured ids only, else `other`).",
+        &["endpoint", "status", "client"]
     )
     .expect("metric registers once")
 });
@@ -25,6 +25,36 @@ pub static LOCAL_ANSWERS: Lazy<IntCounterVec> = Lazy::new(|| {
         "ciba_gateway_local_answers_total",
         "Errors answered by the gateway without the OP, by endpoint and error code.",
         &["endpoint", "error"]
+    )
+    .expect("metric registers once")
+});
+
+/// Requests refused by a rate limit, by endpoint and key kind.
+pub static RATE_LIMITED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_rate_limited_total",
+        "Requests refused with 429 by a rate limit, by endpoint and key kind (client, address).",
+        &["endpoint", "key"]
+    )
+    .expect("metric registers once")
+});
+
+/// Requests refused by validation, by endpoint and reason.
+pub static VALIDATION_REFUSALS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_validation_refusals_total",
+        "CIBA requests refused by the gateway's validation before the OP, by endpoint and reason.",
+        &["endpoint", "reason"]
+    )
+    .expect("metric registers once")
+});
+
+/// `login_hint_token` inputs by format, and whether they were repaired.
+pub static LOGIN_HINT_TOKENS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_login_hint_tokens_total",
+        "login_hint_token values accepted, by input format (json, base64, base64url, jwt) and whether they were repaired.",
+        &["format", "repaired"]
     )
     .expect("metric registers once")
 });
@@ -86,6 +116,9 @@ pub fn init() {
     Lazy::force(&REQUESTS);
     Lazy::force(&LOCAL_ANSWERS);
     Lazy::force(&UPSTREAM_FAILURES);
+    Lazy::force(&RATE_LIMITED);
+    Lazy::force(&VALIDATION_REFUSALS);
+    Lazy::force(&LOGIN_HINT_TOKENS);
     Lazy::force(&UPSTREAM_SECONDS);
     READY.set(0);
     TRACKED.set(0);

@@ -64,7 +64,8 @@ pub fn check_request(req: Inbound<'_>) -> Result<Accepted, OAuthError> {
     if !is_form(req.content_type) {
         return Err(OAuthError::invalid_request(
             "the request body must be application/x-www-form-urlencoded",
-        ));
+        )
+        .with_reason("content_type"));
     }
     let form = Form::parse(req.body)?;
     let client = claimed_client(&form, req.authorization)?;

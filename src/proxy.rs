@@ -15,6 +15,7 @@ use crate::op_client::{self, Answer, Failure};
 use crate::pipeline::{self, Endpoint, Outbound};
 use crate::poll_store::PollStore;
 use crate::polling::PollDecision;
+use crate::rate_limit::{self, Limited, RateLimits};
 use crate::translate::{self, TokenOutcome};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -73,6 +74,8 @@ pub struct Gateway {
     cfg: Arc<Config>,
     shared: Arc<Shared>,
     store: PollStore,
+    limits: Arc<RateLimits>,
+    client_labels: std::collections::HashSet<String>,
     peer: HttpPeer,
     connector: Connector,
     next_id: AtomicU64,
@@ -80,12 +83,20 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds the service from a validated configuration.
-    pub fn new(cfg: Arc<Config>, shared: Arc<Shared>, store: PollStore) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        shared: Arc<Shared>,
+        store: PollStore,
+        limits: Arc<RateLimits>,
+    ) -> Self {
         let peer = op_client::peer(&cfg.upstream);
+        let client_labels = cfg.client_labels.iter().cloned().collect();
         Gateway {
             cfg,
             shared,
             store,
+            limits,
+            client_labels,
             peer,
             connector: Connector::new(None),
             next_id: AtomicU64::new(1),
@@ -279,8 +290,13 @@ impl ProxyHttp for Gateway {
             .map(|h| h.status.as_u16())
             .unwrap_or(0);
         let endpoint = ctx.route.as_str();
+        let client_label = match &ctx.client {
+            Some(c) if self.client_labels.contains(c.as_str()) => c.as_str(),
+            Some(_) => "other",
+            None => "none",
+        };
         metrics::REQUESTS
-            .with_label_values(&[endpoint, status_label(status)])
+            .with_label_values(&[endpoint, status_label(status), client_label])
             .inc();
         if let Some(code) = ctx.local_error {
             metrics::LOCAL_ANSWERS
@@ -325,13 +341,19 @@ impl Gateway {
         ctx: &mut RequestCtx,
         endpoint: Endpoint,
     ) -> Result<bool> {
+        let address = self.source_address(session);
+        if let Err(l) = self.limits.check_address(endpoint, address) {
+            return answer_error(session, ctx, rate_limited(endpoint, l)).await;
+        }
         if session.req_header().method != http::Method::POST {
-            let e = OAuthError::invalid_request("this endpoint accepts POST only").with_status(405);
-            return answer_error(session, ctx, e).await;
+            let e = OAuthError::invalid_request("this endpoint accepts POST only")
+                .with_status(405)
+                .with_reason("method");
+            return refuse(session, ctx, endpoint, e).await;
         }
         let body = match read_body(session, self.cfg.max_body_bytes).await {
             Ok(b) => b,
-            Err(e) => return answer_error(session, ctx, e).await,
+            Err(e) => return refuse(session, ctx, endpoint, e).await,
         };
         let req = session.req_header();
         let inbound = pipeline::Inbound {
@@ -343,14 +365,25 @@ impl Gateway {
         let accepted = match pipeline::check_request(inbound) {
             Ok(a) => a,
             Err(mut e) => {
-                e.status =
-                    endpoint
-                        .status_of(e.code)
-                        .max(if e.status == 400 { 400 } else { e.status });
-                return answer_error(session, ctx, e).await;
+                // The code's own status is the backchannel's; the token endpoint differs
+                // (RFC 6749 5.2). Statuses set on purpose (413, 405) stay.
+                if e.status == e.code.status() {
+                    e.status = endpoint.status_of(e.code);
+                }
+                return refuse(session, ctx, endpoint, e).await;
             }
         };
         ctx.client = accepted.client.clone();
+        if let Some(client) = &accepted.client {
+            let credential = accepted
+                .form
+                .get("client_secret")
+                .or_else(|| header_str(session.req_header(), "authorization"));
+            let fingerprint = self.limits.fingerprint(credential);
+            if let Err(l) = self.limits.check_client(endpoint, client, fingerprint) {
+                return answer_error(session, ctx, rate_limited(endpoint, l)).await;
+            }
+        }
         let mut polled: Option<AuthReqId> = None;
         match endpoint {
             Endpoint::Backchannel => {
@@ -425,6 +458,22 @@ impl Gateway {
         h.insert_header("pragma", "no-cache")?;
         write_json(session, &h, body).await?;
         Ok(true)
+    }
+
+    /// The address the request comes from, honouring forwarding headers from trusted proxies.
+    fn source_address(&self, session: &Session) -> std::net::IpAddr {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let req = session.req_header();
+        rate_limit::source_address(
+            peer,
+            header_str(req, "x-forwarded-for"),
+            header_str(req, "forwarded"),
+            &self.cfg.rate_limit.trusted_proxies,
+        )
     }
 
     /// Applies the poll rules (CIBA 11) to a token request; an error is answered locally.
@@ -663,6 +712,37 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, OAuthEr
             }
         }
     }
+}
+
+/// Answers a request refused by validation, counting why.
+async fn refuse(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    endpoint: Endpoint,
+    e: OAuthError,
+) -> Result<bool> {
+    metrics::VALIDATION_REFUSALS
+        .with_label_values(&[endpoint.as_str(), e.reason])
+        .inc();
+    answer_error(session, ctx, e).await
+}
+
+/// The 429 for a request over a rate limit, counted by key kind.
+fn rate_limited(endpoint: Endpoint, l: Limited) -> OAuthError {
+    metrics::RATE_LIMITED
+        .with_label_values(&[endpoint.as_str(), l.kind.as_str()])
+        .inc();
+    let secs = l.retry_after.as_secs() + u64::from(l.retry_after.subsec_nanos() > 0);
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        format!(
+            "too many requests from this {}; retry after {secs} s",
+            l.kind.as_str()
+        ),
+    )
+    .with_status(429)
+    .with_retry_after(secs.max(1))
+    .with_reason("rate_limited")
 }
 
 /// Answers with an OAuth error and records it for the access log.

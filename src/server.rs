@@ -8,6 +8,7 @@ use crate::op_client;
 use crate::ops::OpsApp;
 use crate::poll_store::PollStore;
 use crate::proxy::{Gateway, Shared, DISCOVERY_PATH};
+use crate::rate_limit::RateLimits;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::connectors::http::Connector;
@@ -35,9 +36,10 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
         cfg.polling.limits,
         Arc::new(SystemClock),
     );
+    let limits = Arc::new(RateLimits::new(&cfg.rate_limit));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(cfg.clone(), shared.clone(), store.clone()),
+        Gateway::new(cfg.clone(), shared.clone(), store.clone(), limits.clone()),
         "ciba-gateway",
     );
     proxy.add_tcp(&cfg.listen.to_string());
@@ -63,6 +65,7 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
         "poll sweeper",
         Sweeper {
             store,
+            limits,
             every: cfg.polling.sweep_interval,
         },
     );
@@ -74,9 +77,10 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
     (server, shared)
 }
 
-/// Drops expired poll state periodically, shard by shard (no global lock).
+/// Drops expired poll state and stale rate-limit keys periodically, shard by shard (no global lock).
 struct Sweeper {
     store: PollStore,
+    limits: Arc<RateLimits>,
     every: std::time::Duration,
 }
 
@@ -89,6 +93,7 @@ impl BackgroundService for Sweeper {
                 _ = shutdown.changed() => return,
             }
             let removed = self.store.sweep();
+            self.limits.retain_recent();
             metrics::TRACKED.set(self.store.len() as i64);
             if removed > 0 {
                 tracing::debug!(removed, "swept expired auth_req_ids");

@@ -306,13 +306,11 @@ mod core {
         let _ = post_raw(&gw.addr(), "/backchannel", "text/plain", b"x", "");
         assert_eq!(get(&gw.metrics_addr(), "/healthz").status, 200);
         assert_eq!(get(&gw.metrics_addr(), "/readyz").status, 200);
-        let m = get(&gw.metrics_addr(), "/metrics").text();
-        assert!(
-            m.contains(r#"ciba_gateway_requests_total{endpoint="backchannel",status="400"} 1"#),
-            "{m}"
-        );
-        assert!(m.contains(r#"ciba_gateway_local_answers_total{endpoint="backchannel",error="invalid_request"} 1"#), "{m}");
-        assert!(m.contains("ciba_gateway_ready 1"));
+        gw.metrics_containing(&[
+            r#"ciba_gateway_requests_total{client="none",endpoint="backchannel",status="400"} 1"#,
+            r#"ciba_gateway_local_answers_total{endpoint="backchannel",error="invalid_request"} 1"#,
+            "ciba_gateway_ready 1",
+        ]);
         assert_eq!(
             get(&gw.addr(), "/metrics").status,
             404,
@@ -399,12 +397,10 @@ mod polling {
             assert_eq!(r.header("cache-control"), Some("no-store"));
         }
         assert_eq!(op.token_count(), 1, "only the first poll reached the OP");
-        let m = get(&gw.metrics_addr(), "/metrics").text();
-        assert!(
-            m.contains(r#"ciba_gateway_local_answers_total{endpoint="token",error="slow_down"} 3"#),
-            "{m}"
-        );
-        assert!(m.contains("ciba_gateway_tracked_auth_req_ids 1"), "{m}");
+        gw.metrics_containing(&[
+            r#"ciba_gateway_local_answers_total{endpoint="token",error="slow_down"} 3"#,
+            "ciba_gateway_tracked_auth_req_ids 1",
+        ]);
     }
 
     #[test]
@@ -569,6 +565,258 @@ mod polling {
             "state dropped: the id is now unknown and rejected"
         );
         assert_eq!(op.token_count(), 0);
+    }
+}
+
+mod limits_and_metrics {
+    use super::support::*;
+
+    fn with_config(op: &TestOp, text: &str) -> (Gateway, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(dir.path(), "gw.toml", text);
+        (
+            Gateway::start(&op.url(), &["--config", cfg.to_str().unwrap()]),
+            dir,
+        )
+    }
+
+    #[test]
+    fn a_client_over_its_rate_gets_429_while_another_keeps_working() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = with_config(
+            &op,
+            "[rate_limit.backchannel]\nper_client = { per_second = 1, burst = 2 }\nper_address = { per_second = 100, burst = 100 }\n",
+        );
+        assert_eq!(initiate(&gw.addr(), POST_CLIENT, "a").status, 200);
+        assert_eq!(initiate(&gw.addr(), POST_CLIENT, "b").status, 200);
+        let r = initiate(&gw.addr(), POST_CLIENT, "c");
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert_eq!(r.error(), "temporarily_unavailable");
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(
+            op.backchannel_count(),
+            2,
+            "the refused request never reached the OP"
+        );
+        assert_eq!(
+            initiate(&gw.addr(), OTHER_CLIENT, "d").status,
+            200,
+            "another client is unaffected"
+        );
+        gw.metrics_containing(&[
+            r#"ciba_gateway_rate_limited_total{endpoint="backchannel",key="client"} 1"#,
+        ]);
+        // Someone claiming client-post without its secret has a bucket of their own.
+        let spoof = post_form(
+            &gw.addr(),
+            "/backchannel",
+            &[
+                ("client_id", POST_CLIENT.0),
+                ("client_secret", "guess"),
+                ("scope", "openid"),
+                ("login_hint", "e"),
+            ],
+            &[],
+        );
+        assert_eq!(
+            spoof.status,
+            401,
+            "refused by the OP, not rate limited: {}",
+            spoof.text()
+        );
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let op = TestOp::start(&[]);
+        let limits = "[polling]\nunknown_auth_req_id = \"reject\"\n[rate_limit.token]\nper_client = { per_second = 100, burst = 100 }\nper_address = { per_second = 1, burst = 1 }\n";
+        let poll_from = |gw: &Gateway, xff: &str| {
+            post_form(
+                &gw.addr(),
+                "/token",
+                &[
+                    ("client_id", POST_CLIENT.0),
+                    ("grant_type", CIBA_GRANT),
+                    ("auth_req_id", "x"),
+                ],
+                &[("X-Forwarded-For", xff)],
+            )
+            .status
+        };
+        let (untrusting, _d1) = with_config(&op, limits);
+        assert_eq!(poll_from(&untrusting, "192.0.2.1"), 400);
+        assert_eq!(
+            poll_from(&untrusting, "192.0.2.2"),
+            429,
+            "the header is ignored: same peer"
+        );
+        let trusted = limits.replace(
+            "[rate_limit.token]",
+            "[rate_limit]\ntrusted_proxies = [\"127.0.0.0/8\"]\n[rate_limit.token]",
+        );
+        let (trusting, _d2) = with_config(&op, &trusted);
+        assert_eq!(poll_from(&trusting, "192.0.2.1"), 400);
+        assert_eq!(
+            poll_from(&trusting, "192.0.2.2"),
+            400,
+            "a different client address behind the proxy"
+        );
+        assert_eq!(poll_from(&trusting, "192.0.2.1"), 429);
+        assert_eq!(op.token_count(), 0);
+    }
+
+    #[test]
+    fn metrics_after_a_scripted_flow_match_what_happened() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = with_config(&op, "[metrics]\nclient_labels = [\"client-post\"]\n");
+        let ack = initiate(&gw.addr(), POST_CLIENT, "alice");
+        let id = ack.json()["auth_req_id"].as_str().unwrap().to_string();
+        assert_eq!(
+            poll(&gw.addr(), POST_CLIENT, &id).error(),
+            "authorization_pending"
+        );
+        assert_eq!(poll(&gw.addr(), POST_CLIENT, &id).error(), "slow_down");
+        assert_eq!(poll(&gw.addr(), POST_CLIENT, &id).error(), "slow_down");
+        assert_eq!(initiate(&gw.addr(), OTHER_CLIENT, "bob").status, 200);
+        let dup = post_raw(
+            &gw.addr(),
+            "/backchannel",
+            "application/x-www-form-urlencoded",
+            b"scope=openid&scope=openid",
+            "",
+        );
+        assert_eq!(dup.status, 400, "{}", dup.text());
+        let expected = [
+            r#"ciba_gateway_requests_total{client="client-post",endpoint="backchannel",status="200"} 1"#,
+            r#"ciba_gateway_requests_total{client="other",endpoint="backchannel",status="200"} 1"#,
+            r#"ciba_gateway_requests_total{client="client-post",endpoint="token",status="400"} 3"#,
+            r#"ciba_gateway_requests_total{client="none",endpoint="backchannel",status="400"} 1"#,
+            r#"ciba_gateway_local_answers_total{endpoint="token",error="slow_down"} 2"#,
+            r#"ciba_gateway_validation_refusals_total{endpoint="backchannel",reason="duplicate_parameter"} 1"#,
+            r#"ciba_gateway_upstream_duration_seconds_count{endpoint="token"} 1"#,
+            r#"ciba_gateway_upstream_duration_seconds_count{endpoint="backchannel"} 2"#,
+            "ciba_gateway_tracked_auth_req_ids 2",
+            "ciba_gateway_ready 1",
+        ];
+        let m = gw.metrics_containing(&expected);
+        assert!(!m.contains(&id), "no auth_req_id in any label");
+        assert!(
+            !m.contains("client-other"),
+            "unlisted clients are grouped as other"
+        );
+
+        let mut promtool = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool is needed (Debian package prometheus)");
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(m.as_bytes())
+            .unwrap();
+        let out = promtool.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn json_access_logs_carry_the_fields_and_no_secret() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = with_config(&op, "[logging]\nformat = \"json\"\n");
+        let auth = basic(BASIC_CLIENT);
+        let ack = post_form(
+            &gw.addr(),
+            "/backchannel",
+            &[
+                ("scope", "openid"),
+                ("login_hint", "frank-personal"),
+                ("binding_message", "BM-77"),
+            ],
+            &[("Authorization", &auth)],
+        );
+        let id = ack.json()["auth_req_id"].as_str().unwrap().to_string();
+        op.approve(&id);
+        let tokens = post_form(
+            &gw.addr(),
+            "/token",
+            &[("grant_type", CIBA_GRANT), ("auth_req_id", &id)],
+            &[("Authorization", &auth)],
+        );
+        let t = tokens.json();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while gw.log().matches("\"access\"").count() < 2 {
+            assert!(std::time::Instant::now() < deadline, "{}", gw.log());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let access: Vec<serde_json::Value> = gw
+            .log()
+            .lines()
+            .filter(|l| l.contains("\"access\""))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        assert_eq!(access.len(), 2, "{}", gw.log());
+        for line in &access {
+            let f = &line["fields"];
+            for key in [
+                "request_id",
+                "endpoint",
+                "client_id",
+                "status",
+                "outcome",
+                "upstream_ms",
+            ] {
+                assert!(!f[key].is_null(), "{key} missing in {line}");
+            }
+            assert_eq!(f["client_id"], BASIC_CLIENT.0);
+        }
+        assert_eq!(access[1]["fields"]["status"], 200);
+        let log = gw.log();
+        for secret in [
+            BASIC_CLIENT.1,
+            auth.trim_start_matches("Basic "),
+            "frank-personal",
+            &id,
+            t["access_token"].as_str().unwrap(),
+            t["id_token"].as_str().unwrap(),
+        ] {
+            assert!(!log.contains(secret), "the log leaks {secret}:\n{log}");
+        }
+    }
+
+    #[test]
+    fn the_dashboard_has_a_panel_for_every_metric() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dash = std::fs::read_to_string(root.join("conf/grafana-dashboard.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&dash).unwrap();
+        let exprs: Vec<String> = v["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+            .map(|t| t["expr"].as_str().unwrap_or("").to_string())
+            .collect();
+        let src = std::fs::read_to_string(root.join("src/metrics.rs")).unwrap();
+        let names: Vec<&str> = src
+            .split('"')
+            .filter(|s| s.starts_with("ciba_gateway_"))
+            .collect();
+        assert!(names.len() >= 9, "{names:?}");
+        for name in names {
+            assert!(
+                exprs.iter().any(|e| e.contains(name)),
+                "no panel queries {name}"
+            );
+        }
     }
 }
 

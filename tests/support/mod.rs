@@ -247,6 +247,23 @@ impl Gateway {
         format!("127.0.0.1:{}", self.metrics_port)
     }
 
+    /// The `/metrics` text once it contains every line given.
+    ///
+    /// Metrics are recorded when a request is logged, just after its answer is sent, so a
+    /// scrape right after an answer may miss it; this waits (up to 5 s) instead of racing.
+    pub fn metrics_containing(&self, lines: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let m = get(&self.metrics_addr(), "/metrics").text();
+            let missing: Vec<&&str> = lines.iter().filter(|l| !m.contains(**l)).collect();
+            if missing.is_empty() {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "metrics lack {missing:?}:\n{m}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Everything the gateway wrote to stderr so far.
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()

@@ -3,17 +3,24 @@
 //!
 //! The gateway does not verify secrets or assertions (the OP does), but it must know who a
 //! request claims to be, to key poll state and rate limits, and it refuses requests that
-//! claim two different identities.
+//! claim two different identities. Three sources can name the client: the form's
+//! `client_id`, HTTP Basic credentials, and a JWT `client_assertion` (RFC 7523 3, whose `sub`
+//! is the client id; private_key_jwt and client_secret_jwt).
 
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
 use crate::ids::ClientId;
+use crate::jwt::Jwt;
 use base64::Engine;
+
+/// RFC 7523 2.2: the `client_assertion_type` of a JWT client assertion.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Longest client id accepted; real ones are UUID-sized.
 const MAX_CLIENT_ID: usize = 256;
 
-/// The client id claimed by the form's `client_id` and/or an HTTP Basic header.
+/// The client id claimed by the form's `client_id`, an HTTP Basic header and/or a JWT
+/// `client_assertion`; any two that disagree are `invalid_client`.
 ///
 /// `Ok(None)` when the request names no client at all (the OP will refuse it).
 pub fn claimed_client(
@@ -21,23 +28,36 @@ pub fn claimed_client(
     authorization: Option<&str>,
 ) -> Result<Option<ClientId>, OAuthError> {
     let from_basic = match authorization {
-        Some(h) if h.len() > 6 && h[..6].eq_ignore_ascii_case("basic ") => {
+        Some(h)
+            if h.len() > 6 && h.is_char_boundary(6) && h[..6].eq_ignore_ascii_case("basic ") =>
+        {
             Some(basic_client_id(&h[6..])?)
         }
         _ => None,
     };
-    let from_form = form.get("client_id");
-    let id = match (from_form, from_basic.as_deref()) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidClient,
-                "`client_id` in the form and in the Authorization header differ",
-            )
-            .with_reason("client_mismatch"))
+    let from_assertion = assertion_client_id(form)?;
+    let sources = [
+        ("`client_id` in the form", form.get("client_id")),
+        ("the Authorization header", from_basic.as_deref()),
+        ("`client_assertion`", from_assertion.as_deref()),
+    ];
+    let mut claimed: Option<(&str, &str)> = None;
+    for (source, id) in sources {
+        let Some(id) = id else { continue };
+        match claimed {
+            Some((first, seen)) if seen != id => {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidClient,
+                    format!("{first} and {source} name different clients"),
+                )
+                .with_reason("client_mismatch"))
+            }
+            Some(_) => {}
+            None => claimed = Some((source, id)),
         }
-        (Some(a), _) => a.to_string(),
-        (None, Some(b)) => b.to_string(),
-        (None, None) => return Ok(None),
+    }
+    let Some((_, id)) = claimed else {
+        return Ok(None);
     };
     if id.is_empty() || id.len() > MAX_CLIENT_ID || id.chars().any(char::is_control) {
         return Err(OAuthError::new(
@@ -45,7 +65,52 @@ pub fn claimed_client(
             "`client_id` is malformed",
         ));
     }
-    Ok(Some(ClientId::new(&id)))
+    Ok(Some(ClientId::new(id)))
+}
+
+/// The client id a JWT `client_assertion` names: its `sub`, which must equal its `iss`
+/// (RFC 7523 3). The signature is the OP's to verify; only the shape is checked here.
+fn assertion_client_id(form: &Form) -> Result<Option<String>, OAuthError> {
+    let assertion = form.get("client_assertion");
+    let kind = form.get("client_assertion_type");
+    let assertion = match (assertion, kind) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "parameter `client_assertion_type` is sent without `client_assertion`",
+            )
+            .with_reason("client_assertion"))
+        }
+        (Some(_), None) => {
+            return Err(OAuthError::invalid_request(
+                "parameter `client_assertion` needs `client_assertion_type` (RFC 7521 4.2)",
+            )
+            .with_reason("client_assertion"))
+        }
+        (Some(_), Some(kind)) if kind != JWT_BEARER => {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `client_assertion_type` is not supported; use {JWT_BEARER}"
+            ))
+            .with_reason("client_assertion"))
+        }
+        (Some(a), Some(_)) => a,
+    };
+    let invalid = |what: String| {
+        OAuthError::new(ErrorCode::InvalidClient, what).with_reason("client_assertion")
+    };
+    let jwt = Jwt::decode(assertion).map_err(|e| invalid(format!("`client_assertion` {e}")))?;
+    let sub = jwt.claim_str("sub").ok_or_else(|| {
+        invalid("`client_assertion` has no string `sub` claim (RFC 7523 3)".into())
+    })?;
+    match jwt.claim_str("iss") {
+        Some(iss) if iss == sub => Ok(Some(sub.to_string())),
+        Some(_) => Err(invalid(
+            "`client_assertion` has an `iss` that differs from its `sub` (RFC 7523 3)".into(),
+        )),
+        None => Err(invalid(
+            "`client_assertion` has no string `iss` claim (RFC 7523 3)".into(),
+        )),
+    }
 }
 
 /// Decodes the client id from Basic credentials (RFC 6749 2.3.1: form-encoded, then Base64).
@@ -110,5 +175,106 @@ mod tests {
         }
         let long = Form::parse(format!("client_id={}", "a".repeat(300)).as_bytes()).unwrap();
         assert!(claimed_client(&long, None).is_err());
+    }
+
+    fn assertion(claims: &str) -> String {
+        crate::jwt::tests::unsigned(r#"{"alg":"RS256"}"#, claims)
+    }
+
+    fn with_assertion(extra: &str, claims: &str) -> Form {
+        let body = format!(
+            "{extra}client_assertion_type={}&client_assertion={}",
+            form_urlencoded::byte_serialize(JWT_BEARER.as_bytes()).collect::<String>(),
+            assertion(claims)
+        );
+        Form::parse(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn client_assertion_names_the_client_by_sub() {
+        let ok = r#"{"iss":"abc","sub":"abc","aud":"op"}"#;
+        let form = with_assertion("", ok);
+        assert_eq!(
+            claimed_client(&form, None).unwrap().unwrap().as_str(),
+            "abc"
+        );
+        let form = with_assertion("client_id=abc&", ok);
+        assert_eq!(
+            claimed_client(&form, None).unwrap().unwrap().as_str(),
+            "abc"
+        );
+        assert_eq!(
+            claimed_client(&form, Some(&basic("abc", "s")))
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "abc"
+        );
+    }
+
+    #[test]
+    fn client_assertion_disagreements_are_invalid_client() {
+        let ok = r#"{"iss":"abc","sub":"abc"}"#;
+        let cases = [
+            (
+                with_assertion("client_id=xyz&", ok),
+                None,
+                "different clients",
+            ),
+            (
+                with_assertion("", ok),
+                Some(basic("xyz", "s")),
+                "different clients",
+            ),
+            (
+                with_assertion("", r#"{"iss":"x","sub":"abc"}"#),
+                None,
+                "`iss` that differs",
+            ),
+            (
+                with_assertion("", r#"{"iss":"abc"}"#),
+                None,
+                "no string `sub`",
+            ),
+            (
+                with_assertion("", r#"{"sub":"abc"}"#),
+                None,
+                "no string `iss`",
+            ),
+            (
+                with_assertion("", r#"{"sub":7,"iss":7}"#),
+                None,
+                "no string `sub`",
+            ),
+        ];
+        for (form, header, expect) in cases {
+            let e = claimed_client(&form, header.as_deref()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidClient, "{expect}");
+            assert_eq!(e.status, 401);
+            assert!(e.description.contains(expect), "{}", e.description);
+            assert!(!e.description.contains("abc"));
+        }
+        let garbage = Form::parse(
+            format!("client_assertion_type={JWT_BEARER}&client_assertion=not-a-jwt").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            claimed_client(&garbage, None).unwrap_err().code,
+            ErrorCode::InvalidClient
+        );
+    }
+
+    #[test]
+    fn client_assertion_type_must_match() {
+        let a = assertion(r#"{"iss":"abc","sub":"abc"}"#);
+        for body in [
+            format!("client_assertion={a}"),
+            "client_assertion_type=x".to_string(),
+            format!("client_assertion_type=urn%3Ax&client_assertion={a}"),
+        ] {
+            let form = Form::parse(body.as_bytes()).unwrap();
+            let e = claimed_client(&form, None).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest, "{body}");
+        }
     }
 }

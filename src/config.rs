@@ -7,6 +7,7 @@
 
 use crate::poll_store::StoreLimits;
 use crate::polling::PollPolicy;
+use crate::profile::Profile;
 use crate::rate_limit::RateLimitConfig;
 use serde::Deserialize;
 use std::fmt;
@@ -39,6 +40,9 @@ pub struct FileConfig {
     /// `[metrics]`.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// `[profile]`: the OP's dialect.
+    #[serde(default)]
+    pub profile: Profile,
     /// `[logging]`.
     #[serde(default)]
     pub logging: LoggingSection,
@@ -299,6 +303,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// Client ids allowed as metric label values.
     pub client_labels: Vec<String>,
+    /// The OP's dialect.
+    pub profile: Profile,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -425,6 +431,10 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     if rate_limit.max_keys == 0 {
         return Err(err("rate_limit.max_keys", "must be at least 1"));
     }
+    let profile = file.profile;
+    profile
+        .validate()
+        .map_err(|(key, message)| err(&key, message))?;
     let client_labels = file.metrics.client_labels;
     if client_labels.len() > 1000 {
         return Err(err(
@@ -457,6 +467,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         polling,
         rate_limit,
         client_labels,
+        profile,
         log_level,
         log_format,
     })

@@ -59,14 +59,16 @@ pub fn url_path(url: &str) -> Option<String> {
 
 /// Rewrites a discovery document for clients of the gateway.
 ///
-/// Every endpoint URL keeps its path but takes `public_base` as its origin, because every
-/// path on the OP is reachable through the gateway. `issuer` is kept: ID tokens carry it
-/// and clients compare the two. The CIBA metadata (CIBA 4) is made present and consistent:
+/// Every endpoint URL takes `public_base` as its origin and `public_path` of its path,
+/// because every path on the OP is reachable through the gateway (under the profile's
+/// public name, when it has one). `endpoints` holds the public CIBA paths. `issuer` is
+/// kept: ID tokens carry it and clients compare the two. The CIBA metadata (CIBA 4) is made present and consistent:
 /// the backchannel endpoint, the CIBA grant, and the delivery modes (poll when absent).
 pub fn rewrite(
     document: &[u8],
     public_base: &str,
     endpoints: &Endpoints,
+    public_path: &dyn Fn(&str) -> String,
 ) -> Result<Vec<u8>, String> {
     let mut doc: Value = serde_json::from_slice(document)
         .map_err(|e| format!("the discovery document is not JSON: {e}"))?;
@@ -75,7 +77,7 @@ pub fn rewrite(
         .ok_or("the discovery document is not a JSON object")?;
     for (key, value) in obj.iter_mut() {
         if is_endpoint_key(key) {
-            rebase_value(value, public_base);
+            rebase_value(value, public_base, public_path);
         } else if key == "mtls_endpoint_aliases" {
             // mTLS aliases point at a listener that terminates client TLS; the gateway
             // does not, so they are left as the OP says.
@@ -109,21 +111,21 @@ fn is_endpoint_key(key: &str) -> bool {
     key.ends_with("_endpoint") || key == "jwks_uri"
 }
 
-fn rebase_value(value: &mut Value, public_base: &str) {
+fn rebase_value(value: &mut Value, public_base: &str, public_path: &dyn Fn(&str) -> String) {
     if let Value::String(url) = value {
-        if let Some(path) = rebased(url, public_base) {
+        if let Some(path) = rebased(url, public_base, public_path) {
             *url = path;
         }
     }
 }
 
-fn rebased(url: &str, public_base: &str) -> Option<String> {
+fn rebased(url: &str, public_base: &str, public_path: &dyn Fn(&str) -> String) -> Option<String> {
     let uri: http::Uri = url.parse().ok()?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return None;
     }
-    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    Some(format!("{public_base}{path_and_query}"))
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    Some(format!("{public_base}{}{query}", public_path(uri.path())))
 }
 
 fn ensure_contains(obj: &mut Map<String, Value>, key: &str, item: &str) {
@@ -178,7 +180,7 @@ mod tests {
     #[test]
     fn rewrite_points_endpoints_at_the_gateway_and_keeps_issuer() {
         let e = endpoints_from(&op_doc(), None, None).unwrap();
-        let out = rewrite(&op_doc(), "https://gw.example", &e).unwrap();
+        let out = rewrite(&op_doc(), "https://gw.example", &e, &same).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["issuer"], "http://127.0.0.1:3000");
         assert_eq!(v["token_endpoint"], "https://gw.example/token");
@@ -200,11 +202,37 @@ mod tests {
         assert_eq!(v["backchannel_user_code_parameter_supported"], json!(false));
     }
 
+    fn same(p: &str) -> String {
+        p.to_string()
+    }
+
+    #[test]
+    fn rewrite_uses_public_paths() {
+        let e = Endpoints {
+            backchannel: "/backchannel".into(),
+            token: "/token".into(),
+        };
+        let doc =
+            br#"{"issuer":"i","token_endpoint":"http://a/op/token","jwks_uri":"http://a/op/keys"}"#;
+        let map = |p: &str| {
+            if p == "/op/token" {
+                "/token".to_string()
+            } else {
+                p.to_string()
+            }
+        };
+        let v: Value =
+            serde_json::from_slice(&rewrite(doc, "http://gw", &e, &map).unwrap()).unwrap();
+        assert_eq!(v["token_endpoint"], "http://gw/token");
+        assert_eq!(v["jwks_uri"], "http://gw/op/keys");
+    }
+
     #[test]
     fn rewrite_adds_a_missing_backchannel_endpoint() {
         let doc = br#"{"issuer":"i","token_endpoint":"http://a/connect/token"}"#;
         let e = endpoints_from(doc, Some("/op/connect/ciba"), None).unwrap();
-        let v: Value = serde_json::from_slice(&rewrite(doc, "http://gw", &e).unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_slice(&rewrite(doc, "http://gw", &e, &same).unwrap()).unwrap();
         assert_eq!(
             v["backchannel_authentication_endpoint"],
             "http://gw/op/connect/ciba"

@@ -1,6 +1,7 @@
 //! ciba-gateway: a reverse proxy that makes an OpenID Provider's CIBA endpoints behave as
 //! OpenID Connect CIBA Core 1.0 says. See ARCHITECTURE.md for the map.
 
+pub mod authorize;
 pub mod client_auth;
 pub mod clock;
 pub mod config;
@@ -9,14 +10,16 @@ pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod ids;
+pub mod jwt;
+pub mod login_hint_token;
 pub mod metrics;
 pub mod op_client;
 pub mod ops;
 pub mod pipeline;
 pub mod poll_store;
 pub mod polling;
+pub mod profile;
 pub mod proxy;
 pub mod rate_limit;
 pub mod server;
 pub mod translate;
-pub mod jwt;

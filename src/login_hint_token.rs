@@ -1,0 +1,1516 @@
+//! `login_hint_token` validation and normalization (CIBA 7.1).
+//!
+//! CIBA leaves the token's format to the OP. Real clients send a raw JSON object, Base64 or
+//! Base64url of one, or a JWT; and because Signaturgruppen's own documentation shows a token
+//! whose nested `idp_params` JSON is *not* escaped, clients copy that broken form too. This
+//! module recognises each form, checks the content against the configured schema
+//! ([`LhtRules`]), optionally repairs the unescaped form, folds top-level parameters into the
+//! token, and emits it in the configured encoding. Every change is reported in
+//! [`LhtReport`]; nothing is repaired silently.
+//!
+//! Decisions, documented here because they are policy:
+//! - A JWT is never re-encoded (that would break its signature): it is forwarded exactly as
+//!   sent, whatever `output` says. Folding into a JWT only drops a top-level parameter whose
+//!   value the payload already holds; any other fold into a JWT is refused.
+//! - Without configured keys, a signed JWT is accepted unverified (the OP verifies it), unless
+//!   `require_signed = true`, which needs keys and refuses every unsigned or non-JWT form.
+//! - `alg: none` is refused unless `allow_unsigned_jwt = true` (and then never "verified").
+//! - `output = "unchanged"` forwards the client's exact bytes; since that cannot carry a
+//!   repair or a fold, [`LhtRules::validate`] refuses it together with
+//!   `repair_unescaped_json = true` or a non-empty `fold_params`.
+//! - Duplicate keys in the token are refused: the OP's JSON parser might pick the other one.
+//!
+//! The token is personal data: it lives in [`Secret`] and no error description quotes it.
+
+use crate::error::{ErrorCode, OAuthError};
+use crate::form::Form;
+use crate::ids::Secret;
+use crate::jwt::{self, Jwt, KeyConfig, KeySet, Verification};
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// The form parameter this module owns.
+pub const PARAM: &str = "login_hint_token";
+
+/// Nesting no configuration may exceed; keeps the recursive parser's stack small.
+pub const HARD_MAX_DEPTH: usize = 64;
+
+/// Parameters that are never folded into the token: they mean something to the OP itself.
+const UNFOLDABLE: &[&str] = &[
+    "scope",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "grant_type",
+    "login_hint",
+    "login_hint_token",
+    "id_token_hint",
+    "binding_message",
+    "user_code",
+    "requested_expiry",
+    "client_notification_token",
+    "request",
+    "acr_values",
+    "auth_req_id",
+];
+
+const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// How a normalized JSON token is encoded on the way to the OP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Compact JSON text (keys sorted).
+    #[default]
+    Json,
+    /// Standard Base64 with padding, of the compact JSON.
+    Base64,
+    /// Base64url without padding, of the compact JSON.
+    Base64url,
+    /// The client's exact token (validation only).
+    Unchanged,
+}
+
+impl OutputFormat {
+    /// Name used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::Json => "json",
+            OutputFormat::Base64 => "base64",
+            OutputFormat::Base64url => "base64url",
+            OutputFormat::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// How fields listed in `nested_json_fields` are emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NestedJson {
+    /// As a JSON string holding JSON text (what Signaturgruppen documents for `idp_params`).
+    #[default]
+    String,
+    /// As a JSON object.
+    Object,
+}
+
+/// `[login_hint_token]`: how tokens are recognised, checked and re-emitted.
+///
+/// ```toml
+/// [login_hint_token]
+/// enabled = true                  # false: forward any token untouched (only max_bytes applies)
+/// max_bytes = 4096                # the token as sent
+/// max_depth = 8                   # JSON nesting, counting nested JSON held in strings
+/// repair_unescaped_json = false   # repair `"idp_params":"{"uuid":...}"` instead of refusing it
+/// allow_unsigned_jwt = false      # accept `alg: none` JWTs
+/// require_signed = false          # only signed, verified JWTs (needs keys)
+/// leeway_seconds = 0              # clock skew forgiven on `exp` / `nbf`
+/// required_keys = []              # e.g. ["flow_type"]
+/// allowed_idps = []               # checks `idp` and each entry of `idp_values`; empty = any
+/// fold_params = []                # e.g. ["idp_values", "prompt"]
+/// output = "json"                 # json | base64 | base64url | unchanged
+/// nested_json = "string"          # string | object
+/// nested_json_fields = ["idp_params"]
+/// [login_hint_token.allowed_values]
+/// flow_type = ["broker_oidc"]
+/// [login_hint_token.keys]         # see jwt::KeyConfig
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LhtRules {
+    /// Whether tokens are normalized at all.
+    pub enabled: bool,
+    /// Longest token accepted, in bytes as sent.
+    pub max_bytes: usize,
+    /// Deepest JSON nesting accepted (the token object itself is level 1).
+    pub max_depth: usize,
+    /// Repair nested JSON embedded unescaped in a string value, instead of refusing it.
+    pub repair_unescaped_json: bool,
+    /// Accept JWTs with `alg: none`.
+    pub allow_unsigned_jwt: bool,
+    /// Accept only JWTs whose signature verifies with `keys`.
+    pub require_signed: bool,
+    /// Seconds of clock skew forgiven when checking a JWT's `exp` and `nbf`.
+    pub leeway_seconds: u64,
+    /// Keys that JWT tokens are verified with; empty means JWTs are not verified here.
+    pub keys: KeyConfig,
+    /// Top-level keys the token must have.
+    pub required_keys: Vec<String>,
+    /// For a top-level key, the string values it may take.
+    pub allowed_values: BTreeMap<String, Vec<String>>,
+    /// Identity providers allowed in `idp` and `idp_values`; empty allows any.
+    pub allowed_idps: Vec<String>,
+    /// Top-level form parameters moved into the token.
+    pub fold_params: Vec<String>,
+    /// Encoding of the forwarded token.
+    pub output: OutputFormat,
+    /// Encoding of the fields in `nested_json_fields`.
+    pub nested_json: NestedJson,
+    /// Top-level fields that hold nested JSON (as an object or a string of JSON text).
+    pub nested_json_fields: Vec<String>,
+    /// Parsed keys, filled on first use; not part of the file format.
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub compiled: CompiledCache<KeySet>,
+}
+
+/// A value compiled from configuration on first use (keys, regexes), so a request never
+/// parses configuration again. Public only so that struct-update syntax works outside.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct CompiledCache<T>(OnceLock<Result<T, String>>);
+
+impl<T> Default for CompiledCache<T> {
+    fn default() -> Self {
+        CompiledCache(OnceLock::new())
+    }
+}
+
+impl<T> CompiledCache<T> {
+    /// The compiled value, compiling it with `f` on first use.
+    pub fn get_or_init(&self, f: impl FnOnce() -> Result<T, String>) -> Result<&T, &str> {
+        self.0.get_or_init(f).as_ref().map_err(String::as_str)
+    }
+}
+
+impl Default for LhtRules {
+    fn default() -> Self {
+        LhtRules {
+            enabled: true,
+            max_bytes: 4096,
+            max_depth: 8,
+            repair_unescaped_json: false,
+            allow_unsigned_jwt: false,
+            require_signed: false,
+            leeway_seconds: 0,
+            keys: KeyConfig::default(),
+            required_keys: Vec::new(),
+            allowed_values: BTreeMap::new(),
+            allowed_idps: Vec::new(),
+            fold_params: Vec::new(),
+            output: OutputFormat::Json,
+            nested_json: NestedJson::String,
+            nested_json_fields: vec!["idp_params".to_string()],
+            compiled: CompiledCache::default(),
+        }
+    }
+}
+
+impl LhtRules {
+    /// Checks the configuration; the message names the key, e.g. `login_hint_token.max_depth: ...`.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = "login_hint_token";
+        if self.max_bytes == 0 || self.max_bytes > 64 * 1024 {
+            return Err(format!(
+                "{p}.max_bytes: must be between 1 and 65536 (the gateway's body limit)"
+            ));
+        }
+        if self.max_depth == 0 || self.max_depth > HARD_MAX_DEPTH {
+            return Err(format!(
+                "{p}.max_depth: must be between 1 and {HARD_MAX_DEPTH}"
+            ));
+        }
+        let keys = self.key_set().map_err(str::to_string)?;
+        if self.require_signed && keys.is_empty() {
+            return Err(format!(
+                "{p}.require_signed: needs at least one key in [{p}.keys] to verify with"
+            ));
+        }
+        if self.require_signed && self.allow_unsigned_jwt {
+            return Err(format!(
+                "{p}.allow_unsigned_jwt: contradicts require_signed = true; drop one of them"
+            ));
+        }
+        if self.output == OutputFormat::Unchanged && self.repair_unescaped_json {
+            return Err(format!(
+                "{p}.output: \"unchanged\" cannot carry a repaired token; \
+                 set repair_unescaped_json = false or choose another output"
+            ));
+        }
+        if self.output == OutputFormat::Unchanged && !self.fold_params.is_empty() {
+            return Err(format!(
+                "{p}.output: \"unchanged\" cannot carry folded parameters; \
+                 empty fold_params or choose another output"
+            ));
+        }
+        for name in &self.fold_params {
+            if name.is_empty() || UNFOLDABLE.contains(&name.as_str()) {
+                return Err(format!(
+                    "{p}.fold_params: `{name}` is an OAuth/CIBA parameter and cannot be folded"
+                ));
+            }
+        }
+        for (key, values) in &self.allowed_values {
+            if values.is_empty() {
+                return Err(format!(
+                    "{p}.allowed_values.{key}: empty list would refuse every token; remove the key"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn key_set(&self) -> Result<&KeySet, &str> {
+        self.compiled
+            .get_or_init(|| self.keys.compile("login_hint_token.keys"))
+    }
+}
+
+/// The encoding a token arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFormat {
+    /// A raw JSON object.
+    Json,
+    /// Standard Base64 (padded or not) of a JSON object.
+    Base64,
+    /// Base64url (padded or not) of a JSON object.
+    Base64url,
+    /// A compact JWS.
+    Jwt,
+    /// Not inspected (`enabled = false`).
+    Opaque,
+}
+
+impl TokenFormat {
+    /// Name used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenFormat::Json => "json",
+            TokenFormat::Base64 => "base64",
+            TokenFormat::Base64url => "base64url",
+            TokenFormat::Jwt => "jwt",
+            TokenFormat::Opaque => "opaque",
+        }
+    }
+}
+
+/// What was learnt about a JWT token's signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// The token is not a JWT.
+    NotJwt,
+    /// `alg: none`, allowed by configuration.
+    Unsigned,
+    /// Signed, but no keys are configured: the OP verifies.
+    Unverified,
+    /// Verified with a configured key.
+    Verified,
+}
+
+/// Where unescaped nested JSON was found (and repaired, if the report says so).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairSite {
+    /// The field's path, e.g. `idp_params` or `a.b[0]`.
+    pub field: String,
+    /// Byte offset of the nested value's first byte in the (decoded) token.
+    pub offset: usize,
+}
+
+/// What normalization did, for metrics and logs; holds no token content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LhtReport {
+    /// The encoding the token arrived in.
+    pub format: TokenFormat,
+    /// The signature outcome for JWTs.
+    pub signature: SignatureCheck,
+    /// Unescaped nested JSON that was repaired.
+    pub repairs: Vec<RepairSite>,
+    /// Form parameters removed from the form because the token now carries them.
+    pub folded: Vec<String>,
+    /// How the forwarded token is encoded.
+    pub output: OutputFormat,
+}
+
+impl LhtReport {
+    /// Whether a repair was made.
+    pub fn repaired(&self) -> bool {
+        !self.repairs.is_empty()
+    }
+}
+
+/// A normalized token and what was done to it.
+#[derive(Debug, Clone)]
+pub struct Normalized {
+    /// The token to forward.
+    pub token: Secret<String>,
+    /// What happened.
+    pub report: LhtReport,
+}
+
+fn bad(msg: impl Into<String>) -> OAuthError {
+    OAuthError::invalid_request(format!("login_hint_token: {}", msg.into()))
+        .with_reason("login_hint_token")
+}
+
+/// Normalizes the form's `login_hint_token` in place, folding `fold_params` into it.
+///
+/// `Ok(None)` when the form has no token (then fold parameters stay where they are).
+pub fn normalize_in_form(
+    form: &mut Form,
+    rules: &LhtRules,
+    now_unix: u64,
+) -> Result<Option<LhtReport>, OAuthError> {
+    let Some(token) = form.get(PARAM) else {
+        return Ok(None);
+    };
+    let folds: Vec<(&str, &str)> = rules
+        .fold_params
+        .iter()
+        .filter_map(|p| form.get(p).map(|v| (p.as_str(), v)))
+        .collect();
+    let normalized = normalize(token, &folds, rules, now_unix)?;
+    for p in &rules.fold_params {
+        form.remove(p);
+    }
+    form.set(PARAM, normalized.token.into_inner());
+    Ok(Some(normalized.report))
+}
+
+/// Validates and normalizes one token; `folds` are `(name, value)` form parameters to move
+/// into it. Never panics, whatever the input; work is linear in the input's length.
+pub fn normalize(
+    token: &str,
+    folds: &[(&str, &str)],
+    rules: &LhtRules,
+    now_unix: u64,
+) -> Result<Normalized, OAuthError> {
+    if token.len() > rules.max_bytes {
+        return Err(bad(format!(
+            "longer than {} bytes (login_hint_token.max_bytes)",
+            rules.max_bytes
+        )));
+    }
+    if !rules.enabled {
+        return Ok(Normalized {
+            token: Secret::new(token.to_string()),
+            report: LhtReport {
+                format: TokenFormat::Opaque,
+                signature: SignatureCheck::NotJwt,
+                repairs: Vec::new(),
+                folded: Vec::new(),
+                output: OutputFormat::Unchanged,
+            },
+        });
+    }
+    let keys = rules.key_set().map_err(|e| {
+        OAuthError::new(
+            ErrorCode::ServerError,
+            format!("the gateway is misconfigured: {e}"),
+        )
+        .with_status(500)
+    })?;
+    let trimmed = token.trim_matches(|c: char| c.is_ascii_whitespace());
+    if trimmed.split('.').count() == 5 {
+        return Err(bad(
+            "is an encrypted JWT (JWE), which the gateway cannot read; send a signed JWT",
+        ));
+    }
+    if jwt::looks_like_jwt(trimmed) {
+        return from_jwt(token, trimmed, folds, rules, keys, now_unix);
+    }
+    if rules.require_signed {
+        return Err(bad(
+            "must be a JWT signed with a configured key (login_hint_token.require_signed)",
+        ));
+    }
+    if trimmed.starts_with('{') {
+        return from_json(token, trimmed, TokenFormat::Json, folds, rules);
+    }
+    if trimmed.starts_with('[') || trimmed.starts_with('"') {
+        return Err(bad("must be a JSON object, not another JSON value"));
+    }
+    let (format, decoded) = decode_base64(trimmed)?;
+    let text = std::str::from_utf8(&decoded)
+        .map_err(|_| bad("decodes from Base64 to bytes that are not UTF-8"))?;
+    let inner = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    if !inner.starts_with('{') {
+        return Err(bad(
+            "not a JSON object, Base64 of one, or a JWT; check how the client encodes it",
+        ));
+    }
+    from_json(token, inner, format, folds, rules)
+}
+
+fn decode_base64(s: &str) -> Result<(TokenFormat, Vec<u8>), OAuthError> {
+    if s.contains(' ') {
+        // An unencoded `+` in a form body arrives as a space: say so when that is the cause.
+        let plus = s.replace(' ', "+");
+        let was_base64 = STANDARD_LENIENT
+            .decode(plus)
+            .is_ok_and(|b| b.trim_ascii_start().starts_with(b"{"));
+        return Err(if was_base64 {
+            bad("contains spaces where Base64 has `+`; percent-encode `+` as %2B in the form body")
+        } else {
+            bad("not a JSON object, Base64 of one, or a JWT")
+        });
+    }
+    let url = s.contains(['-', '_']);
+    let standard = s.contains(['+', '/']);
+    let not_json = || bad("not a JSON object, Base64 of one, or a JWT");
+    if url && standard {
+        return Err(not_json());
+    }
+    let (format, engine) = if url {
+        (TokenFormat::Base64url, &jwt::B64URL)
+    } else {
+        (TokenFormat::Base64, &STANDARD_LENIENT)
+    };
+    let bytes = engine.decode(s).map_err(|_| not_json())?;
+    Ok((format, bytes))
+}
+
+fn from_json(
+    original: &str,
+    text: &str,
+    format: TokenFormat,
+    folds: &[(&str, &str)],
+    rules: &LhtRules,
+) -> Result<Normalized, OAuthError> {
+    let parsed = parse_tolerant(text, rules.max_depth).map_err(|f| f.into_error())?;
+    if let Some(site) = parsed.repairs.first() {
+        if !rules.repair_unescaped_json {
+            return Err(bad(format!(
+                "field `{}` holds unescaped JSON at byte {}{}; escape it as a JSON string \
+                 or enable login_hint_token.repair_unescaped_json",
+                site.field,
+                site.offset,
+                if format == TokenFormat::Json {
+                    ""
+                } else {
+                    " of the decoded token"
+                }
+            )));
+        }
+    }
+    let Value::Object(mut map) = parsed.value else {
+        return Err(bad("must be a JSON object"));
+    };
+    normalize_nested(&mut map, rules, false)?;
+    check_schema(&map, rules)?;
+    let mut folded = Vec::new();
+    for (name, value) in folds {
+        match map.get(*name) {
+            Some(existing) => {
+                if !same_words(existing, value) {
+                    return Err(OAuthError::invalid_request(format!(
+                        "parameter `{name}` differs from the same key in login_hint_token; \
+                         send it in one place only"
+                    ))
+                    .with_reason("login_hint_token"));
+                }
+            }
+            None => {
+                map.insert((*name).to_string(), Value::String((*value).to_string()));
+            }
+        }
+        folded.push((*name).to_string());
+    }
+    if !folded.is_empty() {
+        // A folded value must pass the same schema as one the client put in the token.
+        check_schema(&map, rules)?;
+    }
+    let compact = Value::Object(map).to_string();
+    let token = match rules.output {
+        OutputFormat::Json => compact,
+        OutputFormat::Base64 => base64::engine::general_purpose::STANDARD.encode(compact),
+        OutputFormat::Base64url => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(compact),
+        // validate() refuses repairs and folds with this output; should an unvalidated
+        // configuration get here anyway, refusing beats forwarding what was not checked.
+        OutputFormat::Unchanged if !parsed.repairs.is_empty() || !folded.is_empty() => {
+            return Err(bad(
+                "needs a repair or a fold that output = \"unchanged\" cannot carry",
+            ))
+        }
+        OutputFormat::Unchanged => original.to_string(),
+    };
+    Ok(Normalized {
+        token: Secret::new(token),
+        report: LhtReport {
+            format,
+            signature: SignatureCheck::NotJwt,
+            repairs: parsed.repairs,
+            folded,
+            output: rules.output,
+        },
+    })
+}
+
+fn from_jwt(
+    original: &str,
+    text: &str,
+    folds: &[(&str, &str)],
+    rules: &LhtRules,
+    keys: &KeySet,
+    now_unix: u64,
+) -> Result<Normalized, OAuthError> {
+    let jwt = Jwt::decode(text).map_err(|e| {
+        OAuthError::invalid_request(format!("login_hint_token {e}")).with_reason("login_hint_token")
+    })?;
+    let signature = if jwt.is_unsigned() {
+        if !rules.allow_unsigned_jwt {
+            return Err(bad("unsigned JWT (`alg` none) refused; sign it or set \
+                 login_hint_token.allow_unsigned_jwt = true"));
+        }
+        SignatureCheck::Unsigned
+    } else if keys.is_empty() {
+        SignatureCheck::Unverified
+    } else {
+        match keys.verify(&jwt) {
+            Verification::Verified => SignatureCheck::Verified,
+            Verification::UnsupportedAlg => {
+                return Err(bad("JWT `alg` is not one the gateway can verify"))
+            }
+            Verification::NoMatchingKey => return Err(bad(
+                "no configured key matches the JWT's `alg` and `kid`; check login_hint_token.keys",
+            )),
+            Verification::BadSignature => return Err(bad("JWT signature does not verify")),
+        }
+    };
+    if rules.require_signed && signature != SignatureCheck::Verified {
+        return Err(bad("must be a JWT signed with a configured key"));
+    }
+    check_time(&jwt.payload, rules.leeway_seconds, now_unix)?;
+    let mut payload = jwt.payload.clone();
+    if depth_of_map(&payload) > rules.max_depth {
+        return Err(bad(format!(
+            "nested deeper than {} levels (login_hint_token.max_depth)",
+            rules.max_depth
+        )));
+    }
+    normalize_nested(&mut payload, rules, true)?;
+    check_schema(&payload, rules)?;
+    let mut folded = Vec::new();
+    for (name, value) in folds {
+        match payload.get(*name) {
+            Some(existing) if same_words(existing, value) => folded.push((*name).to_string()),
+            Some(_) => {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter `{name}` differs from the same key in login_hint_token; \
+                     send it in one place only"
+                ))
+                .with_reason("login_hint_token"))
+            }
+            None => {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter `{name}` cannot be folded into a signed login_hint_token; \
+                     put it inside the token"
+                ))
+                .with_reason("login_hint_token"))
+            }
+        }
+    }
+    Ok(Normalized {
+        token: Secret::new(original.to_string()),
+        report: LhtReport {
+            format: TokenFormat::Jwt,
+            signature,
+            repairs: Vec::new(),
+            folded,
+            output: OutputFormat::Unchanged,
+        },
+    })
+}
+
+fn check_time(payload: &Map<String, Value>, leeway: u64, now: u64) -> Result<(), OAuthError> {
+    let number = |name: &str| -> Result<Option<f64>, OAuthError> {
+        match payload.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| bad(format!("JWT claim `{name}` must be a number of seconds"))),
+        }
+    };
+    let now = now as f64;
+    let leeway = leeway as f64;
+    if let Some(exp) = number("exp")? {
+        if exp + leeway <= now {
+            return Err(OAuthError::new(
+                ErrorCode::ExpiredLoginHintToken,
+                "login_hint_token: the JWT has expired (`exp` is in the past)",
+            )
+            .with_reason("login_hint_token"));
+        }
+    }
+    if let Some(nbf) = number("nbf")? {
+        if nbf - leeway > now {
+            return Err(bad("the JWT is not valid yet (`nbf` is in the future)"));
+        }
+    }
+    Ok(())
+}
+
+/// Parses the fields that hold nested JSON and re-encodes them per `nested_json`.
+///
+/// For a JWT (`read_only`), only checks them: its payload is never re-emitted.
+fn normalize_nested(
+    map: &mut Map<String, Value>,
+    rules: &LhtRules,
+    read_only: bool,
+) -> Result<(), OAuthError> {
+    for field in &rules.nested_json_fields {
+        let Some(value) = map.get_mut(field) else {
+            continue;
+        };
+        let inner = match &*value {
+            Value::Object(_) | Value::Array(_) => value.clone(),
+            Value::String(s) => {
+                let budget = rules.max_depth.saturating_sub(1).max(1);
+                let parsed = parse_tolerant(s, budget).map_err(|_| {
+                    bad(format!(
+                        "field `{}` must hold JSON text, an object or an array",
+                        printable(field)
+                    ))
+                })?;
+                if !parsed.repairs.is_empty() && !rules.repair_unescaped_json {
+                    return Err(bad(format!(
+                        "field `{}` holds a string with unescaped nested JSON; escape it or \
+                         enable login_hint_token.repair_unescaped_json",
+                        printable(field)
+                    )));
+                }
+                parsed.value
+            }
+            _ => {
+                return Err(bad(format!(
+                    "field `{}` must hold a JSON object or a string of one",
+                    printable(field)
+                )))
+            }
+        };
+        if !matches!(inner, Value::Object(_) | Value::Array(_)) {
+            return Err(bad(format!(
+                "field `{}` must hold a JSON object or a string of one",
+                printable(field)
+            )));
+        }
+        if 1 + depth_of(&inner) > rules.max_depth {
+            return Err(bad(format!(
+                "nested deeper than {} levels (login_hint_token.max_depth)",
+                rules.max_depth
+            )));
+        }
+        if read_only {
+            continue;
+        }
+        match (rules.nested_json, &*value) {
+            // A well-formed string is forwarded as the client wrote it.
+            (NestedJson::String, Value::String(_)) => {}
+            (NestedJson::String, _) => *value = Value::String(inner.to_string()),
+            (NestedJson::Object, _) => *value = inner,
+        }
+    }
+    Ok(())
+}
+
+fn check_schema(map: &Map<String, Value>, rules: &LhtRules) -> Result<(), OAuthError> {
+    for key in &rules.required_keys {
+        if !map.contains_key(key) {
+            return Err(bad(format!("required key `{key}` is missing")));
+        }
+    }
+    for (key, allowed) in &rules.allowed_values {
+        if let Some(v) = map.get(key) {
+            if !v.as_str().is_some_and(|s| allowed.iter().any(|a| a == s)) {
+                return Err(bad(format!(
+                    "key `{key}` has a value that is not allowed (allowed: {})",
+                    allowed.join(", ")
+                )));
+            }
+        }
+    }
+    if !rules.allowed_idps.is_empty() {
+        let allowed = |s: &str| rules.allowed_idps.iter().any(|a| a == s);
+        if let Some(v) = map.get("idp") {
+            if !v.as_str().is_some_and(allowed) {
+                return Err(bad(
+                    "key `idp` names an identity provider that is not allowed",
+                ));
+            }
+        }
+        if let Some(v) = map.get("idp_values") {
+            let ok = v
+                .as_str()
+                .is_some_and(|s| s.split_whitespace().all(allowed));
+            if !ok {
+                return Err(bad(
+                    "key `idp_values` names an identity provider that is not allowed",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a token value equals a form value, comparing space-separated words.
+fn same_words(existing: &Value, form_value: &str) -> bool {
+    existing
+        .as_str()
+        .is_some_and(|s| s.split_whitespace().eq(form_value.split_whitespace()))
+}
+
+/// Nesting depth of a value: scalars 0, `{}` 1. Iterative, so any input is safe.
+fn depth_of(v: &Value) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                max = max.max(d + 1);
+                stack.extend(m.values().map(|c| (c, d + 1)));
+            }
+            Value::Array(a) => {
+                max = max.max(d + 1);
+                stack.extend(a.iter().map(|c| (c, d + 1)));
+            }
+            _ => max = max.max(d),
+        }
+    }
+    max
+}
+
+fn depth_of_map(m: &Map<String, Value>) -> usize {
+    1 + m.values().map(depth_of).max().unwrap_or(0)
+}
+
+/// A JSON key clipped and made safe to show in an error description.
+fn printable(name: &str) -> String {
+    name.chars()
+        .take(64)
+        .map(|c| if c.is_control() || c == '`' { '?' } else { c })
+        .collect()
+}
+
+/// The result of [`parse_tolerant`].
+struct Parsed {
+    value: Value,
+    repairs: Vec<RepairSite>,
+}
+
+/// Why [`parse_tolerant`] gave up.
+#[derive(Debug)]
+enum Fail {
+    Syntax(usize),
+    TooDeep(usize),
+    DuplicateKey(String),
+    Budget,
+}
+
+impl Fail {
+    fn into_error(self) -> OAuthError {
+        match self {
+            Fail::Syntax(at) => bad(format!(
+                "not valid JSON (error at byte {at}); check quoting and escaping"
+            )),
+            Fail::TooDeep(max) => bad(format!(
+                "nested deeper than {max} levels (login_hint_token.max_depth)"
+            )),
+            Fail::DuplicateKey(key) => bad(format!("key `{key}` appears more than once")),
+            Fail::Budget => bad("too complex to parse"),
+        }
+    }
+}
+
+/// What may follow a value: decides whether a string ended where its first `"` says.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    Object,
+    Array,
+    End,
+}
+
+/// Parses JSON strictly, except that a string value which starts with an unescaped `{` or
+/// `[` opening a balanced JSON value, immediately followed by the string's closing quote,
+/// is read as a string holding that value's text (and recorded as a repair site).
+///
+/// Recursive descent, bounded by `max_depth` (itself at most [`HARD_MAX_DEPTH`]), and by a
+/// step budget linear in the input, so hostile input can neither overflow the stack nor
+/// make it do quadratic work. Scalars are handed to serde_json, so whatever it accepts is
+/// valid JSON.
+fn parse_tolerant(text: &str, max_depth: usize) -> Result<Parsed, Fail> {
+    let mut p = Tolerant {
+        text,
+        s: text.as_bytes(),
+        pos: 0,
+        steps: 0,
+        budget: text.len().saturating_mul(4).saturating_add(64),
+        max_depth: max_depth.min(HARD_MAX_DEPTH),
+        repairs: Vec::new(),
+        path: Vec::new(),
+    };
+    p.ws();
+    let value = p.value(0, Follow::End)?;
+    p.ws();
+    if p.pos != p.s.len() {
+        return Err(Fail::Syntax(p.pos));
+    }
+    Ok(Parsed {
+        value,
+        repairs: p.repairs,
+    })
+}
+
+struct Tolerant<'a> {
+    text: &'a str,
+    s: &'a [u8],
+    pos: usize,
+    steps: usize,
+    budget: usize,
+    max_depth: usize,
+    repairs: Vec<RepairSite>,
+    path: Vec<String>,
+}
+
+impl Tolerant<'_> {
+    fn tick(&mut self, n: usize) -> Result<(), Fail> {
+        self.steps = self.steps.saturating_add(n);
+        if self.steps > self.budget {
+            Err(Fail::Budget)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, b: u8) -> Result<(), Fail> {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(Fail::Syntax(self.pos))
+        }
+    }
+
+    fn value(&mut self, depth: usize, follow: Follow) -> Result<Value, Fail> {
+        self.tick(1)?;
+        match self.peek() {
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => self.string_value(depth, follow),
+            Some(b't') => self.literal("true", Value::Bool(true)),
+            Some(b'f') => self.literal("false", Value::Bool(false)),
+            Some(b'n') => self.literal("null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(Fail::Syntax(self.pos)),
+        }
+    }
+
+    fn literal(&mut self, word: &str, v: Value) -> Result<Value, Fail> {
+        if self.s[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(v)
+        } else {
+            Err(Fail::Syntax(self.pos))
+        }
+    }
+
+    fn number(&mut self) -> Result<Value, Fail> {
+        let start = self.pos;
+        while matches!(
+            self.peek(),
+            Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+        ) {
+            self.pos += 1;
+        }
+        self.tick(self.pos - start)?;
+        match serde_json::from_str::<Value>(&self.text[start..self.pos]) {
+            Ok(v @ Value::Number(_)) => Ok(v),
+            _ => Err(Fail::Syntax(start)),
+        }
+    }
+
+    /// Scans a string starting at the `"` at `start`; returns the index of its closing quote.
+    fn scan_string(&mut self, start: usize) -> Result<usize, Fail> {
+        let mut i = start + 1;
+        loop {
+            match self.s.get(i) {
+                None => return Err(Fail::Syntax(start)),
+                Some(b'"') => break,
+                Some(b'\\') => i += 2,
+                Some(_) => i += 1,
+            }
+        }
+        self.tick(i - start)?;
+        Ok(i)
+    }
+
+    /// A strict string, decoded by serde_json (escapes, control characters, surrogates).
+    fn string(&mut self) -> Result<String, Fail> {
+        let start = self.pos;
+        let end = self.scan_string(start)?;
+        let s = serde_json::from_str::<String>(&self.text[start..=end])
+            .map_err(|_| Fail::Syntax(start))?;
+        self.pos = end + 1;
+        Ok(s)
+    }
+
+    fn follows_ok(&self, at: usize, follow: Follow) -> bool {
+        let mut i = at;
+        while matches!(self.s.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
+        }
+        match follow {
+            Follow::Object => matches!(self.s.get(i), Some(b',' | b'}')),
+            Follow::Array => matches!(self.s.get(i), Some(b',' | b']')),
+            Follow::End => i == self.s.len(),
+        }
+    }
+
+    fn string_value(&mut self, depth: usize, follow: Follow) -> Result<Value, Fail> {
+        let start = self.pos;
+        let end = self.scan_string(start)?;
+        let opens_nested = matches!(self.s.get(start + 1), Some(b'{' | b'['));
+        if !opens_nested || self.follows_ok(end + 1, follow) {
+            return self.string().map(Value::String);
+        }
+        // The string "ended" inside what looks like nested JSON: read that JSON instead, and
+        // require the string's real closing quote right after it.
+        let inner_start = start + 1;
+        self.pos = inner_start;
+        let repairs_before = self.repairs.len();
+        let site = RepairSite {
+            field: self.path_string(),
+            offset: inner_start,
+        };
+        let inner = self.value(depth, Follow::End)?;
+        let inner_end = self.pos;
+        self.expect(b'"')?;
+        if !self.follows_ok(self.pos, follow) {
+            return Err(Fail::Syntax(self.pos));
+        }
+        // Keep the client's own text unless it needed repairs of its own.
+        let text = if self.repairs.len() == repairs_before {
+            self.text[inner_start..inner_end].to_string()
+        } else {
+            inner.to_string()
+        };
+        self.repairs.insert(repairs_before, site);
+        Ok(Value::String(text))
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Value, Fail> {
+        if depth > self.max_depth {
+            return Err(Fail::TooDeep(self.max_depth));
+        }
+        self.expect(b'{')?;
+        let mut map = Map::new();
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(map));
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(Fail::Syntax(self.pos));
+            }
+            let key = self.string()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            self.path.push(printable(&key));
+            let v = self.value(depth, Follow::Object)?;
+            self.path.pop();
+            if map.contains_key(&key) {
+                return Err(Fail::DuplicateKey(printable(&key)));
+            }
+            map.insert(key, v);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Value::Object(map));
+                }
+                _ => return Err(Fail::Syntax(self.pos)),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Value, Fail> {
+        if depth > self.max_depth {
+            return Err(Fail::TooDeep(self.max_depth));
+        }
+        self.expect(b'[')?;
+        let mut items = Vec::new();
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            self.ws();
+            self.path.push(format!("[{}]", items.len()));
+            let v = self.value(depth, Follow::Array)?;
+            self.path.pop();
+            items.push(v);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                _ => return Err(Fail::Syntax(self.pos)),
+            }
+        }
+    }
+
+    fn path_string(&self) -> String {
+        let mut out = String::new();
+        for seg in &self.path {
+            if !out.is_empty() && !seg.starts_with('[') {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+        if out.is_empty() {
+            out.push_str("(top level)");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::jwt::tests::{es256, hs256, unsigned, EC_PUBLIC_PEM, HMAC_SECRET};
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use serde_json::json;
+
+    /// Signaturgruppen's documented Base64 example, verbatim.
+    pub const SG_BASE64: &str = "eyJpZHAiOiJtaXRpZCIsImlkcF9wYXJhbXMiOiJ7InV1aWQiOiI4YTk4NTZlMC1mMTJkLTQyMTctYjMyMC1jOGEwNzZiZTkzMjAiLCAicmVmZXJlbmNlVGV4dEJvZHkiOiJUZXN0aW5nIE1pdElEIEZsZXggYXBwIPCfmIkiLCAiaXAiOiIxLjEuMS4xIn0ifQ==";
+    /// What it decodes to: `idp_params` holds JSON that is not escaped.
+    const SG_RAW: &str = "{\"idp\":\"mitid\",\"idp_params\":\"{\"uuid\":\"8a9856e0-f12d-4217-b320-c8a076be9320\", \"referenceTextBody\":\"Testing MitID Flex app \u{1F609}\", \"ip\":\"1.1.1.1\"}\"}";
+    const SG_INNER: &str = "{\"uuid\":\"8a9856e0-f12d-4217-b320-c8a076be9320\", \"referenceTextBody\":\"Testing MitID Flex app \u{1F609}\", \"ip\":\"1.1.1.1\"}";
+    const NOW: u64 = 1_700_000_000;
+
+    fn repairing() -> LhtRules {
+        LhtRules {
+            repair_unescaped_json: true,
+            ..Default::default()
+        }
+    }
+
+    fn norm(token: &str, rules: &LhtRules) -> Result<Normalized, OAuthError> {
+        normalize(token, &[], rules, NOW)
+    }
+
+    fn json_of(n: &Normalized) -> Value {
+        serde_json::from_str(n.token.expose()).unwrap()
+    }
+
+    #[test]
+    fn the_documented_base64_example_decodes_to_unescaped_json() {
+        assert_eq!(STANDARD.decode(SG_BASE64).unwrap(), SG_RAW.as_bytes());
+    }
+
+    #[test]
+    fn unescaped_json_is_refused_by_default_with_a_precise_message() {
+        for (token, suffix) in [(SG_RAW, ""), (SG_BASE64, " of the decoded token")] {
+            let e = norm(token, &LhtRules::default()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest);
+            assert_eq!(
+                e.description,
+                format!(
+                    "login_hint_token: field `idp_params` holds unescaped JSON at byte 29{suffix}; \
+                     escape it as a JSON string or enable login_hint_token.repair_unescaped_json"
+                )
+            );
+            assert!(!e.description.contains("8a9856e0"));
+        }
+    }
+
+    #[test]
+    fn signaturgruppen_examples_round_trip_through_every_output() {
+        let fixed = json!({"idp": "mitid", "idp_params": SG_INNER});
+        let escaped = fixed.to_string();
+        for (token, format, repaired) in [
+            (SG_RAW, TokenFormat::Json, true),
+            (SG_BASE64, TokenFormat::Base64, true),
+            (escaped.as_str(), TokenFormat::Json, false),
+        ] {
+            for output in [
+                OutputFormat::Json,
+                OutputFormat::Base64,
+                OutputFormat::Base64url,
+            ] {
+                for nested in [NestedJson::String, NestedJson::Object] {
+                    let rules = LhtRules {
+                        output,
+                        nested_json: nested,
+                        ..repairing()
+                    };
+                    let n = norm(token, &rules).unwrap();
+                    assert_eq!(n.report.format, format);
+                    assert_eq!(n.report.repaired(), repaired);
+                    assert_eq!(n.report.output, output);
+                    let text = match output {
+                        OutputFormat::Json => n.token.expose().clone(),
+                        OutputFormat::Base64 => {
+                            String::from_utf8(STANDARD.decode(n.token.expose()).unwrap()).unwrap()
+                        }
+                        _ => String::from_utf8(URL_SAFE_NO_PAD.decode(n.token.expose()).unwrap())
+                            .unwrap(),
+                    };
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    let want = match nested {
+                        NestedJson::String => fixed.clone(),
+                        NestedJson::Object => json!({
+                            "idp": "mitid",
+                            "idp_params": serde_json::from_str::<Value>(SG_INNER).unwrap()
+                        }),
+                    };
+                    assert_eq!(v, want, "{format:?} {output:?} {nested:?}");
+                    // The output is itself accepted, unchanged in meaning, without repair.
+                    let again = norm(n.token.expose(), &rules).unwrap();
+                    assert!(!again.report.repaired());
+                }
+            }
+        }
+        let n = norm(SG_RAW, &repairing()).unwrap();
+        assert_eq!(
+            n.report.repairs,
+            vec![RepairSite {
+                field: "idp_params".into(),
+                offset: 29
+            }]
+        );
+    }
+
+    #[test]
+    fn unchanged_forwards_exact_bytes() {
+        let rules = LhtRules {
+            output: OutputFormat::Unchanged,
+            ..Default::default()
+        };
+        rules.validate().unwrap();
+        let token = r#" {"idp" : "mitid"} "#;
+        assert_eq!(norm(token, &rules).unwrap().token.expose(), token);
+        assert!(norm(SG_RAW, &rules).is_err());
+        assert!(LhtRules {
+            output: OutputFormat::Unchanged,
+            ..repairing()
+        }
+        .validate()
+        .unwrap_err()
+        .starts_with("login_hint_token.output:"));
+    }
+
+    #[test]
+    fn base64_variants_are_recognised() {
+        let obj = r#"{"idp":"mitid","x":"??>>"}"#;
+        let cases = [
+            (STANDARD.encode(obj), TokenFormat::Base64),
+            (
+                STANDARD.encode(obj).trim_end_matches('=').to_string(),
+                TokenFormat::Base64,
+            ),
+            (URL_SAFE_NO_PAD.encode(obj), TokenFormat::Base64url),
+            (
+                base64::engine::general_purpose::URL_SAFE.encode(obj),
+                TokenFormat::Base64url,
+            ),
+        ];
+        for (token, format) in cases {
+            let n = norm(&token, &LhtRules::default()).unwrap();
+            assert_eq!(n.report.format, format, "{token}");
+            assert_eq!(json_of(&n), serde_json::from_str::<Value>(obj).unwrap());
+        }
+        let spaced = STANDARD.encode(obj).replace('+', " ");
+        if spaced.contains(' ') {
+            let e = norm(&spaced, &LhtRules::default()).unwrap_err();
+            assert!(e.description.contains("%2B"));
+        }
+    }
+
+    #[test]
+    fn malformed_tokens_are_invalid_request() {
+        let deep = format!(
+            "{}{}",
+            "{\"a\":".repeat(9),
+            "1".to_string() + &"}".repeat(9)
+        );
+        let cases: Vec<(String, &str)> = vec![
+            ("not json".into(), "not a JSON object"),
+            ("[1,2]".into(), "must be a JSON object"),
+            ("\"s\"".into(), "must be a JSON object"),
+            ("{\"a\":1".into(), "not valid JSON"),
+            ("{\"a\":1,\"a\":2}".into(), "appears more than once"),
+            ("{\"a\":01}".into(), "not valid JSON"),
+            ("{\"a\":\"\u{1}\"}".into(), "not valid JSON"),
+            (STANDARD.encode("[1]"), "not a JSON object"),
+            (STANDARD.encode([0xff, 0xfe]), "not UTF-8"),
+            ("a+b-c".into(), "not a JSON object"),
+            ("%%%".into(), "not a JSON object"),
+            (deep, "nested deeper than 8"),
+            (
+                "{\"a\":\"".to_string() + &"x".repeat(5000) + "\"}",
+                "longer than 4096",
+            ),
+            ("{\"idp_params\":5}".into(), "`idp_params` must hold"),
+            ("{\"idp_params\":\"nope\"}".into(), "`idp_params` must hold"),
+            ("{\"idp_params\":\"1\"}".into(), "`idp_params` must hold"),
+        ];
+        for (token, expect) in cases {
+            let e = norm(&token, &LhtRules::default()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest, "{token}");
+            assert!(e.description.contains(expect), "{token}: {}", e.description);
+        }
+    }
+
+    #[test]
+    fn hostile_inputs_never_panic_or_blow_the_stack() {
+        let rules = LhtRules {
+            max_bytes: 65536,
+            max_depth: 64,
+            ..repairing()
+        };
+        let inputs = [
+            "{\"a\":\"".repeat(5000),
+            "{\"a\":\"{".repeat(3000),
+            "[".repeat(60000),
+            "{\"a\":\"[".repeat(3000) + &"]\"}".repeat(3000),
+            "\"{".repeat(20000),
+            "{\"a\":\"{\\".repeat(3000),
+            "{".to_string() + &"\"a\":\"{\"b\":1}\",".repeat(3000) + "\"z\":1}",
+        ];
+        for input in inputs {
+            let _ = norm(&input, &rules);
+            let _ = norm(&STANDARD.encode(&input), &rules);
+        }
+    }
+
+    #[test]
+    fn nested_repairs_and_arrays() {
+        let token = r#"{"a":["{"b":"[1,2]"}"],"c":"{"d":"{"e":1}"}"}"#;
+        let n = norm(
+            token,
+            &LhtRules {
+                max_depth: 8,
+                ..repairing()
+            },
+        )
+        .unwrap();
+        let fields: Vec<_> = n.report.repairs.iter().map(|r| r.field.as_str()).collect();
+        assert_eq!(fields, ["a[0]", "c", "c.d"]);
+        let v = json_of(&n);
+        assert_eq!(v["c"], json!(r#"{"d":"{\"e\":1}"}"#));
+        // Legitimate strings that merely start with a brace are left alone.
+        let ok = r#"{"a":"{","b":"[x"}"#;
+        let n = norm(ok, &repairing()).unwrap();
+        assert!(!n.report.repaired());
+        assert_eq!(json_of(&n), json!({"a": "{", "b": "[x"}));
+    }
+
+    #[test]
+    fn schema_rules_apply() {
+        let rules = LhtRules {
+            required_keys: vec!["flow_type".into()],
+            allowed_values: [("flow_type".to_string(), vec!["broker_oidc".to_string()])].into(),
+            allowed_idps: vec!["mitid".into(), "nemlogin".into()],
+            ..Default::default()
+        };
+        rules.validate().unwrap();
+        let ok = r#"{"flow_type":"broker_oidc","idp_values":"mitid nemlogin","idp":"mitid"}"#;
+        assert!(norm(ok, &rules).is_ok());
+        for (token, expect) in [
+            (r#"{"idp":"mitid"}"#, "required key `flow_type`"),
+            (r#"{"flow_type":"x"}"#, "allowed: broker_oidc"),
+            (r#"{"flow_type":1}"#, "not allowed"),
+            (r#"{"flow_type":"broker_oidc","idp":"evil"}"#, "`idp`"),
+            (
+                r#"{"flow_type":"broker_oidc","idp_values":"mitid evil"}"#,
+                "`idp_values`",
+            ),
+        ] {
+            let e = norm(token, &rules).unwrap_err();
+            assert!(e.description.contains(expect), "{token}: {}", e.description);
+            assert!(!e.description.contains("evil"));
+        }
+    }
+
+    #[test]
+    fn folding_moves_params_into_the_token() {
+        let rules = LhtRules {
+            fold_params: vec!["idp_values".into(), "prompt".into()],
+            ..Default::default()
+        };
+        rules.validate().unwrap();
+        let mut form = Form::parse(
+            b"scope=openid&idp_values=mitid&prompt=login&login_hint_token=%7B%22idp_values%22%3A%22mitid%22%7D",
+        )
+        .unwrap();
+        let report = normalize_in_form(&mut form, &rules, NOW).unwrap().unwrap();
+        assert_eq!(report.folded, ["idp_values", "prompt"]);
+        assert!(!form.contains("idp_values") && !form.contains("prompt"));
+        let v: Value = serde_json::from_str(form.get(PARAM).unwrap()).unwrap();
+        assert_eq!(v, json!({"idp_values": "mitid", "prompt": "login"}));
+
+        let e = normalize(r#"{"prompt":"none"}"#, &[("prompt", "login")], &rules, NOW).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.description.contains("`prompt` differs"));
+        // Without a token there is nothing to fold into.
+        let mut form = Form::parse(b"login_hint=x&prompt=login").unwrap();
+        assert_eq!(normalize_in_form(&mut form, &rules, NOW).unwrap(), None);
+        assert!(form.contains("prompt"));
+        // Folding core parameters is a configuration error.
+        let bad = LhtRules {
+            fold_params: vec!["scope".into()],
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("`scope`"));
+    }
+
+    #[test]
+    fn jwt_tokens_are_forwarded_unchanged_and_checked() {
+        let claims = json!({"sub_id": {"format": "email"}, "exp": NOW + 60});
+        let token = hs256(&claims, None);
+        let n = norm(&token, &LhtRules::default()).unwrap();
+        assert_eq!(n.token.expose(), &token);
+        assert_eq!(n.report.format, TokenFormat::Jwt);
+        assert_eq!(n.report.signature, SignatureCheck::Unverified);
+
+        let expired = hs256(&json!({"exp": NOW - 1}), None);
+        let e = norm(&expired, &LhtRules::default()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ExpiredLoginHintToken);
+        assert_eq!(e.status, 400);
+        let lenient = LhtRules {
+            leeway_seconds: 5,
+            ..Default::default()
+        };
+        assert!(norm(&expired, &lenient).is_ok());
+        let e = norm(&hs256(&json!({"exp": "soon"}), None), &LhtRules::default()).unwrap_err();
+        assert!(e.description.contains("`exp`"));
+        let e = norm(
+            &hs256(&json!({"nbf": NOW + 100}), None),
+            &LhtRules::default(),
+        )
+        .unwrap_err();
+        assert!(e.description.contains("`nbf`"));
+
+        let none = unsigned(r#"{"alg":"none"}"#, r#"{"sub":"a"}"#);
+        let e = norm(&none, &LhtRules::default()).unwrap_err();
+        assert!(e.description.contains("allow_unsigned_jwt"));
+        let allow = LhtRules {
+            allow_unsigned_jwt: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            norm(&none, &allow).unwrap().report.signature,
+            SignatureCheck::Unsigned
+        );
+        let bad_payload = unsigned(r#"{"alg":"HS256"}"#, "[1]");
+        assert!(norm(&bad_payload, &allow)
+            .unwrap_err()
+            .description
+            .contains("payload"));
+    }
+
+    #[test]
+    fn jwt_signatures_are_verified_with_configured_keys() {
+        let rules = LhtRules {
+            require_signed: true,
+            keys: KeyConfig {
+                hmac_secrets: vec![HMAC_SECRET.into()],
+                public_keys_pem: vec![EC_PUBLIC_PEM.into()],
+                jwks: None,
+            },
+            ..Default::default()
+        };
+        rules.validate().unwrap();
+        let claims = json!({"sub": "x"});
+        for token in [hs256(&claims, None), es256(&claims)] {
+            assert_eq!(
+                norm(&token, &rules).unwrap().report.signature,
+                SignatureCheck::Verified
+            );
+        }
+        let mut forged = hs256(&claims, None);
+        forged.push('A');
+        assert!(norm(&forged, &rules).is_err());
+        let e = norm(r#"{"idp":"mitid"}"#, &rules).unwrap_err();
+        assert!(e.description.contains("signed"));
+        assert!(LhtRules {
+            require_signed: true,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err()
+        .starts_with("login_hint_token.require_signed:"));
+    }
+
+    #[test]
+    fn folding_into_a_jwt_only_drops_equal_params() {
+        let rules = LhtRules {
+            fold_params: vec!["idp_values".into()],
+            ..Default::default()
+        };
+        let token = hs256(&json!({"idp_values": "mitid"}), None);
+        let n = normalize(&token, &[("idp_values", "mitid")], &rules, NOW).unwrap();
+        assert_eq!(n.report.folded, ["idp_values"]);
+        assert_eq!(n.token.expose(), &token);
+        let token = hs256(&json!({}), None);
+        let e = normalize(&token, &[("idp_values", "mitid")], &rules, NOW).unwrap_err();
+        assert!(e.description.contains("cannot be folded"));
+    }
+
+    #[test]
+    fn disabled_passes_anything_within_the_size_cap() {
+        let rules = LhtRules {
+            enabled: false,
+            ..Default::default()
+        };
+        let n = norm("opaque-token", &rules).unwrap();
+        assert_eq!(n.token.expose(), "opaque-token");
+        assert_eq!(n.report.format, TokenFormat::Opaque);
+        assert!(norm(&"x".repeat(5000), &rules).is_err());
+    }
+
+    #[test]
+    fn config_parses_from_toml_and_rejects_typos() {
+        let rules: LhtRules = toml::from_str(
+            r#"
+            repair_unescaped_json = true
+            output = "base64url"
+            nested_json = "object"
+            fold_params = ["idp_values", "prompt"]
+            [allowed_values]
+            flow_type = ["broker_oidc"]
+            [keys]
+            hmac_secrets = ["0123456789abcdef0123456789abcdef"]
+            "#,
+        )
+        .unwrap();
+        rules.validate().unwrap();
+        assert_eq!(rules.output, OutputFormat::Base64url);
+        assert!(!format!("{rules:?}").contains("0123456789abcdef"));
+        assert!(toml::from_str::<LhtRules>("repair_unescaped = true").is_err());
+        assert!(toml::from_str::<LhtRules>("output = \"xml\"").is_err());
+        LhtRules::default().validate().unwrap();
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let n = norm(r#"{"idp":"mitid","name":"Alice"}"#, &LhtRules::default()).unwrap();
+        assert!(!format!("{n:?}").contains("Alice"));
+    }
+}

@@ -59,6 +59,16 @@ pub static LOGIN_HINT_TOKENS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// OP error codes outside the spec and the profile, passed through.
+pub static UPSTREAM_UNKNOWN_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_upstream_unknown_errors_total",
+        "OP answers with an error code neither the spec nor the profile knows, passed through, by endpoint.",
+        &["endpoint"]
+    )
+    .expect("metric registers once")
+});
+
 /// Upstream failures by kind.
 pub static UPSTREAM_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
@@ -119,6 +129,7 @@ pub fn init() {
     Lazy::force(&RATE_LIMITED);
     Lazy::force(&VALIDATION_REFUSALS);
     Lazy::force(&LOGIN_HINT_TOKENS);
+    Lazy::force(&UPSTREAM_UNKNOWN_ERRORS);
     Lazy::force(&UPSTREAM_SECONDS);
     READY.set(0);
     TRACKED.set(0);

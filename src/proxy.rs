@@ -205,6 +205,20 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_request.insert_header("host", self.cfg.upstream.authority())?;
+        if self
+            .cfg
+            .profile
+            .paths
+            .contains_key(session.req_header().uri.path())
+        {
+            let mapped = self.op_path_and_query(&session.req_header().uri);
+            upstream_request.set_uri(mapped.parse().map_err(|_| {
+                pingora::Error::explain(
+                    ErrorType::InternalError,
+                    "a profile path is not a valid URI",
+                )
+            })?);
+        }
         append_forwarded_for(session, upstream_request)?;
         upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())
@@ -427,10 +441,20 @@ impl Gateway {
                 .inc();
             return answer_error(session, ctx, e).await;
         }
-        let mut body = answer.body.clone();
+        // check_response guarantees a JSON object; the profile maps the OP's dialect.
+        let value: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+        let translated = self.cfg.profile.translate(endpoint, answer.status, value);
+        if translated.unknown_error {
+            metrics::UPSTREAM_UNKNOWN_ERRORS
+                .with_label_values(&[endpoint.as_str()])
+                .inc();
+        }
+        let status = translated.status;
+        let mut body =
+            Bytes::from(serde_json::to_vec(&translated.body).expect("a JSON value serializes"));
         match endpoint {
-            Endpoint::Backchannel if answer.status == 200 => {
-                match self.track_ack(&answer.body, ctx.client.clone()) {
+            Endpoint::Backchannel if status == 200 => {
+                match self.track_ack(&body, ctx.client.clone()) {
                     Ok(Some(rewritten)) => body = rewritten.into(),
                     Ok(None) => {}
                     Err(e) => {
@@ -443,7 +467,7 @@ impl Gateway {
             }
             Endpoint::Token => {
                 if let Some(id) = &polled {
-                    match translate::classify_token_answer(answer.status, &answer.body) {
+                    match translate::classify_token_answer(status, &body) {
                         TokenOutcome::Issued | TokenOutcome::Terminal => {
                             self.store.finish(id);
                         }
@@ -454,6 +478,7 @@ impl Gateway {
             Endpoint::Backchannel => {}
         }
         let mut h = relay_header(&answer)?;
+        h.set_status(status)?;
         h.insert_header("cache-control", "no-store")?;
         h.insert_header("pragma", "no-cache")?;
         write_json(session, &h, body).await?;
@@ -474,6 +499,15 @@ impl Gateway {
             header_str(req, "forwarded"),
             &self.cfg.rate_limit.trusted_proxies,
         )
+    }
+
+    /// The OP's path (the profile's mapping of the public one) with the request's query.
+    fn op_path_and_query(&self, uri: &http::Uri) -> String {
+        let path = self.cfg.profile.to_op_path(uri.path());
+        match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.into_owned(),
+        }
     }
 
     /// Applies the poll rules (CIBA 11) to a token request; an error is answered locally.
@@ -574,7 +608,9 @@ impl Gateway {
             );
             return answer_error(session, ctx, e).await;
         }
-        let body = match discovery::rewrite(&answer.body, &public_base, endpoints) {
+        let profile = &self.cfg.profile;
+        let public_path = |p: &str| profile.to_public_path(p).into_owned();
+        let body = match discovery::rewrite(&answer.body, &public_base, endpoints, &public_path) {
             Ok(b) => b,
             Err(why) => {
                 metrics::UPSTREAM_FAILURES
@@ -600,7 +636,7 @@ impl Gateway {
         body_len: usize,
     ) -> Result<RequestHeader> {
         let src = session.req_header();
-        let path = src.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = self.op_path_and_query(&src.uri);
         let mut req = RequestHeader::build(
             src.method.clone(),
             path.as_bytes(),

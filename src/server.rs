@@ -118,10 +118,10 @@ impl BackgroundService for Discovery {
         let up = &self.cfg.upstream;
         if let (Some(b), Some(t)) = (&up.backchannel_path, &up.token_path) {
             tracing::info!(backchannel = %b, token = %t, "CIBA endpoints configured");
-            self.shared.set_endpoints(discovery::Endpoints {
+            self.shared.set_endpoints(self.public(discovery::Endpoints {
                 backchannel: b.clone(),
                 token: t.clone(),
-            });
+            }));
             return;
         }
         let connector = Connector::new(None);
@@ -130,7 +130,7 @@ impl BackgroundService for Discovery {
             match self.attempt(&connector, &peer).await {
                 Ok(e) => {
                     tracing::info!(backchannel = %e.backchannel, token = %e.token, "CIBA endpoints discovered");
-                    self.shared.set_endpoints(e);
+                    self.shared.set_endpoints(self.public(e));
                     return;
                 }
                 Err(why) => tracing::warn!(
@@ -149,6 +149,15 @@ impl BackgroundService for Discovery {
 }
 
 impl Discovery {
+    /// The OP's endpoints under the names clients use (the profile's public paths).
+    fn public(&self, op: discovery::Endpoints) -> discovery::Endpoints {
+        let p = &self.cfg.profile;
+        discovery::Endpoints {
+            backchannel: p.to_public_path(&op.backchannel).into_owned(),
+            token: p.to_public_path(&op.token).into_owned(),
+        }
+    }
+
     async fn attempt(
         &self,
         connector: &Connector,

@@ -63,31 +63,56 @@ pub struct TestOp {
 
 impl TestOp {
     /// Starts the OP with extra CLI arguments, waiting for its READY line.
+    ///
+    /// The wait is bounded: an OP that has not said READY within 20 s is killed and
+    /// started once more, and a second failure fails the test with the OP's stderr.
     pub fn start(args: &[&str]) -> TestOp {
         ensure_op_installed();
+        let mut last_err = String::new();
+        for _attempt in 0..2 {
+            match Self::try_start(args) {
+                Ok(op) => return op,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("test OP did not start: {last_err}");
+    }
+
+    fn try_start(args: &[&str]) -> Result<TestOp, String> {
+        let log = tempfile::NamedTempFile::new().unwrap();
         let mut child = Command::new("node")
             .arg(root().join("tests/op/server.mjs"))
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log.reopen().unwrap()))
             .spawn()
             .expect("node is needed for the test OP");
         let stdin = child.stdin.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
         let port = line
             .trim()
             .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("test OP did not start: {line:?}"))
-            .parse()
-            .unwrap();
-        TestOp {
-            child,
-            _stdin: stdin,
-            port,
+            .and_then(|p| p.parse().ok());
+        match port {
+            Some(port) => Ok(TestOp {
+                child,
+                _stdin: stdin,
+                port,
+            }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr = std::fs::read_to_string(log.path()).unwrap_or_default();
+                Err(format!("stdout {line:?}, stderr:\n{stderr}"))
+            }
         }
     }
 
@@ -579,4 +604,124 @@ pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// One request as a scripted stub received it.
+#[derive(Debug, Clone)]
+pub struct StubRequest {
+    /// Method.
+    pub method: String,
+    /// Path with query.
+    pub path: String,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl StubRequest {
+    /// A form parameter of the body.
+    pub fn param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(&self.body)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// A stub OP whose every answer comes from a closure: for dialects no real OP speaks.
+/// Each connection carries one request and is closed after the answer.
+pub struct ScriptedOp {
+    /// Its port.
+    pub port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests received, in order.
+    pub seen: Arc<Mutex<Vec<StubRequest>>>,
+}
+
+impl ScriptedOp {
+    /// Starts the stub; `answer` returns (status, content type, body) for each request.
+    pub fn start<F>(answer: F) -> ScriptedOp
+    where
+        F: Fn(&StubRequest) -> (u16, &'static str, String) + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (flag, log) = (stop.clone(), seen.clone());
+        thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let Some(req) = read_request(&mut s) else {
+                    continue;
+                };
+                log.lock().unwrap().push(req.clone());
+                let (status, ct, body) = answer(&req);
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(body.as_bytes());
+            }
+        });
+        ScriptedOp { port, stop, seen }
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many requests reached `path`.
+    pub fn count(&self, path: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+    }
+}
+
+impl Drop for ScriptedOp {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn read_request(s: &mut TcpStream) -> Option<StubRequest> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
+            let len: usize = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .unwrap_or(0);
+            let (method, path) = (req.method?.to_string(), req.path?.to_string());
+            let mut body = buf[n..].to_vec();
+            while body.len() < len {
+                let k = s.read(&mut chunk).ok()?;
+                if k == 0 {
+                    return None;
+                }
+                body.extend_from_slice(&chunk[..k]);
+            }
+            return Some(StubRequest { method, path, body });
+        }
+        let k = s.read(&mut chunk).ok()?;
+        if k == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..k]);
+    }
 }

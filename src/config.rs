@@ -5,6 +5,9 @@
 //! with durations, parsed addresses and an upstream that is known to be reachable by URL.
 //! Validation errors name the key, e.g. `upstream.url: ...`.
 
+use crate::authorize::ValidationRules;
+use crate::login_hint_token::LhtRules;
+use crate::pipeline::Rules;
 use crate::poll_store::StoreLimits;
 use crate::polling::PollPolicy;
 use crate::profile::Profile;
@@ -13,6 +16,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest request body the gateway can replay upstream.
@@ -43,6 +47,12 @@ pub struct FileConfig {
     /// `[profile]`: the OP's dialect.
     #[serde(default)]
     pub profile: Profile,
+    /// `[validation]`: backchannel request rules.
+    #[serde(default)]
+    pub validation: ValidationRules,
+    /// `[login_hint_token]`: normalization rules.
+    #[serde(default)]
+    pub login_hint_token: LhtRules,
     /// `[logging]`.
     #[serde(default)]
     pub logging: LoggingSection,
@@ -305,6 +315,8 @@ pub struct Config {
     pub client_labels: Vec<String>,
     /// The OP's dialect.
     pub profile: Profile,
+    /// Backchannel request validation and `login_hint_token` normalization.
+    pub rules: Arc<Rules>,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -431,6 +443,10 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     if rate_limit.max_keys == 0 {
         return Err(err("rate_limit.max_keys", "must be at least 1"));
     }
+    let validation = file.validation;
+    validation.validate().map_err(split_key)?;
+    let login_hint_token = file.login_hint_token;
+    login_hint_token.validate().map_err(split_key)?;
     let profile = file.profile;
     profile
         .validate()
@@ -468,9 +484,21 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         rate_limit,
         client_labels,
         profile,
+        rules: Arc::new(Rules {
+            validation,
+            login_hint_token,
+        }),
         log_level,
         log_format,
     })
+}
+
+/// Splits a `key: message` error from a section's own validation.
+fn split_key(e: String) -> ConfigError {
+    match e.split_once(": ") {
+        Some((key, msg)) if !key.contains(' ') => err(key, msg),
+        _ => err("", e),
+    }
 }
 
 fn validate_polling(p: PollingSection) -> Result<Polling, ConfigError> {
@@ -749,6 +777,8 @@ mod tests {
             ),
             ("[upstream]\nurl = 5\n", "invalid type"),
             ("[bogus]\n", "unknown field `bogus`"),
+            ("[upstream]\nurl=\"http://a\"\n[validation]\nbinding_message_pattern = \"(\"\n", "validation.binding_message_pattern"),
+            ("[upstream]\nurl=\"http://a\"\n[login_hint_token]\noutput = \"xml\"\n", "unknown variant `xml`"),
             ("[upstream]\nurl=\"http://a\"\n[polling]\nunknown_auth_req_id = \"drop\"\n", "polling.unknown_auth_req_id"),
             ("[upstream]\nurl=\"http://a\"\n[polling]\ntolerance_ms = 5000\n", "polling.tolerance_ms"),
             ("[upstream]\nurl=\"http://a\"\n[polling]\ncancel_path = \"/cancel\"\n", "polling.cancel_path"),

@@ -5,10 +5,12 @@
 //! rule plugs in here: request validation and normalization on the way in, the OP's
 //! answer on the way out.
 
+use crate::authorize::{self, Report, ValidationRules};
 use crate::client_auth::claimed_client;
 use crate::error::{ErrorCode, OAuthError};
 use crate::form::Form;
 use crate::ids::ClientId;
+use crate::login_hint_token::LhtRules;
 
 /// The CIBA endpoints the gateway enforces rules on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +39,15 @@ impl Endpoint {
     }
 }
 
+/// The validation and normalization rules from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// `[validation]`.
+    pub validation: ValidationRules,
+    /// `[login_hint_token]`.
+    pub login_hint_token: LhtRules,
+}
+
 /// A request as the proxy read it.
 #[derive(Debug, Clone, Copy)]
 pub struct Inbound<'a> {
@@ -57,19 +68,42 @@ pub struct Accepted {
     pub form: Form,
     /// The client the request claims to be.
     pub client: Option<ClientId>,
+    /// What backchannel validation found and changed (none at the token endpoint).
+    pub report: Option<Report>,
 }
 
 /// Checks a request on a CIBA endpoint; an error is answered by the gateway itself.
-pub fn check_request(req: Inbound<'_>) -> Result<Accepted, OAuthError> {
+///
+/// Backchannel requests are validated (CIBA 7.1, 7.1.1, 7.2, 13) and their
+/// `login_hint_token` normalized; `now_unix` is the time for JWT expiry checks.
+pub fn check_request(
+    req: Inbound<'_>,
+    rules: &Rules,
+    now_unix: u64,
+) -> Result<Accepted, OAuthError> {
     if !is_form(req.content_type) {
         return Err(OAuthError::invalid_request(
             "the request body must be application/x-www-form-urlencoded",
         )
         .with_reason("content_type"));
     }
-    let form = Form::parse(req.body)?;
+    let mut form = Form::parse(req.body)?;
     let client = claimed_client(&form, req.authorization)?;
-    Ok(Accepted { form, client })
+    let report = match req.endpoint {
+        Endpoint::Backchannel => Some(authorize::validate_backchannel(
+            &mut form,
+            client.as_ref(),
+            &rules.validation,
+            &rules.login_hint_token,
+            now_unix,
+        )?),
+        Endpoint::Token => None,
+    };
+    Ok(Accepted {
+        form,
+        client,
+        report,
+    })
 }
 
 /// The `auth_req_id` of a CIBA poll (CIBA 10.1), when the token request is one.
@@ -158,10 +192,14 @@ mod tests {
 
     #[test]
     fn accepts_a_form_and_finds_the_client() {
-        let ok = check_request(inbound(
-            Some("application/x-www-form-urlencoded; charset=UTF-8"),
-            b"client_id=c1&scope=openid",
-        ))
+        let ok = check_request(
+            inbound(
+                Some("application/x-www-form-urlencoded; charset=UTF-8"),
+                b"client_id=c1&scope=openid&login_hint=a",
+            ),
+            &Rules::default(),
+            0,
+        )
         .unwrap();
         assert_eq!(ok.client.unwrap().as_str(), "c1");
         assert_eq!(ok.form.get("scope"), Some("openid"));
@@ -175,7 +213,7 @@ mod tests {
             Some("text/plain"),
             Some("multipart/form-data"),
         ] {
-            let e = check_request(inbound(ct, b"a=1")).unwrap_err();
+            let e = check_request(inbound(ct, b"a=1"), &Rules::default(), 0).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidRequest);
         }
     }

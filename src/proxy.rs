@@ -376,7 +376,11 @@ impl Gateway {
             authorization: header_str(req, "authorization"),
             body: &body,
         };
-        let accepted = match pipeline::check_request(inbound) {
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let accepted = match pipeline::check_request(inbound, &self.cfg.rules, now_unix) {
             Ok(a) => a,
             Err(mut e) => {
                 // The code's own status is the backchannel's; the token endpoint differs
@@ -388,6 +392,16 @@ impl Gateway {
             }
         };
         ctx.client = accepted.client.clone();
+        if let Some(lht) = accepted
+            .report
+            .as_ref()
+            .and_then(|r| r.login_hint_token.as_ref())
+        {
+            let repaired = if lht.repaired() { "true" } else { "false" };
+            metrics::LOGIN_HINT_TOKENS
+                .with_label_values(&[lht.format.as_str(), repaired])
+                .inc();
+        }
         if let Some(client) = &accepted.client {
             let credential = accepted
                 .form

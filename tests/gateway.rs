@@ -820,6 +820,254 @@ mod limits_and_metrics {
     }
 }
 
+mod validation {
+    use super::support::*;
+    use base64::Engine;
+    use serde_json::{json, Value};
+
+    /// Signaturgruppen's documented Base64 login_hint_token, whose `idp_params` JSON is not escaped.
+    const SG_BASE64: &str = "eyJpZHAiOiJtaXRpZCIsImlkcF9wYXJhbXMiOiJ7InV1aWQiOiI4YTk4NTZlMC1mMTJkLTQyMTctYjMyMC1jOGEwNzZiZTkzMjAiLCAicmVmZXJlbmNlVGV4dEJvZHkiOiJUZXN0aW5nIE1pdElEIEZsZXggYXBwIPCfmIkiLCAiaXAiOiIxLjEuMS4xIn0ifQ==";
+
+    fn gateway(op: &TestOp, config: &str) -> (Gateway, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        // Hostile tables send many requests at once; rate limits are tested elsewhere.
+        let text = format!("[rate_limit]\nenabled = false\n{config}");
+        let cfg = write_config(dir.path(), "gw.toml", &text);
+        (
+            Gateway::start(&op.url(), &["--config", cfg.to_str().unwrap()]),
+            dir,
+        )
+    }
+
+    #[test]
+    fn every_hostile_request_is_refused_before_the_op() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = gateway(&op, "");
+        let cases = ciba_gateway::authorize::hostile_cases();
+        assert!(cases.len() >= 40, "{} cases", cases.len());
+        for (name, body, code, status) in cases {
+            let r = post_raw(
+                &gw.addr(),
+                "/backchannel",
+                "application/x-www-form-urlencoded",
+                body.as_bytes(),
+                "",
+            );
+            assert_eq!(r.status, status, "{name}: {}", r.text());
+            assert_eq!(r.error(), code.as_str(), "{name}");
+            assert_eq!(r.header("content-type"), Some("application/json"), "{name}");
+            assert_eq!(op.backchannel_count(), 0, "{name} reached the OP");
+        }
+        // And a valid one does reach it, so the count above could move.
+        assert_eq!(initiate(&gw.addr(), POST_CLIENT, "alice").status, 200);
+        assert_eq!(op.backchannel_count(), 1);
+    }
+
+    /// Sends a backchannel request with this token (and extra parameters), returning the
+    /// gateway's answer and the form the OP received.
+    fn send(gw: &Gateway, op: &TestOp, token: &str, extra: &[(&str, &str)]) -> (Resp, Value) {
+        let mut form = vec![
+            ("client_id", POST_CLIENT.0),
+            ("client_secret", POST_CLIENT.1),
+            ("scope", "openid"),
+            ("login_hint_token", token),
+        ];
+        form.extend_from_slice(extra);
+        let r = post_form(&gw.addr(), "/backchannel", &form, &[]);
+        let seen = if r.status == 200 {
+            op.last_backchannel()
+        } else {
+            Value::Null
+        };
+        (r, seen)
+    }
+
+    #[test]
+    fn token_formats_reach_the_op_normalized() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = gateway(&op, "");
+        let compact = r#"{"flow_type":"broker_oidc","idp_values":"mitid"}"#;
+        let pretty = "{ \"idp_values\": \"mitid\",\n  \"flow_type\": \"broker_oidc\" }";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(pretty);
+        let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pretty);
+        for (name, input) in [
+            ("raw", pretty.to_string()),
+            ("base64", b64),
+            ("base64url", b64url),
+        ] {
+            let (r, seen) = send(&gw, &op, &input, &[]);
+            assert_eq!(r.status, 200, "{name}: {}", r.text());
+            assert_eq!(seen["params"]["login_hint_token"], compact, "{name}");
+            assert_eq!(
+                seen["content_length"],
+                seen["raw_body"].as_str().unwrap().len().to_string()
+            );
+        }
+        let jwt = {
+            let b = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+            format!(
+                "{}.{}.c2ln",
+                b(r#"{"alg":"HS256"}"#),
+                b(r#"{"sub_id":{"format":"email","email":"a@b.c"}}"#)
+            )
+        };
+        let (r, seen) = send(&gw, &op, &jwt, &[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            seen["params"]["login_hint_token"],
+            jwt.as_str(),
+            "a JWT is forwarded as sent"
+        );
+        gw.metrics_containing(&[
+            r#"ciba_gateway_login_hint_tokens_total{format="json",repaired="false"} 1"#,
+            r#"ciba_gateway_login_hint_tokens_total{format="jwt",repaired="false"} 1"#,
+        ]);
+    }
+
+    #[test]
+    fn the_vendor_example_is_refused_unless_repair_is_enabled() {
+        let op = TestOp::start(&[]);
+        let (strict, _d1) = gateway(&op, "");
+        let (r, _) = send(&strict, &op, SG_BASE64, &[]);
+        assert_eq!(r.status, 400);
+        assert_eq!(r.error(), "invalid_request");
+        let why = r.json()["error_description"].as_str().unwrap().to_string();
+        assert!(
+            why.contains("idp_params") && why.contains("repair_unescaped_json"),
+            "{why}"
+        );
+        assert!(!why.contains("8a9856e0"), "no value echoed: {why}");
+        assert_eq!(op.backchannel_count(), 0);
+
+        let (repairing, _d2) = gateway(&op, "[login_hint_token]\nrepair_unescaped_json = true\n");
+        let (r, seen) = send(&repairing, &op, SG_BASE64, &[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let forwarded: Value =
+            serde_json::from_str(seen["params"]["login_hint_token"].as_str().unwrap()).unwrap();
+        assert_eq!(forwarded["idp"], "mitid");
+        let inner: Value = serde_json::from_str(forwarded["idp_params"].as_str().unwrap()).unwrap();
+        assert_eq!(inner["uuid"], "8a9856e0-f12d-4217-b320-c8a076be9320");
+        assert_eq!(inner["referenceTextBody"], "Testing MitID Flex app 😉");
+        repairing.metrics_containing(&[
+            r#"ciba_gateway_login_hint_tokens_total{format="base64",repaired="true"} 1"#,
+        ]);
+
+        let (as_object, _d3) = gateway(
+            &op,
+            "[login_hint_token]\nrepair_unescaped_json = true\nnested_json = \"object\"\noutput = \"base64url\"\n",
+        );
+        let (r, seen) = send(&as_object, &op, SG_BASE64, &[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(seen["params"]["login_hint_token"].as_str().unwrap())
+            .unwrap();
+        let forwarded: Value = serde_json::from_slice(&decoded).unwrap();
+        assert_eq!(
+            forwarded["idp_params"]["ip"], "1.1.1.1",
+            "nested JSON emitted as an object"
+        );
+    }
+
+    #[test]
+    fn top_level_parameters_are_folded_into_the_token() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = gateway(
+            &op,
+            "[login_hint_token]\nfold_params = [\"idp_values\", \"prompt\"]\nrequired_keys = [\"flow_type\"]\n[login_hint_token.allowed_values]\nflow_type = [\"broker_oidc\"]\n",
+        );
+        let (r, seen) = send(
+            &gw,
+            &op,
+            r#"{"flow_type":"broker_oidc"}"#,
+            &[("prompt", "login"), ("idp_values", "mitid")],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let token: Value =
+            serde_json::from_str(seen["params"]["login_hint_token"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            token,
+            json!({"flow_type": "broker_oidc", "prompt": "login", "idp_values": "mitid"})
+        );
+        assert!(
+            seen["params"].get("prompt").is_none(),
+            "folded parameters leave the top level"
+        );
+        assert!(seen["params"].get("idp_values").is_none());
+
+        let before = op.backchannel_count();
+        let (r, _) = send(
+            &gw,
+            &op,
+            r#"{"flow_type":"broker_oidc","prompt":"none"}"#,
+            &[("prompt", "login")],
+        );
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_request".to_string()),
+            "two different values"
+        );
+        let (r, _) = send(&gw, &op, r#"{"flow_type":"other"}"#, &[]);
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_request".to_string()),
+            "schema: allowed values"
+        );
+        let (r, _) = send(&gw, &op, r#"{"idp":"mitid"}"#, &[]);
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_request".to_string()),
+            "schema: required key"
+        );
+        assert_eq!(op.backchannel_count(), before);
+    }
+
+    #[test]
+    fn per_client_binding_message_rules() {
+        let op = TestOp::start(&[]);
+        let (gw, _d) = gateway(
+            &op,
+            "[validation]\nbinding_message_max_chars = 10\n[validation.clients.\"client-other\"]\nbinding_message_max_chars = 20\nrequire_user_code = true\n",
+        );
+        let bm = "ÆØÅ-12345-ÆØÅ"; // 13 characters, 19 bytes
+        let r = post_form(
+            &gw.addr(),
+            "/backchannel",
+            &[
+                ("client_id", POST_CLIENT.0),
+                ("client_secret", POST_CLIENT.1),
+                ("scope", "openid"),
+                ("login_hint", "a"),
+                ("binding_message", bm),
+            ],
+            &[],
+        );
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_binding_message".to_string())
+        );
+        let other = |extra: &[(&str, &str)]| {
+            let mut f = vec![
+                ("client_id", OTHER_CLIENT.0),
+                ("client_secret", OTHER_CLIENT.1),
+                ("scope", "openid"),
+                ("login_hint", "a"),
+                ("binding_message", bm),
+            ];
+            f.extend_from_slice(extra);
+            post_form(&gw.addr(), "/backchannel", &f, &[])
+        };
+        let r = other(&[]);
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "missing_user_code".to_string())
+        );
+        assert_eq!(op.backchannel_count(), 0);
+        let r = other(&[("user_code", "1234")]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(op.last_backchannel()["params"]["binding_message"], bm);
+    }
+}
+
 mod profiles {
     use super::support::*;
     use std::sync::atomic::{AtomicUsize, Ordering};

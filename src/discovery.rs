@@ -92,18 +92,34 @@ pub fn rewrite(
         Value::String(format!("{public_base}{}", endpoints.token)),
     );
     ensure_contains(obj, "grant_types_supported", CIBA_GRANT);
-    if !obj.contains_key("backchannel_token_delivery_modes_supported") {
-        obj.insert(
-            "backchannel_token_delivery_modes_supported".into(),
-            Value::Array(vec![Value::String("poll".into())]),
-        );
-    }
-    if !obj.contains_key("backchannel_user_code_parameter_supported") {
-        obj.insert(
-            "backchannel_user_code_parameter_supported".into(),
-            Value::Bool(false),
-        );
-    }
+    // What the OP lacks or gets wrong is replaced by what the gateway offers: the modes it
+    // knows (poll always), and a boolean user_code flag.
+    let modes: Vec<Value> = match obj.get("backchannel_token_delivery_modes_supported") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter(|m| matches!(m.as_str(), Some("poll" | "ping" | "push")))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let modes = if modes.is_empty() {
+        vec![Value::String("poll".into())]
+    } else {
+        modes
+    };
+    obj.insert(
+        "backchannel_token_delivery_modes_supported".into(),
+        Value::Array(modes),
+    );
+    let user_code = match obj.get("backchannel_user_code_parameter_supported") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    };
+    obj.insert(
+        "backchannel_user_code_parameter_supported".into(),
+        Value::Bool(user_code),
+    );
     serde_json::to_vec(&doc).map_err(|e| e.to_string())
 }
 
@@ -204,6 +220,30 @@ mod tests {
 
     fn same(p: &str) -> String {
         p.to_string()
+    }
+
+    #[test]
+    fn rewrite_corrects_wrong_ciba_metadata() {
+        let e = Endpoints {
+            backchannel: "/bc".into(),
+            token: "/token".into(),
+        };
+        let doc = br#"{"issuer":"i","backchannel_token_delivery_modes_supported":"poll","backchannel_user_code_parameter_supported":"true","grant_types_supported":"x"}"#;
+        let v: Value =
+            serde_json::from_slice(&rewrite(doc, "http://gw", &e, &same).unwrap()).unwrap();
+        assert_eq!(
+            v["backchannel_token_delivery_modes_supported"],
+            json!(["poll"])
+        );
+        assert_eq!(v["backchannel_user_code_parameter_supported"], json!(true));
+        assert_eq!(v["grant_types_supported"], json!([CIBA_GRANT]));
+        let doc = br#"{"issuer":"i","backchannel_token_delivery_modes_supported":["poll","carrier-pigeon","ping"]}"#;
+        let v: Value =
+            serde_json::from_slice(&rewrite(doc, "http://gw", &e, &same).unwrap()).unwrap();
+        assert_eq!(
+            v["backchannel_token_delivery_modes_supported"],
+            json!(["poll", "ping"])
+        );
     }
 
     #[test]

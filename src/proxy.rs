@@ -798,8 +798,9 @@ fn rate_limited(endpoint: Endpoint, l: Limited) -> OAuthError {
 /// Answers with an OAuth error and records it for the access log.
 async fn answer_error(session: &mut Session, ctx: &mut RequestCtx, e: OAuthError) -> Result<bool> {
     ctx.local_error = Some(e.code);
-    if e.status == 413 || e.status == 400 && ctx.route == Route::PassThrough {
-        // The body may be unread; the connection cannot be reused safely.
+    if !session.is_body_done() {
+        // Answered before the whole body was read (413, 405, 429, a refused framing): what
+        // is left on the connection is not a request, so it cannot be reused.
         session.set_keepalive(None);
     }
     write_json(session, &err_response(&e), e.to_json().into()).await?;

@@ -319,6 +319,36 @@ mod core {
     }
 
     #[test]
+    fn a_connection_stays_usable_after_a_local_error() {
+        let (op, gw) = flow_setup();
+        let mut conn = std::net::TcpStream::connect(gw.addr()).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let send = |conn: &mut std::net::TcpStream, body: &str| {
+            use std::io::Write;
+            let req = format!(
+                "POST /backchannel HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(req.as_bytes()).unwrap();
+            read_response(conn)
+        };
+        let refused = send(&mut conn, "scope=openid&scope=openid");
+        assert_eq!(refused.status, 400);
+        let ok = send(
+            &mut conn,
+            &encode_form(&[
+                ("client_id", POST_CLIENT.0),
+                ("client_secret", POST_CLIENT.1),
+                ("scope", "openid"),
+                ("login_hint", "alice"),
+            ]),
+        );
+        assert_eq!(ok.status, 200, "{}", ok.text());
+        assert_eq!(op.backchannel_count(), 1);
+    }
+
+    #[test]
     fn the_demo_runs_a_whole_flow() {
         let (port, metrics, op_port) = (free_port(), free_port(), free_port());
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ciba-gateway"))

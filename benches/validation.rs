@@ -25,7 +25,10 @@ fn bench(c: &mut Criterion) {
     let b64 = body(&base64::engine::general_purpose::STANDARD.encode(token));
     let rules = Rules::default();
     let mut g = c.benchmark_group("backchannel");
-    for (name, bytes) in [("signaturgruppen_raw_json", &raw), ("signaturgruppen_base64", &b64)] {
+    for (name, bytes) in [
+        ("signaturgruppen_raw_json", &raw),
+        ("signaturgruppen_base64", &b64),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let req = Inbound {

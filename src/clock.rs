@@ -1,11 +1,34 @@
-//! A source of monotonic time.
+//! A source of monotonic time, and the compact millisecond form the poll store keeps.
 //!
 //! Time is injected rather than read with `Instant::now()` at the call site so the polling
 //! state machine (intervals, `slow_down`, expiry) can be tested exactly and without sleeping.
+//!
+//! An `Instant` is 16 bytes; a million tracked requests keep a few of them each, so stored
+//! times are instead whole milliseconds since one process-wide [`epoch`], in a `u64` (no
+//! horizon worth naming: 584 million years).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+/// The instant stored times count from: the first time anything in the process asked for it.
+///
+/// Every [`Clock`] here reads it before reading the time, so their instants are never earlier.
+pub fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Whole milliseconds from [`epoch`] to `t`, rounded down; an earlier instant counts as 0.
+pub fn millis(t: Instant) -> u64 {
+    // Truncating u128 -> u64 cannot happen within 584 million years of uptime.
+    t.saturating_duration_since(epoch()).as_millis() as u64
+}
+
+/// The instant `ms` milliseconds after [`epoch`] (the inverse of [`millis`] on whole ms).
+pub fn instant(ms: u64) -> Instant {
+    epoch() + Duration::from_millis(ms)
+}
 
 /// Something that tells the time; `Send + Sync + 'static` so a store can hold it behind an `Arc`.
 pub trait Clock: Send + Sync + 'static {
@@ -19,6 +42,8 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
+        // Fix the epoch first, so no instant this clock returns precedes it.
+        epoch();
         Instant::now()
     }
 }
@@ -44,7 +69,11 @@ impl FakeClock {
     pub fn new() -> Self {
         FakeClock {
             inner: Arc::new(FakeInner {
-                base: Instant::now(),
+                // After the epoch, like every instant a real clock returns.
+                base: {
+                    epoch();
+                    Instant::now()
+                },
                 offset_nanos: AtomicU64::new(0),
             }),
         }
@@ -87,6 +116,19 @@ mod tests {
         assert_eq!(b.now(), t0);
         a.advance(Duration::from_millis(1500));
         assert_eq!(b.now(), t0 + Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn millis_round_trip_and_clamp_before_the_epoch() {
+        let t = epoch() + Duration::from_micros(1_234_567);
+        assert_eq!(millis(t), 1_234);
+        assert_eq!(instant(millis(t)), epoch() + Duration::from_millis(1_234));
+        assert_eq!(millis(epoch()), 0);
+        if let Some(before) = epoch().checked_sub(Duration::from_secs(1)) {
+            assert_eq!(millis(before), 0);
+        }
+        let fake = FakeClock::new();
+        assert!(millis(SystemClock.now()) >= millis(fake.now()));
     }
 
     #[test]

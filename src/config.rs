@@ -12,6 +12,7 @@ use crate::poll_store::StoreLimits;
 use crate::polling::PollPolicy;
 use crate::profile::Profile;
 use crate::rate_limit::RateLimitConfig;
+use crate::redis_store::{FailureMode, RedisConfig};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -53,9 +54,44 @@ pub struct FileConfig {
     /// `[login_hint_token]`: normalization rules.
     #[serde(default)]
     pub login_hint_token: LhtRules,
+    /// `[state]`: where poll state and rate limits live.
+    #[serde(default)]
+    pub state: StateSection,
     /// `[logging]`.
     #[serde(default)]
     pub logging: LoggingSection,
+}
+
+/// `[state]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// `memory` (default) or `redis`.
+    pub backend: Option<String>,
+    /// `redis://host:port/db`; may carry a password.
+    pub redis_url: Option<String>,
+    /// Prefix of every key.
+    pub redis_key_prefix: Option<String>,
+    /// Milliseconds each Redis operation may take.
+    pub redis_timeout_ms: Option<u64>,
+    /// Multiplexed connections to Redis.
+    pub redis_connections: Option<usize>,
+    /// `open` or `closed`: what to do while Redis cannot answer.
+    pub failure_mode: Option<String>,
+}
+
+/// Where poll state and rate-limit counters live.
+#[derive(Debug, Clone)]
+pub enum StateBackend {
+    /// In this process.
+    Memory,
+    /// In Redis, shared by replicas.
+    Redis {
+        /// Connection settings.
+        redis: RedisConfig,
+        /// Multiplexed connections.
+        connections: usize,
+    },
 }
 
 /// `[metrics]` as written.
@@ -315,6 +351,8 @@ pub struct Config {
     pub client_labels: Vec<String>,
     /// The OP's dialect.
     pub profile: Profile,
+    /// Where state lives.
+    pub state: StateBackend,
     /// Backchannel request validation and `login_hint_token` normalization.
     pub rules: Arc<Rules>,
     /// Log filter.
@@ -443,6 +481,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     if rate_limit.max_keys == 0 {
         return Err(err("rate_limit.max_keys", "must be at least 1"));
     }
+    let state = validate_state(file.state)?;
     let validation = file.validation;
     validation.validate().map_err(split_key)?;
     let login_hint_token = file.login_hint_token;
@@ -484,6 +523,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         rate_limit,
         client_labels,
         profile,
+        state,
         rules: Arc::new(Rules {
             validation,
             login_hint_token,
@@ -491,6 +531,54 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         log_level,
         log_format,
     })
+}
+
+fn validate_state(s: StateSection) -> Result<StateBackend, ConfigError> {
+    match s.backend.as_deref().unwrap_or("memory") {
+        "memory" => {
+            if s.redis_url.is_some() {
+                return Err(err(
+                    "state.redis_url",
+                    "is set but state.backend is not `redis`",
+                ));
+            }
+            Ok(StateBackend::Memory)
+        }
+        "redis" => {
+            let url = s.redis_url.ok_or_else(|| {
+                err(
+                    "state.redis_url",
+                    "is required with state.backend = \"redis\"",
+                )
+            })?;
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(err(
+                    "state.redis_url",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+            let timeout = millis("state.redis_timeout_ms", s.redis_timeout_ms, 200)?;
+            let connections = s.redis_connections.unwrap_or(2);
+            if !(1..=64).contains(&connections) {
+                return Err(err("state.redis_connections", "must be between 1 and 64"));
+            }
+            let failure_mode = match s.failure_mode.as_deref().unwrap_or("open") {
+                "open" => FailureMode::Open,
+                "closed" => FailureMode::Closed,
+                _ => return Err(err("state.failure_mode", "must be `open` or `closed`")),
+            };
+            Ok(StateBackend::Redis {
+                redis: RedisConfig {
+                    url,
+                    key_prefix: s.redis_key_prefix.unwrap_or_else(|| "ciba:".into()),
+                    timeout,
+                    failure_mode,
+                },
+                connections,
+            })
+        }
+        _ => Err(err("state.backend", "must be `memory` or `redis`")),
+    }
 }
 
 /// Splits a `key: message` error from a section's own validation.
@@ -777,6 +865,9 @@ mod tests {
             ),
             ("[upstream]\nurl = 5\n", "invalid type"),
             ("[bogus]\n", "unknown field `bogus`"),
+            ("[upstream]\nurl=\"http://a\"\n[state]\nbackend = \"redis\"\n", "state.redis_url"),
+            ("[upstream]\nurl=\"http://a\"\n[state]\nbackend = \"etcd\"\n", "state.backend"),
+            ("[upstream]\nurl=\"http://a\"\n[state]\nbackend = \"redis\"\nredis_url = \"redis://x\"\nfailure_mode = \"maybe\"\n", "state.failure_mode"),
             ("[upstream]\nurl=\"http://a\"\n[validation]\nbinding_message_pattern = \"(\"\n", "validation.binding_message_pattern"),
             ("[upstream]\nurl=\"http://a\"\n[login_hint_token]\noutput = \"xml\"\n", "unknown variant `xml`"),
             ("[upstream]\nurl=\"http://a\"\n[polling]\nunknown_auth_req_id = \"drop\"\n", "polling.unknown_auth_req_id"),

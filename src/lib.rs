@@ -21,5 +21,7 @@ pub mod polling;
 pub mod profile;
 pub mod proxy;
 pub mod rate_limit;
+pub mod redis_store;
 pub mod server;
+pub mod state;
 pub mod translate;

@@ -69,6 +69,27 @@ pub static UPSTREAM_UNKNOWN_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Time of shared-store operations, by operation.
+pub static STORE_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "ciba_gateway_store_duration_seconds",
+        "Time of operations on the shared state store (Redis), by operation.",
+        &["op"],
+        vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Failed shared-store operations, by operation.
+pub static STORE_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_store_errors_total",
+        "Failed operations on the shared state store (Redis), by operation.",
+        &["op"]
+    )
+    .expect("metric registers once")
+});
+
 /// Upstream failures by kind.
 pub static UPSTREAM_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
@@ -130,6 +151,8 @@ pub fn init() {
     Lazy::force(&VALIDATION_REFUSALS);
     Lazy::force(&LOGIN_HINT_TOKENS);
     Lazy::force(&UPSTREAM_UNKNOWN_ERRORS);
+    Lazy::force(&STORE_SECONDS);
+    Lazy::force(&STORE_ERRORS);
     Lazy::force(&UPSTREAM_SECONDS);
     READY.set(0);
     TRACKED.set(0);

@@ -1,8 +1,8 @@
 //! The metrics listener: `/metrics`, `/healthz`, `/readyz`.
 
 use crate::metrics;
-use crate::poll_store::PollStore;
 use crate::proxy::Shared;
+use crate::state::Store;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
@@ -14,7 +14,7 @@ pub struct OpsApp {
     /// Readiness comes from here.
     pub shared: Arc<Shared>,
     /// The poll store, whose size is reported at each scrape.
-    pub store: PollStore,
+    pub store: Store,
 }
 
 #[async_trait]
@@ -23,7 +23,9 @@ impl ServeHttp for OpsApp {
         let path = session.req_header().uri.path().to_string();
         let (status, content_type, body) = match path.as_str() {
             "/metrics" => {
-                metrics::TRACKED.set(self.store.len() as i64);
+                if let Some(n) = self.store.tracked().await {
+                    metrics::TRACKED.set(n as i64);
+                }
                 (200, "text/plain; version=0.0.4", metrics::render())
             }
             "/healthz" => (200, "text/plain", b"ok\n".to_vec()),

@@ -8,7 +8,24 @@
 //!
 //! Lock order: a `states` shard may be held while a `per_client` shard is taken (in `sweep`),
 //! never the other way round, so the two maps cannot deadlock against each other.
+//!
+//! # Ids are keyed by a 128-bit keyed hash, not by their text
+//!
+//! A million tracked ids as `Box<str>` keys cost a separate ~48-byte heap string each (about
+//! 53 MiB) and a pointer chase, i.e. a likely cache miss, on every lookup. The table is keyed
+//! instead by [`IdKey`]: two 64-bit SipHash-1-3 values of the id under one random per-store key
+//! (std's `RandomState`), domain-separated by a leading 0 or 1, so 16 bytes inline in the slot.
+//!
+//! - Collisions: for a keyed PRF the chance that two distinct ids share a key is 2^-128 per
+//!   pair; with 1.1 million ids tracked that is about 2^-88 for the whole table, and a spoofed
+//!   id matching some tracked one is about 2^-108 per guess. Even then a collision cannot
+//!   leak tokens: the poll is still checked against the owning client, and the OP, which
+//!   sees the real id, decides what it is worth.
+//! - Flooding: the key is random per process and never leaves it, so clients cannot choose
+//!   ids that collide in the table's buckets or shards; the table therefore uses the key's
+//!   first half as its hash ([`PreHashed`]) instead of hashing a hash again.
 
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +33,53 @@ use std::time::Duration;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-use crate::clock::Clock;
+use crate::clock::{self, Clock};
 use crate::ids::{AuthReqId, ClientId};
 use crate::polling::{self, Ack, AckError, PollDecision, PollPolicy, PollState};
+
+/// An `auth_req_id` as the table knows it: its 128-bit keyed hash (see the module docs).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct IdKey([u64; 2]);
+
+impl Hash for IdKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Half a keyed hash is already uniform and unpredictable; see `PreHashed`.
+        state.write_u64(self.0[0]);
+    }
+}
+
+/// Hands the table an [`IdKey`]'s own bits as its hash rather than hashing them again.
+#[derive(Clone, Copy, Default)]
+struct PreHashed;
+
+impl BuildHasher for PreHashed {
+    type Hasher = PassThrough;
+
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+/// The hasher behind [`PreHashed`].
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `IdKey` is hashed here, through `write_u64`; folding bytes keeps anything else
+        // correct, if slow and unkeyed.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(32) ^ n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Bounds on how much polling state the gateway keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +125,9 @@ pub struct PollStore {
 }
 
 struct Shared {
-    states: DashMap<AuthReqId, PollState>,
+    states: DashMap<IdKey, PollState, PreHashed>,
+    // The secret key of `IdKey`s.
+    id_hasher: RandomState,
     // Per-client counts make the per-client limit O(1); the keys double as the one shared
     // `Arc<str>` per client that every `PollState` of that client points at.
     per_client: DashMap<ClientId, usize>,
@@ -80,9 +143,10 @@ impl PollStore {
     pub fn new(policy: PollPolicy, limits: StoreLimits, clock: Arc<dyn Clock>) -> Self {
         PollStore {
             shared: Arc::new(Shared {
-                // The default hasher (SipHash, random keys) is kept on purpose: clients choose
-                // the ids they poll with, so a predictable hash would invite collision floods.
-                states: DashMap::new(),
+                // Clients choose the ids they poll with, so the hash behind `IdKey` is keyed
+                // (SipHash, random keys): a predictable one would invite collision floods.
+                states: DashMap::with_hasher(PreHashed),
+                id_hasher: RandomState::new(),
                 per_client: DashMap::new(),
                 tracked: AtomicUsize::new(0),
                 policy,
@@ -140,11 +204,12 @@ impl PollStore {
     ) -> Result<Ack, AckError> {
         let s = &self.shared;
         let ack = polling::admit_ack(&s.policy, op_interval, op_expires_in)?;
+        let key = s.key(&id);
         let client = self.acquire(client);
         let state = PollState::new(client, &ack, s.clock.now());
         // `acquire` released its `per_client` shard before this `states` lock is taken.
-        match s.states.insert(id, state) {
-            Some(old) => self.release(&old.client),
+        match s.states.insert(key, state) {
+            Some(old) => self.release(old.client()),
             None => {
                 s.tracked.fetch_add(1, Ordering::Relaxed);
             }
@@ -158,17 +223,18 @@ impl PollStore {
     /// forward it or answer `invalid_grant` is the caller's choice.
     pub fn poll(&self, id: &AuthReqId, client: &ClientId) -> Option<PollDecision> {
         let s = &self.shared;
-        let now = s.clock.now();
+        let now = clock::millis(s.clock.now());
+        let key = s.key(id);
         let decision = {
             // The write guard makes read-decide-update one step per id: two simultaneous
             // polls cannot both see the old `last_poll` and both be forwarded.
-            let mut state = s.states.get_mut(id)?;
-            polling::decide(&mut state, client, now, &s.policy)
+            let mut state = s.states.get_mut(&key)?;
+            polling::decide_at(&mut state, client, now, &s.policy)
         };
         if decision == PollDecision::Expired {
             // Re-checked under the lock: the entry may have been replaced by a fresh ack (or
             // removed) between the guard above and this removal.
-            if let Some((_, old)) = s.states.remove_if(id, |_, st| now >= st.expires_at) {
+            if let Some((_, old)) = s.states.remove_if(&key, |_, st| st.expired_at(now)) {
                 self.forget(&old);
             }
         }
@@ -178,7 +244,8 @@ impl PollStore {
     /// The OP gave a terminal answer for `id`: keep a tombstone so replays get `invalid_grant`
     /// until the id would have expired anyway. Returns whether `id` was tracked.
     pub fn finish(&self, id: &AuthReqId) -> bool {
-        match self.shared.states.get_mut(id) {
+        let s = &self.shared;
+        match s.states.get_mut(&s.key(id)) {
             Some(mut state) => {
                 polling::end(&mut state);
                 true
@@ -189,7 +256,8 @@ impl PollStore {
 
     /// Stops tracking `id` (the request was cancelled); returns whether it was tracked.
     pub fn cancel(&self, id: &AuthReqId) -> bool {
-        match self.shared.states.remove(id) {
+        let s = &self.shared;
+        match s.states.remove(&s.key(id)) {
             Some((_, old)) => {
                 self.forget(&old);
                 true
@@ -203,12 +271,12 @@ impl PollStore {
     /// `retain` write-locks one shard at a time, so polls on other shards proceed meanwhile.
     pub fn sweep(&self) -> usize {
         let s = &self.shared;
-        let now = s.clock.now();
+        let now = clock::millis(s.clock.now());
         let mut removed = 0;
         s.states.retain(|_, state| {
-            if now >= state.expires_at {
+            if state.expired_at(now) {
                 // Taking a `per_client` shard inside a `states` shard: the allowed lock order.
-                self.release(&state.client);
+                self.release(state.client());
                 removed += 1;
                 false
             } else {
@@ -221,7 +289,8 @@ impl PollStore {
 
     /// Whether `id` has state (active or a tombstone).
     pub fn is_tracked(&self, id: &AuthReqId) -> bool {
-        self.shared.states.contains_key(id)
+        let s = &self.shared;
+        s.states.contains_key(&s.key(id))
     }
 
     /// How many ids are tracked, tombstones included.
@@ -269,8 +338,20 @@ impl PollStore {
 
     /// Accounts for one entry removed from `states`.
     fn forget(&self, old: &PollState) {
-        self.release(&old.client);
+        self.release(old.client());
         self.shared.tracked.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Shared {
+    /// The table's key for `id`.
+    fn key(&self, id: &AuthReqId) -> IdKey {
+        let id = id.as_str();
+        // One secret key, two domain-separated inputs: two independent 64-bit PRF outputs.
+        IdKey([
+            self.id_hasher.hash_one((0u8, id)),
+            self.id_hasher.hash_one((1u8, id)),
+        ])
     }
 }
 
@@ -317,7 +398,7 @@ mod tests {
     fn assert_counts_exact(store: &PollStore) {
         let mut actual: HashMap<ClientId, usize> = HashMap::new();
         for e in store.shared.states.iter() {
-            *actual.entry(e.value().client.clone()).or_default() += 1;
+            *actual.entry(e.value().client().clone()).or_default() += 1;
         }
         let counted: HashMap<ClientId, usize> = store
             .shared
@@ -398,11 +479,12 @@ mod tests {
         st.record_ack(a.clone(), owner.clone(), None, 60).unwrap();
         assert_eq!(st.poll(&a, &owner), Some(PollDecision::Forward));
         clock.advance(S);
-        let before = st.shared.states.get(&a).unwrap().clone();
+        let key = st.shared.key(&a);
+        let before = st.shared.states.get(&key).unwrap().clone();
         for _ in 0..10 {
             assert_eq!(st.poll(&a, &thief), Some(PollDecision::WrongClient));
         }
-        assert_eq!(*st.shared.states.get(&a).unwrap(), before);
+        assert_eq!(*st.shared.states.get(&key).unwrap(), before);
         clock.advance(4 * S);
         assert_eq!(st.poll(&a, &owner), Some(PollDecision::Forward));
         // A thief never learns that the id expired, and does not remove it.
@@ -431,6 +513,20 @@ mod tests {
         assert_eq!(st.tracked_for(&c), 0);
         assert!(!st.finish(&a));
         assert_counts_exact(&st);
+    }
+
+    #[test]
+    fn ids_are_keyed_by_a_secret_per_store_hash() {
+        let (st, _clock) = store();
+        let (other, _clock) = store();
+        let (a, b) = (id("req-1"), id("req-2"));
+        assert!(st.shared.key(&a) == st.shared.key(&a.clone()));
+        assert!(st.shared.key(&a) != st.shared.key(&b));
+        // Another store (another process) files the same id elsewhere.
+        assert!(st.shared.key(&a) != other.shared.key(&a));
+        let [lo, hi] = st.shared.key(&a).0;
+        assert_ne!(lo, hi);
+        assert_eq!(PreHashed.hash_one(st.shared.key(&a)), lo);
     }
 
     #[test]
@@ -506,8 +602,11 @@ mod tests {
             st.record_ack(id(&format!("req-{n}")), client("c1"), None, 60)
                 .unwrap();
         }
-        let a = st.shared.states.get(&id("req-0")).unwrap().client.clone();
-        let b = st.shared.states.get(&id("req-2")).unwrap().client.clone();
+        let entry = |s: &str| {
+            let key = st.shared.key(&id(s));
+            st.shared.states.get(&key).unwrap().client().clone()
+        };
+        let (a, b) = (entry("req-0"), entry("req-2"));
         assert!(std::ptr::eq(a.as_str(), b.as_str()));
     }
 

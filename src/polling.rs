@@ -7,6 +7,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::clock;
 use crate::error::ErrorCode;
 use crate::ids::ClientId;
 
@@ -112,18 +113,49 @@ pub enum Phase {
 }
 
 /// What the gateway knows about one outstanding `auth_req_id`.
+///
+/// Kept small because a million of them live in the store at once (40 bytes, down from 72):
+/// times are whole milliseconds since [`clock::epoch`] in a `u64` rather than 16-byte
+/// `Instant`s, "never polled" is a sentinel rather than an `Option<Instant>`, and the interval
+/// is `u32` milliseconds. That interval saturates at `u32::MAX` ms (about 49.7 days), longer
+/// than any lifetime the configuration allows (at most a day): an interval that long already
+/// means "not again before expiry", since expiry is decided first.
+///
+/// Rounding to the millisecond can move a decision by under 1 ms, far inside the tolerance;
+/// intervals round up and the tolerance rounds down, so what rounding there is favours the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollState {
     /// The client the request was issued to.
-    pub client: ClientId,
-    /// When the `auth_req_id` stops being valid.
-    pub expires_at: Instant,
-    /// The current minimum wait between polls; grows by `slow_down_step` on each `slow_down`.
-    pub interval: Duration,
-    /// When the last poll (forwarded or refused) arrived; `None` until the first one.
-    pub last_poll: Option<Instant>,
+    client: ClientId,
+    /// When the `auth_req_id` stops being valid (ms since the epoch).
+    expires_at: u64,
+    /// When the last poll (forwarded or refused) arrived (ms since the epoch), or [`NEVER`].
+    last_poll: u64,
+    /// The current minimum wait between polls in ms; grows by `slow_down_step` on each
+    /// `slow_down`.
+    interval: u32,
     /// Whether the OP has already given a terminal answer.
-    pub phase: Phase,
+    phase: Phase,
+}
+
+/// `last_poll` before the first poll; no real time gets there (584 million years of uptime).
+const NEVER: u64 = u64::MAX;
+
+/// `d` in whole milliseconds, rounded up and capped at `u32::MAX`.
+fn ms_u32_ceil(d: Duration) -> u32 {
+    // Spelled out rather than via `as_nanos` to keep 128-bit division off the poll path.
+    let ms = d
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)));
+    u32::try_from(ms).unwrap_or(u32::MAX)
+}
+
+/// `d` in whole milliseconds, rounded down and capped at `u64::MAX`.
+fn ms_floor(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_millis()))
 }
 
 impl PollState {
@@ -131,11 +163,42 @@ impl PollState {
     pub fn new(client: ClientId, ack: &Ack, now: Instant) -> Self {
         PollState {
             client,
-            expires_at: now + ack.expires_in,
-            interval: ack.interval,
-            last_poll: None,
+            expires_at: clock::millis(now).saturating_add(ms_floor(ack.expires_in)),
+            last_poll: NEVER,
+            interval: ms_u32_ceil(ack.interval),
             phase: Phase::Active,
         }
+    }
+
+    /// The client the request was issued to.
+    pub fn client(&self) -> &ClientId {
+        &self.client
+    }
+
+    /// When the `auth_req_id` stops being valid.
+    pub fn expires_at(&self) -> Instant {
+        clock::instant(self.expires_at)
+    }
+
+    /// The current minimum wait between polls.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.interval))
+    }
+
+    /// When the last poll (forwarded or refused) arrived; `None` until the first one.
+    pub fn last_poll(&self) -> Option<Instant> {
+        (self.last_poll != NEVER).then(|| clock::instant(self.last_poll))
+    }
+
+    /// Whether the OP has already given a terminal answer.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the state has expired at `now_ms` (ms since the epoch): the store's sweep test,
+    /// without converting an `Instant` per entry.
+    pub(crate) fn expired_at(&self, now_ms: u64) -> bool {
+        now_ms >= self.expires_at
     }
 }
 
@@ -177,6 +240,16 @@ pub fn decide(
     now: Instant,
     policy: &PollPolicy,
 ) -> PollDecision {
+    decide_at(state, client, clock::millis(now), policy)
+}
+
+/// [`decide`] with `now` already in ms since the epoch, as the store reads it once per poll.
+pub(crate) fn decide_at(
+    state: &mut PollState,
+    client: &ClientId,
+    now: u64,
+    policy: &PollPolicy,
+) -> PollDecision {
     // First, and before looking at anything else: another client must learn nothing about the
     // request (not even that it expired) and must not be able to throttle its owner.
     if state.client != *client {
@@ -190,20 +263,22 @@ pub fn decide(
     }
     // The first poll after the ack is always allowed: some OPs answer slow_down to it, which
     // the spec does not sanction since no interval has been broken yet.
-    if let Some(last) = state.last_poll {
-        let earliest = last.checked_add(state.interval.saturating_sub(policy.tolerance));
-        // An instant too far out to represent is certainly not reached yet.
-        if earliest.is_none_or(|earliest| now < earliest) {
-            state.interval = state.interval.saturating_add(policy.slow_down_step);
+    if state.last_poll != NEVER {
+        let wait = u64::from(state.interval).saturating_sub(ms_floor(policy.tolerance));
+        // Saturating: an instant too far out to represent is certainly not reached yet.
+        if now < state.last_poll.saturating_add(wait) {
+            state.interval = state
+                .interval
+                .saturating_add(ms_u32_ceil(policy.slow_down_step));
             // Restart the clock on a refused poll too, so a client that hammers never gets
             // through by accident of timing.
-            state.last_poll = Some(now);
+            state.last_poll = now;
             return PollDecision::SlowDown {
-                interval: state.interval,
+                interval: state.interval(),
             };
         }
     }
-    state.last_poll = Some(now);
+    state.last_poll = now;
     PollDecision::Forward
 }
 
@@ -221,7 +296,8 @@ mod tests {
     fn fixture() -> (PollPolicy, PollState, ClientId, Instant) {
         let policy = PollPolicy::default();
         let client = ClientId::new("client-a");
-        let t0 = Instant::now();
+        // On a whole millisecond, so the instants the state hands back compare exactly.
+        let t0 = clock::epoch() + 1_000 * S;
         let ack = admit_ack(&policy, Some(5), 120).unwrap();
         (policy, PollState::new(client.clone(), &ack, t0), client, t0)
     }
@@ -263,8 +339,8 @@ mod tests {
     fn first_poll_is_forwarded_even_immediately() {
         let (p, mut s, c, t0) = fixture();
         assert_eq!(decide(&mut s, &c, t0, &p), PollDecision::Forward);
-        assert_eq!(s.last_poll, Some(t0));
-        assert_eq!(s.interval, 5 * S);
+        assert_eq!(s.last_poll(), Some(t0));
+        assert_eq!(s.interval(), 5 * S);
     }
 
     #[test]
@@ -285,8 +361,8 @@ mod tests {
         // ...the current one does.
         let t3 = t2 + 15 * S;
         assert_eq!(decide(&mut s, &c, t3, &p), PollDecision::Forward);
-        assert_eq!(s.interval, 15 * S);
-        assert_eq!(s.last_poll, Some(t3));
+        assert_eq!(s.interval(), 15 * S);
+        assert_eq!(s.last_poll(), Some(t3));
     }
 
     #[test]
@@ -338,7 +414,7 @@ mod tests {
     #[test]
     fn expiry_wins_over_everything_but_wrong_client() {
         let (p, mut s, c, t0) = fixture();
-        let at = s.expires_at;
+        let at = s.expires_at();
         assert_eq!(decide(&mut s, &c, at, &p), PollDecision::Expired);
         end(&mut s);
         assert_eq!(decide(&mut s, &c, at + S, &p), PollDecision::Expired);
@@ -368,24 +444,55 @@ mod tests {
         let (p, mut s, c, t0) = fixture();
         decide(&mut s, &c, t0, &p);
         end(&mut s);
-        assert_eq!(s.phase, Phase::Ended);
+        assert_eq!(s.phase(), Phase::Ended);
         // Even a well-spaced poll is refused: the grant is used up.
         assert_eq!(decide(&mut s, &c, t0 + 30 * S, &p), PollDecision::Ended);
         assert_eq!(decide(&mut s, &c, t0 + 31 * S, &p), PollDecision::Ended);
-        let at = s.expires_at;
+        let at = s.expires_at();
         assert_eq!(decide(&mut s, &c, at, &p), PollDecision::Expired);
     }
 
     #[test]
     fn huge_intervals_saturate_instead_of_panicking() {
         let (p, mut s, c, t0) = fixture();
-        s.interval = Duration::MAX;
-        s.last_poll = Some(t0);
+        s.interval = u32::MAX;
+        s.last_poll = clock::millis(t0);
+        let max = Duration::from_millis(u64::from(u32::MAX));
         assert_eq!(
             decide(&mut s, &c, t0 + S, &p),
-            PollDecision::SlowDown {
-                interval: Duration::MAX
-            }
+            PollDecision::SlowDown { interval: max }
+        );
+        let huge = Ack {
+            interval: Duration::MAX,
+            expires_in: Duration::MAX,
+        };
+        let s = PollState::new(c, &huge, t0);
+        assert_eq!(s.interval(), max);
+        assert!(s.expires_at() > t0 + 1_000_000 * S);
+    }
+
+    #[test]
+    fn state_is_compact_and_rounds_in_favour_of_the_rules() {
+        assert!(std::mem::size_of::<PollState>() <= 40);
+        let (p, _, c, t0) = fixture();
+        let ack = Ack {
+            interval: Duration::from_micros(5_000_001),
+            expires_in: Duration::from_micros(60_000_999),
+        };
+        let mut s = PollState::new(c.clone(), &ack, t0);
+        assert_eq!(s.interval(), Duration::from_millis(5_001));
+        assert_eq!(s.expires_at(), t0 + 60 * S);
+        assert_eq!(s.last_poll(), None);
+        assert_eq!(decide(&mut s, &c, t0, &p), PollDecision::Forward);
+        // 5001 ms less 250 ms of tolerance: 4750 ms is too soon, 4751 ms is not.
+        let mut early = s.clone();
+        assert!(matches!(
+            decide(&mut early, &c, t0 + Duration::from_millis(4_750), &p),
+            PollDecision::SlowDown { .. }
+        ));
+        assert_eq!(
+            decide(&mut s, &c, t0 + Duration::from_millis(4_751), &p),
+            PollDecision::Forward
         );
     }
 

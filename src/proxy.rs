@@ -13,9 +13,9 @@ use crate::ids::ClientId;
 use crate::metrics;
 use crate::op_client::{self, Answer, Failure};
 use crate::pipeline::{self, Endpoint, Outbound};
-use crate::poll_store::PollStore;
 use crate::polling::PollDecision;
 use crate::rate_limit::{self, Limited, RateLimits};
+use crate::state::{Store, Unavailable, UNAVAILABLE_RETRY};
 use crate::translate::{self, TokenOutcome};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -73,7 +73,7 @@ impl Shared {
 pub struct Gateway {
     cfg: Arc<Config>,
     shared: Arc<Shared>,
-    store: PollStore,
+    store: Store,
     limits: Arc<RateLimits>,
     client_labels: std::collections::HashSet<String>,
     peer: HttpPeer,
@@ -86,7 +86,7 @@ impl Gateway {
     pub fn new(
         cfg: Arc<Config>,
         shared: Arc<Shared>,
-        store: PollStore,
+        store: Store,
         limits: Arc<RateLimits>,
     ) -> Self {
         let peer = op_client::peer(&cfg.upstream);
@@ -234,7 +234,7 @@ impl ProxyHttp for Gateway {
         if let Some(id) = &ctx.cancel {
             // Only a cancel the OP accepted ends the state; a refused one changes nothing.
             if upstream_response.status.is_success() {
-                self.store.cancel(id);
+                self.store.cancel(id).await;
             }
         }
         if let Some(start) = ctx.started {
@@ -356,8 +356,14 @@ impl Gateway {
         endpoint: Endpoint,
     ) -> Result<bool> {
         let address = self.source_address(session);
-        if let Err(l) = self.limits.check_address(endpoint, address) {
-            return answer_error(session, ctx, rate_limited(endpoint, l)).await;
+        match self
+            .store
+            .check_address(&self.limits, endpoint, address)
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(l)) => return answer_error(session, ctx, rate_limited(endpoint, l)).await,
+            Err(Unavailable) => return answer_error(session, ctx, store_unavailable()).await,
         }
         if session.req_header().method != http::Method::POST {
             let e = OAuthError::invalid_request("this endpoint accepts POST only")
@@ -408,15 +414,27 @@ impl Gateway {
                 .get("client_secret")
                 .or_else(|| header_str(session.req_header(), "authorization"));
             let fingerprint = self.limits.fingerprint(credential);
-            if let Err(l) = self.limits.check_client(endpoint, client, fingerprint) {
-                return answer_error(session, ctx, rate_limited(endpoint, l)).await;
+            match self
+                .store
+                .check_client(&self.limits, endpoint, client, fingerprint)
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(l)) => return answer_error(session, ctx, rate_limited(endpoint, l)).await,
+                Err(Unavailable) => return answer_error(session, ctx, store_unavailable()).await,
             }
         }
         let mut polled: Option<AuthReqId> = None;
         match endpoint {
             Endpoint::Backchannel => {
                 if let Some(client) = &accepted.client {
-                    if let Err(full) = self.store.admit(client) {
+                    let admitted = match self.store.admit(client).await {
+                        Ok(a) => a,
+                        Err(Unavailable) => {
+                            return answer_error(session, ctx, store_unavailable()).await
+                        }
+                    };
+                    if let Err(full) = admitted {
                         let e = OAuthError::new(
                             ErrorCode::TemporarilyUnavailable,
                             "too many outstanding authentication requests; retry later",
@@ -430,7 +448,7 @@ impl Gateway {
             Endpoint::Token => {
                 if let Some(id) = pipeline::ciba_poll(&accepted.form) {
                     let id = AuthReqId::new(id);
-                    if let Err(e) = self.poll_decision(&id, accepted.client.as_ref()) {
+                    if let Err(e) = self.poll_decision(&id, accepted.client.as_ref()).await {
                         return answer_error(session, ctx, e).await;
                     }
                     polled = Some(id);
@@ -468,7 +486,7 @@ impl Gateway {
             Bytes::from(serde_json::to_vec(&translated.body).expect("a JSON value serializes"));
         match endpoint {
             Endpoint::Backchannel if status == 200 => {
-                match self.track_ack(&body, ctx.client.clone()) {
+                match self.track_ack(&body, ctx.client.clone()).await {
                     Ok(Some(rewritten)) => body = rewritten.into(),
                     Ok(None) => {}
                     Err(e) => {
@@ -483,7 +501,7 @@ impl Gateway {
                 if let Some(id) = &polled {
                     match translate::classify_token_answer(status, &body) {
                         TokenOutcome::Issued | TokenOutcome::Terminal => {
-                            self.store.finish(id);
+                            self.store.finish(id).await;
                         }
                         TokenOutcome::Pending | TokenOutcome::SlowDown | TokenOutcome::Other => {}
                     }
@@ -525,16 +543,22 @@ impl Gateway {
     }
 
     /// Applies the poll rules (CIBA 11) to a token request; an error is answered locally.
-    fn poll_decision(&self, id: &AuthReqId, client: Option<&ClientId>) -> Result<(), OAuthError> {
+    async fn poll_decision(
+        &self,
+        id: &AuthReqId,
+        client: Option<&ClientId>,
+    ) -> Result<(), OAuthError> {
         let invalid_grant = |why: &'static str| OAuthError::new(ErrorCode::InvalidGrant, why);
         let decision = match client {
-            Some(c) => self.store.poll(id, c),
+            Some(c) => self.store.poll(id, c).await,
             // A tracked id was issued to some client, never to an anonymous request.
             None => self
                 .store
                 .is_tracked(id)
-                .then_some(PollDecision::WrongClient),
+                .await
+                .map(|t| t.then_some(PollDecision::WrongClient)),
         };
+        let decision = decision.map_err(|Unavailable| store_unavailable())?;
         match decision {
             Some(PollDecision::Forward) => Ok(()),
             Some(PollDecision::SlowDown { interval }) => Err(OAuthError::new(
@@ -563,7 +587,7 @@ impl Gateway {
 
     /// Records a 200 acknowledgement and returns it rewritten with the enforced interval
     /// and expiry; `None` when the client is unknown and the ack cannot be tracked.
-    fn track_ack(
+    async fn track_ack(
         &self,
         body: &[u8],
         client: Option<ClientId>,
@@ -588,6 +612,7 @@ impl Gateway {
                 op_ack.interval,
                 op_ack.expires_in,
             )
+            .await
             .map_err(|e| {
                 OAuthError::new(
                     ErrorCode::ServerError,
@@ -762,6 +787,16 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, OAuthEr
             }
         }
     }
+}
+
+/// The 503 for a request the shared store could not decide, in `closed` failure mode.
+fn store_unavailable() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the gateway's shared state is unavailable; retry shortly",
+    )
+    .with_retry_after(UNAVAILABLE_RETRY.as_secs())
+    .with_reason("store_unavailable")
 }
 
 /// Answers a request refused by validation, counting why.

@@ -178,6 +178,7 @@ impl<C: Clock + Clone> EndpointLimiters<C> {
 /// The gateway's rate limiters.
 pub struct RateLimits<C: Clock = DefaultClock> {
     enabled: bool,
+    rates: RateLimitConfig,
     clock: C,
     backchannel: EndpointLimiters<C>,
     token: EndpointLimiters<C>,
@@ -205,6 +206,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         };
         RateLimits {
             enabled: cfg.enabled,
+            rates: cfg.clone(),
             backchannel: EndpointLimiters::new(cfg.backchannel, pick(|r| r.backchannel), &clock),
             token: EndpointLimiters::new(cfg.token, pick(|r| r.token), &clock),
             clock,
@@ -285,6 +287,34 @@ impl<C: Clock + Clone> RateLimits<C> {
             Endpoint::Backchannel => &self.backchannel,
             Endpoint::Token => &self.token,
         }
+    }
+
+    /// The per-address rate of an endpoint; `None` when limits are off.
+    pub fn address_rate(&self, endpoint: Endpoint) -> Option<Rate> {
+        let rate = match endpoint {
+            Endpoint::Backchannel => self.rates.backchannel.per_address,
+            Endpoint::Token => self.rates.token.per_address,
+        };
+        self.enabled.then_some(rate)
+    }
+
+    /// The per-client rate of an endpoint for this client; `None` when limits are off.
+    pub fn client_rate(&self, endpoint: Endpoint, client: &ClientId) -> Option<Rate> {
+        if !self.enabled {
+            return None;
+        }
+        let own = self
+            .rates
+            .clients
+            .get(client.as_str())
+            .and_then(|c| match endpoint {
+                Endpoint::Backchannel => c.backchannel,
+                Endpoint::Token => c.token,
+            });
+        Some(own.unwrap_or(match endpoint {
+            Endpoint::Backchannel => self.rates.backchannel.per_client,
+            Endpoint::Token => self.rates.token.per_client,
+        }))
     }
 
     /// Drops keys indistinguishable from fresh ones.

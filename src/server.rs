@@ -2,6 +2,7 @@
 
 use crate::clock::SystemClock;
 use crate::config::Config;
+use crate::config::StateBackend;
 use crate::discovery;
 use crate::metrics;
 use crate::op_client;
@@ -9,6 +10,7 @@ use crate::ops::OpsApp;
 use crate::poll_store::PollStore;
 use crate::proxy::{Gateway, Shared, DISCOVERY_PATH};
 use crate::rate_limit::RateLimits;
+use crate::state::{StateStore, Store};
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::connectors::http::Connector;
@@ -31,11 +33,19 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
     server.bootstrap();
 
     let shared = Arc::new(Shared::default());
-    let store = PollStore::new(
-        cfg.polling.policy,
-        cfg.polling.limits,
-        Arc::new(SystemClock),
-    );
+    let store: Store = Arc::new(match &cfg.state {
+        StateBackend::Memory => StateStore::Memory(PollStore::new(
+            cfg.polling.policy,
+            cfg.polling.limits,
+            Arc::new(SystemClock),
+        )),
+        StateBackend::Redis { redis, connections } => StateStore::redis(
+            redis.clone(),
+            *connections,
+            cfg.polling.policy,
+            cfg.polling.limits,
+        ),
+    });
     let limits = Arc::new(RateLimits::new(&cfg.rate_limit));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -79,7 +89,7 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
 
 /// Drops expired poll state and stale rate-limit keys periodically, shard by shard (no global lock).
 struct Sweeper {
-    store: PollStore,
+    store: Store,
     limits: Arc<RateLimits>,
     every: std::time::Duration,
 }
@@ -92,11 +102,10 @@ impl BackgroundService for Sweeper {
                 _ = tokio::time::sleep(self.every) => {}
                 _ = shutdown.changed() => return,
             }
-            let removed = self.store.sweep();
+            self.store.sweep();
             self.limits.retain_recent();
-            metrics::TRACKED.set(self.store.len() as i64);
-            if removed > 0 {
-                tracing::debug!(removed, "swept expired auth_req_ids");
+            if let Some(n) = self.store.tracked().await {
+                metrics::TRACKED.set(n as i64);
             }
         }
     }

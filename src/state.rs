@@ -1,0 +1,274 @@
+//! Where poll state and rate-limit counters live: in this process (the default) or in
+//! Redis, shared by every replica. The proxy calls only this module.
+//!
+//! With Redis, an operation that fails follows `state.failure_mode`: `open` carries on as
+//! if the store had no objection (the OP still enforces its own rules), `closed` refuses
+//! with 503. Either way the failure is counted, and logged at most once a second.
+
+use crate::ids::{AuthReqId, ClientId};
+use crate::metrics;
+use crate::pipeline::Endpoint;
+use crate::poll_store::{Full, PollStore};
+use crate::polling::{Ack, AckError, PollDecision};
+use crate::rate_limit::{KeyKind, Limited, RateLimits};
+use crate::redis_store::{FailureMode, RedisConfig, RedisStore, StoreError};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+/// The store could not answer and the failure mode is `closed`: answer 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
+/// Poll state and rate limits, in memory or in Redis.
+pub enum StateStore {
+    /// This process only.
+    Memory(PollStore),
+    /// Shared through Redis.
+    Redis(Box<Shared>),
+}
+
+/// The Redis side: connections made on first use, so a Redis that is down at start-up
+/// delays nothing and is picked up as soon as it answers.
+pub struct Shared {
+    cfg: RedisConfig,
+    policy: crate::polling::PollPolicy,
+    limits: crate::poll_store::StoreLimits,
+    connections: Vec<OnceCell<RedisStore>>,
+    next: AtomicUsize,
+    started: Instant,
+    last_log: AtomicU64,
+}
+
+impl StateStore {
+    /// A Redis-backed store with `connections` multiplexed connections.
+    pub fn redis(
+        cfg: RedisConfig,
+        connections: usize,
+        policy: crate::polling::PollPolicy,
+        limits: crate::poll_store::StoreLimits,
+    ) -> Self {
+        StateStore::Redis(Box::new(Shared {
+            cfg,
+            policy,
+            limits,
+            connections: (0..connections.max(1)).map(|_| OnceCell::new()).collect(),
+            next: AtomicUsize::new(0),
+            started: Instant::now(),
+            last_log: AtomicU64::new(0),
+        }))
+    }
+
+    /// Admits a new backchannel request under the tracking limits.
+    pub async fn admit(&self, client: &ClientId) -> Result<Result<(), Full>, Unavailable> {
+        match self {
+            StateStore::Memory(m) => Ok(m.admit(client)),
+            StateStore::Redis(r) => r
+                .run("admit", |s| async move { s.admit(client).await })
+                .await
+                .map(|o| o.unwrap_or(Ok(()))),
+        }
+    }
+
+    /// Records the OP's acknowledgement; the ack to send is computed even when the store
+    /// fails, since the OP has already issued the id.
+    pub async fn record_ack(
+        &self,
+        id: AuthReqId,
+        client: ClientId,
+        op_interval: Option<u64>,
+        op_expires_in: u64,
+    ) -> Result<Ack, AckError> {
+        match self {
+            StateStore::Memory(m) => m.record_ack(id, client, op_interval, op_expires_in),
+            StateStore::Redis(r) => {
+                let fallback = crate::polling::admit_ack(&r.policy, op_interval, op_expires_in);
+                match r
+                    .run("record_ack", |s| async move {
+                        s.record_ack(id, client, op_interval, op_expires_in).await
+                    })
+                    .await
+                {
+                    Ok(Some(result)) => result,
+                    _ => fallback,
+                }
+            }
+        }
+    }
+
+    /// Decides a poll; `Ok(None)` for an id the store does not know.
+    pub async fn poll(
+        &self,
+        id: &AuthReqId,
+        client: &ClientId,
+    ) -> Result<Option<PollDecision>, Unavailable> {
+        match self {
+            StateStore::Memory(m) => Ok(m.poll(id, client)),
+            StateStore::Redis(r) => r
+                .run("poll", |s| async move { s.poll(id, client).await })
+                .await
+                // Open: carry on as if the id were unknown (the unknown-id policy applies).
+                .map(Option::flatten),
+        }
+    }
+
+    /// Whether the store knows `id`.
+    pub async fn is_tracked(&self, id: &AuthReqId) -> Result<bool, Unavailable> {
+        match self {
+            StateStore::Memory(m) => Ok(m.is_tracked(id)),
+            StateStore::Redis(r) => r
+                .run("is_tracked", |s| async move { s.is_tracked(id).await })
+                .await
+                .map(|o| o.unwrap_or(false)),
+        }
+    }
+
+    /// The OP gave a terminal answer.
+    pub async fn finish(&self, id: &AuthReqId) {
+        match self {
+            StateStore::Memory(m) => {
+                m.finish(id);
+            }
+            StateStore::Redis(r) => {
+                let _ = r.run("finish", |s| async move { s.finish(id).await }).await;
+            }
+        }
+    }
+
+    /// The OP accepted a cancel call.
+    pub async fn cancel(&self, id: &AuthReqId) {
+        match self {
+            StateStore::Memory(m) => {
+                m.cancel(id);
+            }
+            StateStore::Redis(r) => {
+                let _ = r.run("cancel", |s| async move { s.cancel(id).await }).await;
+            }
+        }
+    }
+
+    /// Tracked ids, for the gauge; `None` when the store cannot say.
+    pub async fn tracked(&self) -> Option<usize> {
+        match self {
+            StateStore::Memory(m) => Some(m.len()),
+            StateStore::Redis(r) => r
+                .run("len", |s| async move { s.len().await })
+                .await
+                .ok()
+                .flatten(),
+        }
+    }
+
+    /// Drops expired entries (Redis expires its keys itself).
+    pub fn sweep(&self) {
+        if let StateStore::Memory(m) = self {
+            m.sweep();
+        }
+    }
+
+    /// The per-address rate limit.
+    pub async fn check_address(
+        &self,
+        limits: &RateLimits,
+        endpoint: Endpoint,
+        address: IpAddr,
+    ) -> Result<Result<(), Limited>, Unavailable> {
+        match self {
+            StateStore::Memory(_) => Ok(limits.check_address(endpoint, address)),
+            StateStore::Redis(r) => {
+                let Some(rate) = limits.address_rate(endpoint) else {
+                    return Ok(Ok(()));
+                };
+                let key = format!("a:{}:{address}", endpoint.as_str());
+                r.rate(&key, rate, KeyKind::Address).await
+            }
+        }
+    }
+
+    /// The per-client rate limit.
+    pub async fn check_client(
+        &self,
+        limits: &RateLimits,
+        endpoint: Endpoint,
+        client: &ClientId,
+        fingerprint: u64,
+    ) -> Result<Result<(), Limited>, Unavailable> {
+        match self {
+            StateStore::Memory(_) => Ok(limits.check_client(endpoint, client, fingerprint)),
+            StateStore::Redis(r) => {
+                let Some(rate) = limits.client_rate(endpoint, client) else {
+                    return Ok(Ok(()));
+                };
+                // The fingerprint's hash key differs per process; across replicas the key
+                // must agree, so Redis keys by the client id alone.
+                let key = format!("c:{}:{}", endpoint.as_str(), client.as_str());
+                r.rate(&key, rate, KeyKind::Client).await
+            }
+        }
+    }
+}
+
+impl Shared {
+    async fn store(&self) -> Result<&RedisStore, StoreError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        self.connections[i]
+            .get_or_try_init(|| RedisStore::connect(self.cfg.clone(), self.policy, self.limits))
+            .await
+    }
+
+    /// Runs one operation, timing it; `Ok(None)` when it failed in open mode.
+    async fn run<'a, T, F, Fut>(&'a self, op: &'static str, f: F) -> Result<Option<T>, Unavailable>
+    where
+        F: FnOnce(&'a RedisStore) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let start = Instant::now();
+        let result = match self.store().await {
+            Ok(s) => f(s).await,
+            Err(e) => Err(e),
+        };
+        metrics::STORE_SECONDS
+            .with_label_values(&[op])
+            .observe(start.elapsed().as_secs_f64());
+        match result {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                metrics::STORE_ERRORS.with_label_values(&[op]).inc();
+                let second = self.started.elapsed().as_secs() + 1;
+                if self.last_log.swap(second, Ordering::Relaxed) != second {
+                    tracing::warn!("shared state store failed: {e}");
+                }
+                match self.cfg.failure_mode {
+                    FailureMode::Open => Ok(None),
+                    FailureMode::Closed => Err(Unavailable),
+                }
+            }
+        }
+    }
+
+    async fn rate(
+        &self,
+        key: &str,
+        rate: crate::rate_limit::Rate,
+        kind: KeyKind,
+    ) -> Result<Result<(), Limited>, Unavailable> {
+        let checked = self
+            .run("rate_check", |s| async move {
+                s.rate_check(key, rate.per_second.get(), rate.burst.get())
+                    .await
+            })
+            .await?;
+        Ok(match checked {
+            Some(Err(retry_after)) => Err(Limited { kind, retry_after }),
+            _ => Ok(()),
+        })
+    }
+}
+
+/// A shared handle.
+pub type Store = Arc<StateStore>;
+
+/// How long a closed-mode refusal asks the client to wait.
+pub const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);

@@ -18,13 +18,14 @@ const S: Duration = Duration::from_secs(1);
 const PREFIX: &str = "t:";
 
 /// A `redis-server` owned by one test, killed on drop.
-struct RedisServer {
+pub struct RedisServer {
     port: u16,
     child: Option<Child>,
 }
 
 impl RedisServer {
-    fn start() -> Self {
+    /// Starts a server on a free port.
+    pub fn start() -> Self {
         // Bind-and-release is racy in principle, but every test asks the OS for its own port.
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -35,7 +36,8 @@ impl RedisServer {
         s
     }
 
-    fn spawn(&mut self) {
+    /// (Re)starts the server on its port.
+    pub fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -66,14 +68,16 @@ impl RedisServer {
         }
     }
 
-    fn stop(&mut self) {
+    /// Kills the server.
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    fn url(&self) -> String {
+    /// Its URL.
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 

@@ -436,24 +436,10 @@ mod polling {
     use std::sync::{Arc, Barrier};
     use std::time::Duration;
 
-    fn auth_req_id(ack: &Resp) -> String {
-        assert_eq!(ack.status, 200, "{}", ack.text());
-        ack.json()["auth_req_id"].as_str().unwrap().to_string()
-    }
-
-    fn with_config(op: &TestOp, text: &str) -> (Gateway, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = write_config(dir.path(), "gw.toml", text);
-        (
-            Gateway::start(&op.url(), &["--config", cfg.to_str().unwrap()]),
-            dir,
-        )
-    }
-
     #[test]
     fn the_ack_carries_the_enforced_interval() {
         let op = TestOp::start(&[]);
-        let (gw, _d) = with_config(&op, "[polling]\nmax_expires_in_seconds = 120\n");
+        let (gw, _d) = Gateway::with_config(&op.url(), "[polling]\nmax_expires_in_seconds = 120\n");
         let ack = initiate(&gw.addr(), POST_CLIENT, "alice").json();
         assert_eq!(
             ack["interval"], 5,
@@ -524,7 +510,7 @@ mod polling {
     #[test]
     fn an_expired_request_is_answered_locally() {
         let op = TestOp::start(&[]);
-        let (gw, _d) = with_config(&op, "[polling]\nmax_expires_in_seconds = 1\n");
+        let (gw, _d) = Gateway::with_config(&op.url(), "[polling]\nmax_expires_in_seconds = 1\n");
         let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
         // Expiry is a deadline the gateway enforces: wait until it has surely passed.
         std::thread::sleep(Duration::from_millis(1_200));
@@ -575,7 +561,8 @@ mod polling {
     #[test]
     fn unknown_ids_can_be_rejected_locally() {
         let op = TestOp::start(&[]);
-        let (gw, _d) = with_config(&op, "[polling]\nunknown_auth_req_id = \"reject\"\n");
+        let (gw, _d) =
+            Gateway::with_config(&op.url(), "[polling]\nunknown_auth_req_id = \"reject\"\n");
         let r = poll(&gw.addr(), POST_CLIENT, "never-issued");
         assert_eq!(r.error(), "invalid_grant");
         assert_eq!(op.token_count(), 0);
@@ -617,7 +604,7 @@ mod polling {
     #[test]
     fn a_client_over_its_tracking_limit_gets_429() {
         let op = TestOp::start(&[]);
-        let (gw, _d) = with_config(&op, "[polling]\nmax_tracked_per_client = 2\n");
+        let (gw, _d) = Gateway::with_config(&op.url(), "[polling]\nmax_tracked_per_client = 2\n");
         auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "a"));
         auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "b"));
         let r = initiate(&gw.addr(), POST_CLIENT, "c");
@@ -631,8 +618,8 @@ mod polling {
     #[test]
     fn the_vendor_cancel_call_ends_the_state() {
         let op = TestOp::start(&[]);
-        let (gw, _d) = with_config(
-            &op,
+        let (gw, _d) = Gateway::with_config(
+            &op.url(),
             "[polling]\nunknown_auth_req_id = \"reject\"\ncancel_method = \"DELETE\"\ncancel_path = \"/op/api/v1/ciba/{auth_req_id}\"\n",
         );
         let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
@@ -660,20 +647,11 @@ mod polling {
 mod limits_and_metrics {
     use super::support::*;
 
-    fn with_config(op: &TestOp, text: &str) -> (Gateway, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = write_config(dir.path(), "gw.toml", text);
-        (
-            Gateway::start(&op.url(), &["--config", cfg.to_str().unwrap()]),
-            dir,
-        )
-    }
-
     #[test]
     fn a_client_over_its_rate_gets_429_while_another_keeps_working() {
         let op = TestOp::start(&[]);
-        let (gw, _d) = with_config(
-            &op,
+        let (gw, _d) = Gateway::with_config(
+            &op.url(),
             "[rate_limit.backchannel]\nper_client = { per_second = 1, burst = 2 }\nper_address = { per_second = 100, burst = 100 }\n",
         );
         assert_eq!(initiate(&gw.addr(), POST_CLIENT, "a").status, 200);
@@ -733,7 +711,7 @@ mod limits_and_metrics {
             )
             .status
         };
-        let (untrusting, _d1) = with_config(&op, limits);
+        let (untrusting, _d1) = Gateway::with_config(&op.url(), limits);
         assert_eq!(poll_from(&untrusting, "192.0.2.1"), 400);
         assert_eq!(
             poll_from(&untrusting, "192.0.2.2"),
@@ -744,7 +722,7 @@ mod limits_and_metrics {
             "[rate_limit.token]",
             "[rate_limit]\ntrusted_proxies = [\"127.0.0.0/8\"]\n[rate_limit.token]",
         );
-        let (trusting, _d2) = with_config(&op, &trusted);
+        let (trusting, _d2) = Gateway::with_config(&op.url(), &trusted);
         assert_eq!(poll_from(&trusting, "192.0.2.1"), 400);
         assert_eq!(
             poll_from(&trusting, "192.0.2.2"),
@@ -758,7 +736,8 @@ mod limits_and_metrics {
     #[test]
     fn metrics_after_a_scripted_flow_match_what_happened() {
         let op = TestOp::start(&[]);
-        let (gw, _d) = with_config(&op, "[metrics]\nclient_labels = [\"client-post\"]\n");
+        let (gw, _d) =
+            Gateway::with_config(&op.url(), "[metrics]\nclient_labels = [\"client-post\"]\n");
         let ack = initiate(&gw.addr(), POST_CLIENT, "alice");
         let id = ack.json()["auth_req_id"].as_str().unwrap().to_string();
         assert_eq!(
@@ -821,7 +800,7 @@ mod limits_and_metrics {
     #[test]
     fn json_access_logs_carry_the_fields_and_no_secret() {
         let op = TestOp::start(&[]);
-        let (gw, _d) = with_config(&op, "[logging]\nformat = \"json\"\n");
+        let (gw, _d) = Gateway::with_config(&op.url(), "[logging]\nformat = \"json\"\n");
         let auth = basic(BASIC_CLIENT);
         let ack = post_form(
             &gw.addr(),
@@ -918,13 +897,10 @@ mod validation {
     const SG_BASE64: &str = "eyJpZHAiOiJtaXRpZCIsImlkcF9wYXJhbXMiOiJ7InV1aWQiOiI4YTk4NTZlMC1mMTJkLTQyMTctYjMyMC1jOGEwNzZiZTkzMjAiLCAicmVmZXJlbmNlVGV4dEJvZHkiOiJUZXN0aW5nIE1pdElEIEZsZXggYXBwIPCfmIkiLCAiaXAiOiIxLjEuMS4xIn0ifQ==";
 
     fn gateway(op: &TestOp, config: &str) -> (Gateway, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
         // Hostile tables send many requests at once; rate limits are tested elsewhere.
-        let text = format!("[rate_limit]\nenabled = false\n{config}");
-        let cfg = write_config(dir.path(), "gw.toml", &text);
-        (
-            Gateway::start(&op.url(), &["--config", cfg.to_str().unwrap()]),
-            dir,
+        Gateway::with_config(
+            &op.url(),
+            &format!("[rate_limit]\nenabled = false\n{config}"),
         )
     }
 
@@ -1429,24 +1405,11 @@ mod replicas {
         redis: &RedisServer,
         failure_mode: &str,
     ) -> (Gateway, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = write_config(
-            dir.path(),
-            "gw.toml",
-            &format!(
-                "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_timeout_ms = 300\nfailure_mode = \"{failure_mode}\"\n",
-                redis.url()
-            ),
+        let text = format!(
+            "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_timeout_ms = 300\nfailure_mode = \"{failure_mode}\"\n",
+            redis.url()
         );
-        (
-            Gateway::start(&op.url(), &["--config", cfg.to_str().unwrap()]),
-            dir,
-        )
-    }
-
-    fn auth_req_id(ack: &Resp) -> String {
-        assert_eq!(ack.status, 200, "{}", ack.text());
-        ack.json()["auth_req_id"].as_str().unwrap().to_string()
+        Gateway::with_config(&op.url(), &text)
     }
 
     #[test]

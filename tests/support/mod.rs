@@ -195,7 +195,21 @@ impl Gateway {
     }
 
     /// Starts the gateway and waits only until its metrics listener answers.
+    ///
+    /// Ports come from [`free_port`], so another test may grab one before the gateway binds
+    /// it; a gateway that exits at start-up is started again on fresh ports (twice at most).
     pub fn spawn(upstream: &str, extra: &[&str]) -> Gateway {
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            match Self::try_spawn(upstream, extra) {
+                Ok(gw) => return gw,
+                Err(log) => last = log,
+            }
+        }
+        panic!("gateway did not start:\n{last}");
+    }
+
+    fn try_spawn(upstream: &str, extra: &[&str]) -> Result<Gateway, String> {
         let port = free_port();
         let metrics_port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ciba-gateway"))
@@ -221,22 +235,31 @@ impl Gateway {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        let gw = Gateway {
+        let mut gw = Gateway {
             child,
             port,
             metrics_port,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(gw.metrics_addr()).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "gateway did not start:\n{}",
-                gw.log()
-            );
+            if gw.child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                return Err(gw.log());
+            }
             thread::sleep(Duration::from_millis(20));
         }
-        gw
+        Ok(gw)
+    }
+
+    /// Starts the gateway in front of `upstream` with this configuration file text;
+    /// the directory holding the file lives as long as the returned guard.
+    pub fn with_config(upstream: &str, text: &str) -> (Gateway, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(dir.path(), "gw.toml", text);
+        (
+            Gateway::start(upstream, &["--config", cfg.to_str().unwrap()]),
+            dir,
+        )
     }
 
     /// Waits for `/readyz` to answer 200.
@@ -519,6 +542,12 @@ pub fn initiate(gw: &str, client: (&str, &str), hint: &str) -> Resp {
         ],
         &[],
     )
+}
+
+/// The `auth_req_id` of a 200 acknowledgement (fails the test on anything else).
+pub fn auth_req_id(ack: &Resp) -> String {
+    assert_eq!(ack.status, 200, "{}", ack.text());
+    ack.json()["auth_req_id"].as_str().unwrap().to_string()
 }
 
 /// Polls the token endpoint for `client` (client_secret_post).

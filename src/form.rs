@@ -32,15 +32,27 @@ pub fn is_sensitive(name: &str) -> bool {
 }
 
 /// A parsed form: ordered name/value pairs, each name at most once.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct Form {
     pairs: Vec<(String, String)>,
+    // The segments as received, kept while no pair changes and every segment was already
+    // in canonical-safe form: re-encoding then costs a copy instead of a percent-encode.
+    raw: Option<Vec<u8>>,
 }
+
+impl PartialEq for Form {
+    fn eq(&self, other: &Self) -> bool {
+        self.pairs == other.pairs
+    }
+}
+
+impl Eq for Form {}
 
 impl Form {
     /// Parses a form body strictly; the error names the offending parameter, never its value.
     pub fn parse(body: &[u8]) -> Result<Form, OAuthError> {
         let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut raw_ok = true;
         for (index, segment) in body.split(|b| *b == b'&').enumerate() {
             // "a=1&&b=2" and a trailing "&" are common client quirks, harmless to skip.
             if segment.is_empty() {
@@ -78,9 +90,20 @@ impl Form {
                 ))
                 .with_reason("duplicate_parameter"));
             }
+            raw_ok &= is_canonical_safe(segment);
             pairs.push((name, value));
         }
-        Ok(Form { pairs })
+        let raw = raw_ok.then(|| {
+            let mut out = Vec::with_capacity(body.len());
+            for segment in body.split(|b| *b == b'&').filter(|s| !s.is_empty()) {
+                if !out.is_empty() {
+                    out.push(b'&');
+                }
+                out.extend_from_slice(segment);
+            }
+            out
+        });
+        Ok(Form { pairs, raw })
     }
 
     /// The value of `name`; an empty value counts as absent (RFC 6749 3.1).
@@ -98,6 +121,7 @@ impl Form {
 
     /// Sets `name`, replacing its value in place or appending it.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.raw = None;
         let value = value.into();
         match self.pairs.iter_mut().find(|(n, _)| n == name) {
             Some(pair) => pair.1 = value,
@@ -108,6 +132,7 @@ impl Form {
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let at = self.pairs.iter().position(|(n, _)| n == name)?;
+        self.raw = None;
         Some(self.pairs.remove(at).1)
     }
 
@@ -128,6 +153,10 @@ impl Form {
 
     /// Re-encodes the form in its original order.
     pub fn encode(&self) -> String {
+        if let Some(raw) = &self.raw {
+            // Checked in parse: ASCII only.
+            return String::from_utf8(raw.clone()).expect("canonical-safe segments are ASCII");
+        }
         let mut out = form_urlencoded::Serializer::new(String::new());
         for (n, v) in &self.pairs {
             out.append_pair(n, v);
@@ -150,6 +179,19 @@ impl fmt::Debug for Form {
     }
 }
 
+/// Whether a segment needs no re-encoding: only characters the encoder leaves alone,
+/// `+`, well-formed `%XX` escapes (checked by `decode`), and a single `=`.
+fn is_canonical_safe(segment: &[u8]) -> bool {
+    let mut eqs = 0;
+    segment.iter().all(|b| {
+        if *b == b'=' {
+            eqs += 1;
+            return eqs == 1;
+        }
+        b.is_ascii_alphanumeric() || b"*-._+%".contains(b)
+    })
+}
+
 /// Clips a client-chosen name for use in an error description.
 fn printable_name(name: &str) -> String {
     let clipped: String = name
@@ -163,6 +205,9 @@ fn printable_name(name: &str) -> String {
 /// Decodes one form component: `+` is a space, `%XX` must be two hex digits, and the
 /// result must be UTF-8.
 fn decode(raw: &[u8]) -> Result<String, &'static str> {
+    if !raw.iter().any(|b| *b == b'%' || *b == b'+') {
+        return String::from_utf8(raw.to_vec()).map_err(|_| "not valid UTF-8");
+    }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -260,6 +305,21 @@ mod tests {
         let f = parse(b"a=x+y%26z&b=%E2%9C%93&c").unwrap();
         let again = parse(f.encode().as_bytes()).unwrap();
         assert_eq!(f, again);
+    }
+
+    #[test]
+    fn untouched_forms_keep_their_encoding_and_changed_ones_are_canonical() {
+        let f = parse(b"a=x%2By&&b=c+d&").unwrap();
+        assert_eq!(f.encode(), "a=x%2By&b=c+d");
+        let mut g = f.clone();
+        g.set("b", "c d");
+        assert_eq!(g.encode(), "a=x%2By&b=c+d");
+        let odd = parse(b"a=x y&b=%41").unwrap();
+        assert_eq!(odd.encode(), "a=x+y&b=A", "unsafe raw text is re-encoded");
+        let f2 = parse(b"a=1&b=2").unwrap();
+        let mut h = f2.clone();
+        assert_eq!(h.remove("a").as_deref(), Some("1"));
+        assert_eq!(h.encode(), "b=2");
     }
 
     #[test]

@@ -493,8 +493,8 @@ async fn connect_to_nothing_fails_within_the_limit() {
 
 /// Latency of one poll decision through Redis on loopback, sequential, one connection.
 ///
-/// `cargo test --release --test redis_store -- --ignored --nocapture poll_latency`
-#[tokio::test]
+/// `cargo test --release --test gateway -- --ignored --nocapture poll_latency`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn poll_latency() {
     let server = RedisServer::start();
@@ -525,5 +525,28 @@ async fn poll_latency() {
         pct(50),
         pct(99),
         lat[lat.len() - 1]
+    );
+
+    // Throughput: 32 tasks polling at once over the store's one multiplexed connection.
+    let tasks = 32;
+    let per_task = 1_000;
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let (st, c, ids) = (st.clone(), c.clone(), ids.clone());
+            tokio::spawn(async move {
+                for k in 0..per_task {
+                    st.poll(&ids[(t * 7 + k) % ids.len()], &c).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    let elapsed = t0.elapsed();
+    println!(
+        "poll via redis, {tasks} concurrent tasks x {per_task}: {:.0} decisions/s",
+        (tasks * per_task) as f64 / elapsed.as_secs_f64()
     );
 }

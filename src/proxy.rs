@@ -482,24 +482,19 @@ impl Gateway {
                 .inc();
         }
         let status = translated.status;
-        let mut body =
-            Bytes::from(serde_json::to_vec(&translated.body).expect("a JSON value serializes"));
+        let mut value = translated.body;
         match endpoint {
             Endpoint::Backchannel if status == 200 => {
-                match self.track_ack(&body, ctx.client.clone()).await {
-                    Ok(Some(rewritten)) => body = rewritten.into(),
-                    Ok(None) => {}
-                    Err(e) => {
-                        metrics::UPSTREAM_FAILURES
-                            .with_label_values(&["bad_response"])
-                            .inc();
-                        return answer_error(session, ctx, e).await;
-                    }
+                if let Err(e) = self.track_ack(&mut value, ctx.client.clone()).await {
+                    metrics::UPSTREAM_FAILURES
+                        .with_label_values(&["bad_response"])
+                        .inc();
+                    return answer_error(session, ctx, e).await;
                 }
             }
             Endpoint::Token => {
                 if let Some(id) = &polled {
-                    match translate::classify_token_answer(status, &body) {
+                    match translate::classify_token_answer(status, &value) {
                         TokenOutcome::Issued | TokenOutcome::Terminal => {
                             self.store.finish(id).await;
                         }
@@ -509,6 +504,7 @@ impl Gateway {
             }
             Endpoint::Backchannel => {}
         }
+        let body = Bytes::from(serde_json::to_vec(&value).expect("a JSON value serializes"));
         let mut h = relay_header(&answer)?;
         h.set_status(status)?;
         h.insert_header("cache-control", "no-store")?;
@@ -585,26 +581,27 @@ impl Gateway {
         }
     }
 
-    /// Records a 200 acknowledgement and returns it rewritten with the enforced interval
-    /// and expiry; `None` when the client is unknown and the ack cannot be tracked.
+    /// Records a 200 acknowledgement and rewrites it in place with the enforced interval
+    /// and expiry; an ack for a request that named no client is left as the OP sent it.
     async fn track_ack(
         &self,
-        body: &[u8],
+        ack: &mut serde_json::Value,
         client: Option<ClientId>,
-    ) -> Result<Option<Vec<u8>>, OAuthError> {
-        let op_ack = translate::parse_ack(body).map_err(|why| {
+    ) -> Result<(), OAuthError> {
+        let invalid = |why: String| {
             OAuthError::new(
                 ErrorCode::ServerError,
                 format!("the OpenID Provider sent an invalid acknowledgement: {why}"),
             )
-        })?;
+        };
+        let op_ack = translate::parse_ack(ack).map_err(invalid)?;
         let Some(client) = client else {
             tracing::warn!(
                 "an acknowledgement for a request that named no client cannot be tracked"
             );
-            return Ok(None);
+            return Ok(());
         };
-        let ack = self
+        let enforced = self
             .store
             .record_ack(
                 op_ack.auth_req_id,
@@ -613,13 +610,9 @@ impl Gateway {
                 op_ack.expires_in,
             )
             .await
-            .map_err(|e| {
-                OAuthError::new(
-                    ErrorCode::ServerError,
-                    format!("the OpenID Provider sent an invalid acknowledgement: {e}"),
-                )
-            })?;
-        Ok(Some(translate::rewrite_ack(body, &ack)))
+            .map_err(|e| invalid(e.to_string()))?;
+        translate::rewrite_ack(ack, &enforced);
+        Ok(())
     }
 
     async fn serve_discovery(

@@ -1318,7 +1318,11 @@ interval = "pollInterval"
                 "signaturgruppen",
                 "/op/connect/ciba",
                 "/op/connect/token",
-                vec![("login_hint_token", r#"{"flow_type":"broker_oidc"}"#.into())],
+                vec![
+                    ("login_hint_token", r#"{"flow_type":"broker_oidc"}"#.into()),
+                    ("prompt", "login".into()),
+                    ("idp_values", "mitid".into()),
+                ],
             ),
             (
                 "gravitee",
@@ -1383,6 +1387,11 @@ interval = "pollInterval"
             assert_eq!(stats["by_path"][bc], 1, "{name}: {stats}");
             assert_eq!(stats["by_path"][token], 1, "{name}: {stats}");
             if name == "signaturgruppen" {
+                let token = op.last_backchannel()["params"]["login_hint_token"].clone();
+                assert_eq!(
+                    token, r#"{"flow_type":"broker_oidc","idp_values":"mitid","prompt":"login"}"#,
+                    "top-level broker parameters folded into the token"
+                );
                 let cancel = raw(
                     &gw.addr(),
                     format!("DELETE /op/api/v1/ciba/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),

@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# Throughput and latency of the release gateway against nginx on the same machine.
+#
+# Starts one nginx on 127.0.0.1 as a fast static OpenID Provider stub (fixed JSON answers), a
+# second nginx that only proxy_passes to it, the release gateway in front of it, and a bare
+# pingora proxy (examples/bare_proxy.rs) in front of it, then measures each scenario with wrk:
+#
+#   a  nginx stub directly                     GET  /jwks
+#   b  nginx proxy_pass -> stub                GET  /jwks          (the reference)
+#   c  gateway -> stub, passed through         GET  /jwks
+#   d  gateway -> stub, CIBA poll forwarded    POST /token  (unknown auth_req_id)
+#   e  gateway answers slow_down itself        POST /token  (tracked id, polled too soon)
+#   e0 nginx answers a fixed 400 itself        POST /slow_down
+#   f  gateway validates + normalizes a Base64 login_hint_token and forwards  POST /backchannel
+#   g  bare pingora proxy -> stub              GET  /jwks
+#
+# Each scenario runs REPS times (interleaved), the table shows medians. wrk is pinned to the
+# last CPU and every server to the others (when the machine has at least 2). Everything it
+# starts is stopped by PID on exit; all traffic stays on 127.0.0.1. About 3 minutes.
+#
+# Usage: benches/load/compare.sh   (after cargo build --release --bin ciba-gateway --example bare_proxy)
+# Environment: DURATION (seconds per run, default 10), REPS (default 2), CONNECTIONS (default 32),
+#   GATEWAY / BARE (binaries, default target/release/ciba-gateway and
+#   target/release/examples/bare_proxy, or under $CARGO_TARGET_DIR),
+#   BASE_PORT (default 18180; uses BASE_PORT+1 .. BASE_PORT+4 and BASE_PORT+13).
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+REPS=${REPS:-2}
+CONNECTIONS=${CONNECTIONS:-32}
+BASE_PORT=${BASE_PORT:-18180}
+OP_PORT=$((BASE_PORT + 1))
+NGX_PORT=$((BASE_PORT + 2))
+GW_PORT=$((BASE_PORT + 3))
+BARE_PORT=$((BASE_PORT + 4))
+METRICS_PORT=$((BASE_PORT + 13))
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+GATEWAY=${GATEWAY:-$target/release/ciba-gateway}
+BARE=${BARE:-$target/release/examples/bare_proxy}
+
+die() { echo "compare: $*" >&2; exit 1; }
+
+# --- tools -------------------------------------------------------------------------------
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+    [[ $(id -u) == 0 ]] || die "missing ${need[*]}; install them or run as root"
+    echo "installing ${need[*]} from the Debian archive"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+[[ -x $GATEWAY ]] || die "no gateway binary at $GATEWAY; run cargo build --release first"
+[[ -x $BARE ]] || die "no bare proxy at $BARE; run cargo build --release --example bare_proxy"
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$OP_PORT" "$NGX_PORT" "$GW_PORT" "$BARE_PORT" "$METRICS_PORT"; do
+    ! port_busy "$p" || die "127.0.0.1:$p is already in use; set BASE_PORT"
+done
+
+# --- CPU pinning: wrk on the last CPU, servers on the rest ---------------------------------
+ncpu=$(nproc)
+if ((ncpu >= 2)) && command -v taskset >/dev/null; then
+    srv=(taskset -c "0-$((ncpu - 2))")
+    load=(taskset -c "$((ncpu - 1))")
+    pinning="servers on CPU 0-$((ncpu - 2)), wrk on CPU $((ncpu - 1))"
+else
+    srv=()
+    load=()
+    pinning="not pinned"
+fi
+
+# --- cleanup: only what this script started, by PID --------------------------------------
+work=$(mktemp -d -t ciba-compare.XXXXXX)
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- the two nginx instances ---------------------------------------------------------------
+nginx_conf() { # name, server block
+    mkdir -p "$work/$1/logs" "$work/$1/tmp"
+    cat >"$work/$1/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $work/$1/nginx.pid;
+error_log $work/$1/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/$1/tmp/body;
+    proxy_temp_path $work/$1/tmp/proxy;
+    fastcgi_temp_path $work/$1/tmp/fastcgi;
+    uwsgi_temp_path $work/$1/tmp/uwsgi;
+    scgi_temp_path $work/$1/tmp/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 600s;
+$2
+}
+CONF
+}
+
+# The stub OP. \$request_id is 32 random hex digits, so every acknowledgement is a new id.
+nginx_conf op "
+    server {
+        listen 127.0.0.1:$OP_PORT;
+        default_type application/json;
+        location = /jwks { return 200 '{\"keys\":[]}'; }
+        location = /token { return 400 '{\"error\":\"authorization_pending\"}'; }
+        location = /backchannel { return 200 '{\"auth_req_id\":\"\$request_id\",\"expires_in\":600}'; }
+        location = /slow_down { return 400 '{\"error\":\"slow_down\"}'; }
+    }"
+
+# nginx as a plain reverse proxy, keep-alive connections to the stub.
+nginx_conf ngx "
+    upstream op { server 127.0.0.1:$OP_PORT; keepalive 64; keepalive_requests 10000000; }
+    server {
+        listen 127.0.0.1:$NGX_PORT;
+        location / {
+            proxy_pass http://op;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+
+"${srv[@]}" nginx -p "$work/op" -c "$work/op/nginx.conf" &
+pids+=($!)
+"${srv[@]}" nginx -p "$work/ngx" -c "$work/ngx/nginx.conf" &
+pids+=($!)
+
+# --- the gateway and the bare proxy --------------------------------------------------------
+cat >"$work/gateway.toml" <<CONF
+[server]
+listen = "127.0.0.1:$GW_PORT"
+metrics_listen = "127.0.0.1:$METRICS_PORT"
+threads = 2
+
+[upstream]
+url = "http://127.0.0.1:$OP_PORT"
+backchannel_path = "/backchannel"
+token_path = "/token"
+
+[polling]
+max_tracked = 10000000
+max_tracked_per_client = 10000000
+sweep_interval_seconds = 60
+
+[rate_limit]
+enabled = false
+
+[logging]
+level = "warn"
+CONF
+"${srv[@]}" "$GATEWAY" --config "$work/gateway.toml" 2>"$work/gateway.log" &
+gw=$!
+pids+=("$gw")
+"${srv[@]}" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$OP_PORT" 2 2>"$work/bare.log" &
+pids+=($!)
+
+ready=
+for _ in $(seq 100); do
+    if curl -fs "http://127.0.0.1:$METRICS_PORT/readyz" >/dev/null 2>&1 \
+        && curl -fs -o /dev/null "http://127.0.0.1:$OP_PORT/jwks" \
+        && curl -fs -o /dev/null "http://127.0.0.1:$NGX_PORT/jwks" \
+        && curl -fs -o /dev/null "http://127.0.0.1:$BARE_PORT/jwks"; then
+        ready=1
+        break
+    fi
+    kill -0 "$gw" 2>/dev/null || break
+    sleep 0.1
+done
+[[ -n $ready ]] || { cat "$work/gateway.log" "$work/bare.log" >&2; die "a server did not come up"; }
+
+# --- requests ------------------------------------------------------------------------------
+form='content-type: application/x-www-form-urlencoded'
+poll_unknown='grant_type=urn:openid:params:grant-type:ciba&auth_req_id=never-issued-by-the-op&client_id=c&client_secret=s'
+# Base64 of {"flow_type":"broker_oidc","idp_values":"mitid"}, percent-encoded for the form.
+lht=$(printf '%s' '{"flow_type":"broker_oidc","idp_values":"mitid"}' | base64 -w0 \
+    | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
+backchannel="scope=openid&client_id=c&client_secret=s&login_hint_token=$lht"
+
+# A tracked id for (e): one backchannel request through the gateway, then one poll.
+ack=$(curl -fs -X POST "http://127.0.0.1:$GW_PORT/backchannel" -H "$form" \
+    --data 'scope=openid&client_id=c&client_secret=s&login_hint=u') \
+    || die "the backchannel probe failed: $(tail -5 "$work/gateway.log")"
+tracked_id=$(printf '%s' "$ack" | sed -n 's/.*"auth_req_id":"\([^"]*\)".*/\1/p')
+[[ -n $tracked_id ]] || die "no auth_req_id in the acknowledgement: $ack"
+poll_tracked="grant_type=urn:openid:params:grant-type:ciba&auth_req_id=$tracked_id&client_id=c&client_secret=s"
+curl -s -o /dev/null -X POST "http://127.0.0.1:$GW_PORT/token" -H "$form" --data "$poll_tracked"
+
+# Each scenario's request must give the expected answer before it is measured.
+expect() { # name, expected substring, curl arguments...
+    local name=$1 want=$2 got
+    shift 2
+    got=$(curl -s -w ' %{http_code}' "$@") || die "$name: request failed"
+    [[ $got == *"$want"* ]] || die "$name: expected '$want', got: $got"
+    echo "  $name: $got"
+}
+echo "probes (body, status):"
+expect a '{"keys":[]} 200' "http://127.0.0.1:$OP_PORT/jwks"
+expect b '{"keys":[]} 200' "http://127.0.0.1:$NGX_PORT/jwks"
+expect c '{"keys":[]} 200' "http://127.0.0.1:$GW_PORT/jwks"
+expect d 'authorization_pending' -X POST "http://127.0.0.1:$GW_PORT/token" -H "$form" --data "$poll_unknown"
+expect e '"slow_down"' -X POST "http://127.0.0.1:$GW_PORT/token" -H "$form" --data "$poll_tracked"
+expect e0 '"slow_down"' -X POST "http://127.0.0.1:$OP_PORT/slow_down" -H "$form" --data "$poll_tracked"
+expect f '"auth_req_id"' -X POST "http://127.0.0.1:$GW_PORT/backchannel" -H "$form" --data "$backchannel"
+expect g '{"keys":[]} 200' "http://127.0.0.1:$BARE_PORT/jwks"
+
+# --- load ----------------------------------------------------------------------------------
+cat >"$work/compare.lua" <<'LUA'
+-- One fixed request per scenario from WRK_METHOD and WRK_BODY. No request() function, so
+-- wrk formats the request once per thread and sends it unchanged.
+wrk.method = os.getenv("WRK_METHOD") or "GET"
+local body = os.getenv("WRK_BODY")
+if body and body ~= "" then
+    wrk.body = body
+    wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+end
+-- requests/s, p50, p99, p99.9 (microseconds), requests, non-2xx/3xx answers, socket errors
+function done(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format("RESULT %.1f %d %d %d %d %d %d\n",
+        summary.requests / (summary.duration / 1e6),
+        latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+        summary.requests, e.status, e.connect + e.read + e.write + e.timeout))
+end
+LUA
+
+# name|method|url|body|description
+scenarios=(
+    "a|GET|http://127.0.0.1:$OP_PORT/jwks||nginx stub directly, GET /jwks"
+    "b|GET|http://127.0.0.1:$NGX_PORT/jwks||nginx proxy_pass, GET /jwks"
+    "c|GET|http://127.0.0.1:$GW_PORT/jwks||gateway, GET /jwks passed through"
+    "d|POST|http://127.0.0.1:$GW_PORT/token|$poll_unknown|gateway, CIBA poll forwarded"
+    "e|POST|http://127.0.0.1:$GW_PORT/token|$poll_tracked|gateway answers slow_down itself"
+    "e0|POST|http://127.0.0.1:$OP_PORT/slow_down|$poll_tracked|nginx answers a fixed 400 itself"
+    "f|POST|http://127.0.0.1:$GW_PORT/backchannel|$backchannel|gateway, Base64 login_hint_token normalized, forwarded"
+    "g|GET|http://127.0.0.1:$BARE_PORT/jwks||bare pingora proxy, GET /jwks"
+)
+
+run() { # name method url body -> appends "name rps p50 p99 p999 n non2xx errors" to results
+    local out
+    out=$(WRK_METHOD=$2 WRK_BODY=$4 "${load[@]}" wrk -t1 -c"$CONNECTIONS" -d"$5"s --timeout 5s \
+        --latency -s "$work/compare.lua" "$3" 2>&1) || die "$1: wrk failed: $out"
+    printf '%s\n' "$out" | awk -v n="$1" '$1 == "RESULT" { $1 = n; print }'
+}
+
+echo
+echo "$pinning; wrk -t1 -c$CONNECTIONS -d${DURATION}s, $REPS runs per scenario, interleaved"
+for s in "${scenarios[@]}"; do # a short warm-up of every path and connection pool
+    IFS='|' read -r name method url body _ <<<"$s"
+    run "$name" "$method" "$url" "$body" 1 >/dev/null
+done
+for rep in $(seq "$REPS"); do
+    for s in "${scenarios[@]}"; do
+        IFS='|' read -r name method url body _ <<<"$s"
+        line=$(run "$name" "$method" "$url" "$body" "$DURATION")
+        echo "  run $rep: $line"
+        echo "$line" >>"$work/results"
+    done
+done
+
+kill -0 "$gw" 2>/dev/null || die "the gateway exited during the run"
+rss=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$gw/status")
+hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$gw/status")
+tracked=$(curl -fs "http://127.0.0.1:$METRICS_PORT/metrics" \
+    | awk '$1 == "ciba_gateway_tracked_auth_req_ids" { print $2 }')
+
+# --- table ---------------------------------------------------------------------------------
+desc_file="$work/desc"
+for s in "${scenarios[@]}"; do
+    IFS='|' read -r name _ _ _ desc <<<"$s"
+    echo "$name|$desc" >>"$desc_file"
+done
+echo
+awk -v descs="$desc_file" -v rss="$rss" -v hwm="$hwm" -v tracked="$tracked" '
+function median(arr, k,   m, i, j, t, v) {
+    m = cnt[k]
+    for (i = 1; i <= m; i++) v[i] = arr[k, i]
+    for (i = 2; i <= m; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    return (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
+}
+function ms(us) { return sprintf("%.2f", us / 1000) }
+BEGIN { FS = "|"; while ((getline line < descs) > 0) { split(line, p, "|"); order[++n] = p[1]; desc[p[1]] = p[2] }; FS = " " }
+{
+    k = $1; i = ++cnt[k]
+    rps[k, i] = $2; p50[k, i] = $3; p99[k, i] = $4; p999[k, i] = $5
+    non2xx[k] += $7; errs[k] += $8; total[k] += $6
+}
+END {
+    for (x = 1; x <= n; x++) {
+        k = order[x]
+        R[k] = median(rps, k); P50[k] = median(p50, k); P99[k] = median(p99, k); P999[k] = median(p999, k)
+    }
+    printf "| scenario | requests/s | p50 ms | p99 ms | p99.9 ms | ratio | non-2xx, socket errors |\n"
+    printf "|---|--:|--:|--:|--:|--:|--:|\n"
+    for (x = 1; x <= n; x++) {
+        k = order[x]
+        ref = (k == "e" || k == "e0") ? "e0" : "b"
+        printf "| %s: %s | %.0f | %s | %s | %s | %.2f× %s | %d, %d |\n", k, desc[k], R[k], ms(P50[k]), ms(P99[k]), ms(P999[k]), R[k] / R[ref], ref, non2xx[k], errs[k]
+    }
+    printf "\ngateway after the run: VmRSS %.1f MiB, VmHWM %.1f MiB, tracked auth_req_ids %s\n", rss / 1024, hwm / 1024, tracked
+    printf "\ngoals:\n"
+    for (x = 1; x <= n; x++) {
+        k = order[x]
+        if (k != "c" && k != "d") continue
+        printf "  (%s) throughput %.2f× nginx proxy_pass (goal ≥ 1.0): %s; p99 %s vs %s ms: %s\n", k, R[k] / R["b"], \
+            (R[k] >= R["b"] ? "met" : "MISSED"), ms(P99[k]), ms(P99["b"]), (P99[k] <= P99["b"] ? "met" : "MISSED")
+    }
+    printf "  (e) throughput %.2f× nginx fixed 400 (goal ≥ 1.0): %s\n", R["e"] / R["e0"], (R["e"] >= R["e0"] ? "met" : "MISSED")
+    own = R["g"] / R["c"] - 1
+    printf "  gateway own work on a pass-through, extra time per request vs bare pingora (g/c - 1): %.1f%% (goal < 10%%): %s\n", own * 100, (own < 0.10 ? "met" : "MISSED")
+}' "$work/results"

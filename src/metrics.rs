@@ -120,11 +120,11 @@ pub static READY: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-/// Tracked `auth_req_id`s, refreshed by every sweep.
+/// Tracked `auth_req_id`s, read from the store at each scrape.
 pub static TRACKED: Lazy<IntGauge> = Lazy::new(|| {
     register_int_gauge!(
         "ciba_gateway_tracked_auth_req_ids",
-        "auth_req_ids whose polling the gateway enforces (tombstones included), as of the last sweep."
+        "auth_req_ids whose polling the gateway enforces (tombstones included), read at scrape time."
     )
     .expect("metric registers once")
 });

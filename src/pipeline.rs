@@ -137,8 +137,8 @@ pub struct Upstream<'a> {
 /// What the client receives instead of, or as, the OP's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
-    /// Forward the OP's answer unchanged (the proxy still adds `Cache-Control: no-store`).
-    Unchanged,
+    /// The OP's answer is a JSON object, parsed once here for the steps that follow.
+    Json(serde_json::Value),
     /// Replace it with a gateway error.
     Replace(OAuthError),
 }
@@ -149,12 +149,10 @@ pub enum Outbound {
 /// 502) is replaced by a `server_error` with status 502, so clients always parse JSON.
 /// The OP's body is never echoed: it may carry tokens or personal data.
 pub fn check_response(resp: Upstream<'_>) -> Outbound {
-    let json_object = is_json(resp.content_type)
-        && serde_json::from_slice::<serde_json::Value>(resp.body)
-            .map(|v| v.is_object())
-            .unwrap_or(false);
-    if json_object {
-        return Outbound::Unchanged;
+    if is_json(resp.content_type) {
+        if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_slice(resp.body) {
+            return Outbound::Json(v);
+        }
     }
     Outbound::Replace(OAuthError::new(
         ErrorCode::ServerError,
@@ -240,7 +238,10 @@ mod tests {
             content_type: Some("application/json; charset=utf-8"),
             body: br#"{"error":"authorization_pending"}"#,
         };
-        assert_eq!(check_response(json), Outbound::Unchanged);
+        assert_eq!(
+            check_response(json),
+            Outbound::Json(serde_json::json!({"error": "authorization_pending"}))
+        );
         let lying = Upstream {
             content_type: Some("application/json"),
             body: b"not json",

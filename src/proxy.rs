@@ -191,9 +191,8 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        ctx: &mut RequestCtx,
+        _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        ctx.upstream_seconds = None;
         Ok(Box::new(self.peer.clone()))
     }
 
@@ -467,14 +466,16 @@ impl Gateway {
             content_type: answer.content_type(),
             body: &answer.body,
         });
-        if let Outbound::Replace(e) = outbound {
-            metrics::UPSTREAM_FAILURES
-                .with_label_values(&["bad_response"])
-                .inc();
-            return answer_error(session, ctx, e).await;
-        }
-        // check_response guarantees a JSON object; the profile maps the OP's dialect.
-        let value: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+        let value = match outbound {
+            Outbound::Json(v) => v,
+            Outbound::Replace(e) => {
+                metrics::UPSTREAM_FAILURES
+                    .with_label_values(&["bad_response"])
+                    .inc();
+                return answer_error(session, ctx, e).await;
+            }
+        };
+        // The profile maps the OP's dialect onto the spec.
         let translated = self.cfg.profile.translate(endpoint, answer.status, value);
         if translated.unknown_error {
             metrics::UPSTREAM_UNKNOWN_ERRORS

@@ -4,7 +4,6 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::config::StateBackend;
 use crate::discovery;
-use crate::metrics;
 use crate::op_client;
 use crate::ops::OpsApp;
 use crate::poll_store::PollStore;
@@ -102,11 +101,9 @@ impl BackgroundService for Sweeper {
                 _ = tokio::time::sleep(self.every) => {}
                 _ = shutdown.changed() => return,
             }
+            // The tracked-ids gauge is read at scrape time (ops.rs), not here.
             self.store.sweep();
             self.limits.retain_recent();
-            if let Some(n) = self.store.tracked().await {
-                metrics::TRACKED.set(n as i64);
-            }
         }
     }
 }

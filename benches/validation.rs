@@ -42,6 +42,26 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The strict form parser alone, on the same bodies: the first step of every request.
+    for (name, bytes) in [("form_parse_raw_json", &raw), ("form_parse_base64", &b64)] {
+        g.bench_function(name, |b| {
+            b.iter(|| ciba_gateway::form::Form::parse(black_box(bytes)).expect("valid"))
+        });
+    }
+    // The token normalizer alone.
+    let lht = ciba_gateway::login_hint_token::LhtRules::default();
+    let b64_token = base64::engine::general_purpose::STANDARD.encode(token);
+    for (name, t) in [
+        ("normalize_raw_json", token),
+        ("normalize_base64", &b64_token[..]),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                ciba_gateway::login_hint_token::normalize(black_box(t), &[], &lht, 0)
+                    .expect("valid")
+            })
+        });
+    }
     g.finish();
 }
 

@@ -371,7 +371,10 @@ pub fn normalize_in_form(
     for p in &rules.fold_params {
         form.remove(p);
     }
-    form.set(PARAM, normalized.token.into_inner());
+    // An unchanged value keeps its received encoding in the forwarded form.
+    if form.get(PARAM) != Some(normalized.token.expose().as_str()) {
+        form.set(PARAM, normalized.token.into_inner());
+    }
     Ok(Some(normalized.report))
 }
 
@@ -409,12 +412,17 @@ pub fn normalize(
         .with_status(500)
     })?;
     let trimmed = token.trim_matches(|c: char| c.is_ascii_whitespace());
-    if trimmed.split('.').count() == 5 {
+    // `{` never starts a JWT or Base64, so raw JSON skips those checks.
+    if trimmed.starts_with('{') && !rules.require_signed {
+        return from_json(token, trimmed, TokenFormat::Json, folds, rules);
+    }
+    let dots = memchr::memchr_iter(b'.', trimmed.as_bytes()).count();
+    if dots == 4 {
         return Err(bad(
             "is an encrypted JWT (JWE), which the gateway cannot read; send a signed JWT",
         ));
     }
-    if jwt::looks_like_jwt(trimmed) {
+    if dots == 2 && jwt::looks_like_jwt(trimmed) {
         return from_jwt(token, trimmed, folds, rules, keys, now_unix);
     }
     if rules.require_signed {
@@ -441,7 +449,12 @@ pub fn normalize(
 }
 
 fn decode_base64(s: &str) -> Result<(TokenFormat, Vec<u8>), OAuthError> {
-    if s.contains(' ') {
+    // Vectorized scans: which alphabet the text uses, and any space.
+    let bytes = s.as_bytes();
+    let space = memchr::memchr(b' ', bytes).is_some();
+    let url = memchr::memchr2(b'-', b'_', bytes).is_some();
+    let standard = memchr::memchr2(b'+', b'/', bytes).is_some();
+    if space {
         // An unencoded `+` in a form body arrives as a space: say so when that is the cause.
         let plus = s.replace(' ', "+");
         let was_base64 = STANDARD_LENIENT
@@ -453,8 +466,6 @@ fn decode_base64(s: &str) -> Result<(TokenFormat, Vec<u8>), OAuthError> {
             bad("not a JSON object, Base64 of one, or a JWT")
         });
     }
-    let url = s.contains(['-', '_']);
-    let standard = s.contains(['+', '/']);
     let not_json = || bad("not a JSON object, Base64 of one, or a JWT");
     if url && standard {
         return Err(not_json());
@@ -475,7 +486,13 @@ fn from_json(
     folds: &[(&str, &str)],
     rules: &LhtRules,
 ) -> Result<Normalized, OAuthError> {
-    let parsed = parse_tolerant(text, rules.max_depth).map_err(|f| f.into_error())?;
+    let parsed = match parse_strict(text, rules.max_depth) {
+        Some(value) => Parsed {
+            value,
+            repairs: Vec::new(),
+        },
+        None => parse_tolerant(text, rules.max_depth).map_err(|f| f.into_error())?,
+    };
     if let Some(site) = parsed.repairs.first() {
         if !rules.repair_unescaped_json {
             return Err(bad(format!(
@@ -494,7 +511,7 @@ fn from_json(
     let Value::Object(mut map) = parsed.value else {
         return Err(bad("must be a JSON object"));
     };
-    normalize_nested(&mut map, rules, false)?;
+    let nested_changed = normalize_nested(&mut map, rules, false)?;
     check_schema(&map, rules)?;
     let mut folded = Vec::new();
     for (name, value) in folds {
@@ -518,11 +535,20 @@ fn from_json(
         // A folded value must pass the same schema as one the client put in the token.
         check_schema(&map, rules)?;
     }
-    let compact = Value::Object(map).to_string();
+    // Unchanged, well-formed JSON without insignificant whitespace already is compact JSON:
+    // it is forwarded as written (key order and escapes are the client's) instead of being
+    // serialized again.
+    let unchanged = parsed.repairs.is_empty() && folded.is_empty() && !nested_changed;
+    let compact = || match unchanged && is_compact(text) {
+        true => text.to_string(),
+        false => serde_json::to_string(&map).expect("a JSON object always serializes"),
+    };
     let token = match rules.output {
-        OutputFormat::Json => compact,
-        OutputFormat::Base64 => base64::engine::general_purpose::STANDARD.encode(compact),
-        OutputFormat::Base64url => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(compact),
+        OutputFormat::Json => compact(),
+        OutputFormat::Base64 => base64::engine::general_purpose::STANDARD.encode(compact()),
+        OutputFormat::Base64url => {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(compact())
+        }
         // validate() refuses repairs and folds with this output; should an unvalidated
         // configuration get here anyway, refusing beats forwarding what was not checked.
         OutputFormat::Unchanged if !parsed.repairs.is_empty() || !folded.is_empty() => {
@@ -656,30 +682,43 @@ fn normalize_nested(
     map: &mut Map<String, Value>,
     rules: &LhtRules,
     read_only: bool,
-) -> Result<(), OAuthError> {
+) -> Result<bool, OAuthError> {
+    let mut changed = false;
     for field in &rules.nested_json_fields {
         let Some(value) = map.get_mut(field) else {
             continue;
         };
+        let budget = rules.max_depth.saturating_sub(1).max(1);
+        if let Value::String(s) = &*value {
+            // The common case, a well-formed string that stays a string, needs no tree.
+            let stays = read_only || rules.nested_json == NestedJson::String;
+            if stays && check_strict(s, budget).is_some_and(|d| d >= 1 && d < rules.max_depth) {
+                continue;
+            }
+        }
+        let mut repaired = false;
         let inner = match &*value {
             Value::Object(_) | Value::Array(_) => value.clone(),
-            Value::String(s) => {
-                let budget = rules.max_depth.saturating_sub(1).max(1);
-                let parsed = parse_tolerant(s, budget).map_err(|_| {
-                    bad(format!(
-                        "field `{}` must hold JSON text, an object or an array",
-                        printable(field)
-                    ))
-                })?;
-                if !parsed.repairs.is_empty() && !rules.repair_unescaped_json {
-                    return Err(bad(format!(
-                        "field `{}` holds a string with unescaped nested JSON; escape it or \
-                         enable login_hint_token.repair_unescaped_json",
-                        printable(field)
-                    )));
+            Value::String(s) => match parse_strict(s, budget) {
+                Some(value) => value,
+                None => {
+                    let parsed = parse_tolerant(s, budget).map_err(|_| {
+                        bad(format!(
+                            "field `{}` must hold JSON text, an object or an array",
+                            printable(field)
+                        ))
+                    })?;
+                    if !parsed.repairs.is_empty() && !rules.repair_unescaped_json {
+                        return Err(bad(format!(
+                            "field `{}` holds a string with unescaped nested JSON; escape it or \
+                             enable login_hint_token.repair_unescaped_json",
+                            printable(field)
+                        )));
+                    }
+                    repaired = !parsed.repairs.is_empty();
+                    parsed.value
                 }
-                parsed.value
-            }
+            },
             _ => {
                 return Err(bad(format!(
                     "field `{}` must hold a JSON object or a string of one",
@@ -704,12 +743,18 @@ fn normalize_nested(
         }
         match (rules.nested_json, &*value) {
             // A well-formed string is forwarded as the client wrote it.
-            (NestedJson::String, Value::String(_)) => {}
-            (NestedJson::String, _) => *value = Value::String(inner.to_string()),
-            (NestedJson::Object, _) => *value = inner,
+            (NestedJson::String, Value::String(_)) if !repaired => {}
+            (NestedJson::String, _) => {
+                *value = Value::String(inner.to_string());
+                changed = true;
+            }
+            (NestedJson::Object, _) => {
+                *value = inner;
+                changed = true;
+            }
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 fn check_schema(map: &Map<String, Value>, rules: &LhtRules) -> Result<(), OAuthError> {
@@ -788,6 +833,251 @@ fn printable(name: &str) -> String {
         .take(64)
         .map(|c| if c.is_control() || c == '`' { '?' } else { c })
         .collect()
+}
+
+/// Whether JSON text has no whitespace outside its strings (the text is known to be valid).
+fn is_compact(text: &str) -> bool {
+    let s = text.as_bytes();
+    let mut i = 0;
+    loop {
+        // Outside a string: the next quote or whitespace byte decides.
+        match memchr::memchr3(b'"', b' ', b'\n', &s[i..]).map(|p| i + p) {
+            Some(at) if s[at] == b'"' => {
+                if s[i..at].iter().any(|b| matches!(b, b'\t' | b'\r')) {
+                    return false;
+                }
+                // Inside a string: skip to its closing quote, stepping over escapes.
+                i = at + 1;
+                loop {
+                    let Some(rest) = s.get(i..) else { return true };
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        Some(p) if s[i + p] == b'\\' => i += p + 2,
+                        Some(p) => {
+                            i += p + 1;
+                            break;
+                        }
+                        None => return true,
+                    }
+                }
+            }
+            Some(_) => return false,
+            None => return !s[i..].iter().any(|b| matches!(b, b'\t' | b'\r')),
+        }
+    }
+}
+
+/// Checks well-formed JSON like [`parse_strict`] without building it; returns its depth
+/// (scalars 0, `{}` 1).
+fn check_strict(text: &str, max_depth: usize) -> Option<usize> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let seed = Check {
+        depth_left: max_depth.min(HARD_MAX_DEPTH),
+    };
+    let depth = serde::de::DeserializeSeed::deserialize(seed, &mut de).ok()?;
+    de.end().ok()?;
+    Some(depth)
+}
+
+/// Validates a JSON value and measures its depth; keys are borrowed where the text allows.
+#[derive(Clone, Copy)]
+struct Check {
+    depth_left: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Check {
+    type Value = usize;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Check {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<usize, E> {
+        match v.is_finite() {
+            true => Ok(0),
+            false => Err(E::custom("not a finite number")),
+        }
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_unit<E>(self) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let inner = Check {
+            depth_left: enter::<A::Error>(self.depth_left)?,
+        };
+        let mut depth = 0;
+        while let Some(d) = seq.next_element_seed(inner)? {
+            depth = depth.max(d);
+        }
+        Ok(1 + depth)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<usize, A::Error> {
+        let inner = Check {
+            depth_left: enter::<A::Error>(self.depth_left)?,
+        };
+        let mut keys: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut depth = 0;
+        while let Some(key) = access.next_key_seed(Key)? {
+            keys.push(key);
+            depth = depth.max(access.next_value_seed(inner)?);
+        }
+        // Sorting keeps hostile inputs with many keys at n log n.
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err(serde::de::Error::custom("duplicate key"));
+        }
+        Ok(1 + depth)
+    }
+}
+
+/// An object key, borrowed from the text when it has no escapes.
+struct Key;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_string()))
+    }
+}
+
+/// One level deeper, or an error when the depth budget is spent.
+fn enter<E: serde::de::Error>(depth_left: usize) -> Result<usize, E> {
+    depth_left
+        .checked_sub(1)
+        .ok_or_else(|| E::custom("nested too deep"))
+}
+
+/// Parses well-formed JSON the fast way: `serde_json`, refusing duplicate keys and nesting
+/// beyond `max_depth` (as [`parse_tolerant`] does). `None` for anything else, which the
+/// caller hands to [`parse_tolerant`] for a repair or a precise error.
+fn parse_strict(text: &str, max_depth: usize) -> Option<Value> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let seed = Strict {
+        depth_left: max_depth.min(HARD_MAX_DEPTH),
+    };
+    let value = serde::de::DeserializeSeed::deserialize(seed, &mut de).ok()?;
+    de.end().ok()?;
+    Some(value)
+}
+
+/// Builds a [`Value`] like serde_json's own, with the depth limit and duplicate-key check.
+#[derive(Clone, Copy)]
+struct Strict {
+    depth_left: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("not a finite number"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = Strict {
+            depth_left: enter::<A::Error>(self.depth_left)?,
+        };
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(inner)? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let inner = Strict {
+            depth_left: enter::<A::Error>(self.depth_left)?,
+        };
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let v = access.next_value_seed(inner)?;
+            if map.insert(key, v).is_some() {
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+        }
+        Ok(Value::Object(map))
+    }
 }
 
 /// The result of [`parse_tolerant`].
@@ -1300,6 +1590,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_fast_parser_agrees_with_the_tolerant_one() {
+        let deep = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        let cases = [
+            r#"{"a":1,"b":[true,false,null],"c":{"d":-1.5e3,"e":"x\u00e6\n"}}"#.to_string(),
+            r#" { "a" : "{\"b\":1}" } "#.to_string(),
+            r#"{"a":1,"a":2}"#.to_string(),
+            r#"{"a":{"b":1,"b":1}}"#.to_string(),
+            r#"{"a":"{"b":1}"}"#.to_string(),
+            r#"{"a":1}x"#.to_string(),
+            r#"{"a":"\ud800"}"#.to_string(),
+            r#"{"a":18446744073709551616}"#.to_string(),
+            r#"{"a":1e999}"#.to_string(),
+            r#"{"a":01}"#.to_string(),
+            "{\"a\":\"\u{1}\"}".to_string(),
+            deep(3),
+            deep(4),
+            deep(5),
+            String::new(),
+        ];
+        for text in &cases {
+            let checked = check_strict(text, 4);
+            assert_eq!(
+                checked,
+                parse_strict(text, 4).map(|v| depth_of(&v)),
+                "{text}"
+            );
+            let tolerant = parse_tolerant(text, 4);
+            match parse_strict(text, 4) {
+                Some(v) => {
+                    let t = tolerant.unwrap_or_else(|e| panic!("{text}: {e:?}"));
+                    assert!(t.repairs.is_empty(), "{text}");
+                    assert_eq!(v, t.value, "{text}");
+                }
+                // Refused by the fast path: either a repair or an error for the tolerant one.
+                None => assert!(
+                    tolerant.as_ref().map_or(true, |p| !p.repairs.is_empty()),
+                    "{text}"
+                ),
+            }
+        }
+    }
+
+    #[test]
     fn nested_repairs_and_arrays() {
         let token = r#"{"a":["{"b":"[1,2]"}"],"c":"{"d":"{"e":1}"}"}"#;
         let n = norm(
@@ -1319,6 +1652,62 @@ pub(crate) mod tests {
         let n = norm(ok, &repairing()).unwrap();
         assert!(!n.report.repaired());
         assert_eq!(json_of(&n), json!({"a": "{", "b": "[x"}));
+    }
+
+    #[test]
+    fn a_repaired_nested_string_is_forwarded_repaired() {
+        // The token itself is valid JSON; the text inside `idp_params` is not.
+        let token = r#"{"idp_params":"{\"a\":\"{\"b\":1}\"}"}"#;
+        assert!(norm(token, &LhtRules::default()).is_err());
+        let n = norm(token, &repairing()).unwrap();
+        let inner = json_of(&n)["idp_params"].as_str().unwrap().to_string();
+        let parsed: Value = serde_json::from_str(&inner).expect("forwarded as valid JSON");
+        assert_eq!(parsed, json!({"a": r#"{"b":1}"#}));
+    }
+
+    #[test]
+    fn compact_means_no_whitespace_outside_strings() {
+        for (text, compact) in [
+            (r#"{"a":"x y\"\\","b":[1,{"c":"\t"}]}"#, true),
+            (r#"{"a":"\\"}"#, true),
+            (r#"{"a":"\\" }"#, false),
+            (r#"{"a": 1}"#, false),
+            ("{\"a\":1,\n\"b\":2}", false),
+            ("{\"a\":1,\t\"b\":2}", false),
+            ("{\"a\":\"\\\"\r\"}", true),
+            ("{\"a\":1}\r", false),
+            ("{}", true),
+        ] {
+            assert_eq!(is_compact(text), compact, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn unchanged_compact_json_is_forwarded_as_written() {
+        let compact = r#"{"z":1,"idp_params":"{\"b\":2}","a":"\u00e6"}"#;
+        assert_eq!(norm(compact, &repairing()).unwrap().token.expose(), compact);
+        // Whitespace outside strings, a change, or another output means serializing again.
+        let spaced = r#"{ "z": 1, "a": "x y" }"#;
+        assert_eq!(
+            norm(spaced, &repairing()).unwrap().token.expose(),
+            r#"{"a":"x y","z":1}"#
+        );
+        let object = LhtRules {
+            nested_json: NestedJson::Object,
+            ..repairing()
+        };
+        assert_eq!(
+            norm(compact, &object).unwrap().token.expose(),
+            r#"{"a":"æ","idp_params":{"b":2},"z":1}"#
+        );
+        // In a form, the untouched token keeps the client's percent-encoding.
+        let body = format!(
+            "login_hint_token={}&scope=openid",
+            form_urlencoded::byte_serialize(compact.as_bytes()).collect::<String>()
+        );
+        let mut form = Form::parse(body.as_bytes()).unwrap();
+        normalize_in_form(&mut form, &repairing(), 0).unwrap();
+        assert_eq!(form.encode(), body);
     }
 
     #[test]

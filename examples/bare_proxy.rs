@@ -3,10 +3,14 @@
 //! Every request goes to one plain-HTTP upstream over pooled keep-alive connections, with the
 //! same worker-thread count as the gateway's default. Nothing is inspected or rewritten.
 //!
-//! Usage: cargo run --release --example bare_proxy -- [LISTEN] [UPSTREAM] [THREADS]
-//! Defaults: 127.0.0.1:18090 127.0.0.1:18081 2
+//! Usage: cargo run --release --example bare_proxy -- [LISTEN] [UPSTREAM] [THREADS] [WORK_STEALING]
+//! Defaults: 127.0.0.1:18090 127.0.0.1:18081 2 true
 
 use async_trait::async_trait;
+
+// glibc's malloc was about a sixth of the proxy's CPU under load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{http_proxy_service, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
@@ -37,9 +41,11 @@ fn main() {
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:18090".into());
     let upstream = args.next().unwrap_or_else(|| "127.0.0.1:18081".into());
     let threads = args.next().and_then(|t| t.parse().ok()).unwrap_or(2);
+    let work_stealing = args.next().is_none_or(|w| w != "false");
 
     let conf = ServerConf {
         threads,
+        work_stealing,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -139,6 +139,8 @@ pub struct ServerSection {
     pub public_url: Option<String>,
     /// Worker threads for the proxy service.
     pub threads: Option<usize>,
+    /// Whether the proxy's worker threads share one work-stealing runtime.
+    pub work_stealing: Option<bool>,
     /// Largest accepted body on a CIBA endpoint, in bytes.
     pub max_body_bytes: Option<usize>,
     /// Seconds in-flight requests get to finish after SIGTERM.
@@ -337,6 +339,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Proxy worker threads.
     pub threads: usize,
+    /// One work-stealing runtime (true) or one single-threaded runtime per thread (false).
+    pub work_stealing: bool,
     /// Body cap on CIBA endpoints.
     pub max_body_bytes: usize,
     /// Grace period after SIGTERM.
@@ -516,6 +520,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         metrics_listen,
         public_url,
         threads,
+        work_stealing: file.server.work_stealing.unwrap_or(true),
         max_body_bytes,
         shutdown_grace,
         upstream,
@@ -795,6 +800,12 @@ mod tests {
         assert_eq!(c.upstream.read_timeout, Duration::from_secs(35));
         assert_eq!(c.max_body_bytes, 16 * 1024);
         assert!(!c.upstream.paths_configured());
+        assert!(c.work_stealing);
+        let single = load(
+            "[server]\nthreads = 1\nwork_stealing = false\n[upstream]\nurl = \"http://a:1\"\n",
+        )
+        .unwrap();
+        assert_eq!((single.threads, single.work_stealing), (1, false));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
         threads: cfg.threads,
         grace_period_seconds: Some(cfg.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
+        work_stealing: cfg.work_stealing,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

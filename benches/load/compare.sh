@@ -23,7 +23,8 @@
 #   GATEWAY / BARE (binaries, default target/release/ciba-gateway and
 #   target/release/examples/bare_proxy, or under $CARGO_TARGET_DIR),
 #   BASE_PORT (default 18180; uses BASE_PORT+1 .. BASE_PORT+4 and BASE_PORT+13),
-#   ONLY (scenario names to run, e.g. "b c g"; default all), GATEWAY_THREADS (default 2).
+#   ONLY (scenario names to run, e.g. "b c g"; default all), GATEWAY_THREADS (default 2),
+#   WORK_STEALING (true or false, default true; for the gateway and the bare proxy alike).
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -32,6 +33,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 BASE_PORT=${BASE_PORT:-18180}
 ONLY=${ONLY:-}
 GATEWAY_THREADS=${GATEWAY_THREADS:-2}
+WORK_STEALING=${WORK_STEALING:-true}
 OP_PORT=$((BASE_PORT + 1))
 NGX_PORT=$((BASE_PORT + 2))
 GW_PORT=$((BASE_PORT + 3))
@@ -153,6 +155,7 @@ cat >"$work/gateway.toml" <<CONF
 listen = "127.0.0.1:$GW_PORT"
 metrics_listen = "127.0.0.1:$METRICS_PORT"
 threads = $GATEWAY_THREADS
+work_stealing = $WORK_STEALING
 
 [upstream]
 url = "http://127.0.0.1:$OP_PORT"
@@ -173,7 +176,7 @@ CONF
 "${srv[@]}" "$GATEWAY" --config "$work/gateway.toml" 2>"$work/gateway.log" &
 gw=$!
 pids+=("$gw")
-"${srv[@]}" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$OP_PORT" "$GATEWAY_THREADS" 2>"$work/bare.log" &
+"${srv[@]}" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$OP_PORT" "$GATEWAY_THREADS" "$WORK_STEALING" 2>"$work/bare.log" &
 pids+=($!)
 
 ready=

@@ -19,6 +19,8 @@
 //!   repair or a fold, [`LhtRules::validate`] refuses it together with
 //!   `repair_unescaped_json = true` or a non-empty `fold_params`.
 //! - Duplicate keys in the token are refused: the OP's JSON parser might pick the other one.
+//! - A JSON token that needed no change and is already compact is forwarded as written (it
+//!   already is the compact JSON `output = "json"` asks for); anything else is serialized.
 //!
 //! The token is personal data: it lives in [`Secret`] and no error description quotes it.
 
@@ -539,9 +541,12 @@ fn from_json(
     // it is forwarded as written (key order and escapes are the client's) instead of being
     // serialized again.
     let unchanged = parsed.repairs.is_empty() && folded.is_empty() && !nested_changed;
-    let compact = || match unchanged && is_compact(text) {
-        true => text.to_string(),
-        false => serde_json::to_string(&map).expect("a JSON object always serializes"),
+    let compact = || {
+        if unchanged && is_compact(text) {
+            text.to_string()
+        } else {
+            serde_json::to_string(&map).expect("a JSON object always serializes")
+        }
     };
     let token = match rules.output {
         OutputFormat::Json => compact(),

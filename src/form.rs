@@ -285,13 +285,12 @@ fn printable_name(name: &str) -> String {
 /// only characters the encoder leaves alone, `+`, and `%XX` escapes.
 fn decode(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, &'static str> {
     let start = out.len();
-    let escapes = memchr::memchr2(b'%', b'+', raw).is_some();
-    let safe = is_canonical_safe(raw);
-    if escapes {
-        unescape(raw, out)?;
+    let safe = if memchr::memchr2(b'%', b'+', raw).is_some() {
+        unescape(raw, out)?
     } else {
         out.extend_from_slice(raw);
-    }
+        is_canonical_safe(raw)
+    };
     let part = &out[start..];
     match part.is_ascii() || std::str::from_utf8(part).is_ok() {
         true => Ok(safe),
@@ -313,16 +312,18 @@ fn is_canonical_safe(raw: &[u8]) -> bool {
     bad == 0
 }
 
-fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+/// Decodes `%XX` and `+` onto `out`; also says whether every other byte is unreserved.
+fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<bool, &'static str> {
     // Decoding never lengthens: write into a sized slice, then cut it to what was written.
     let start = out.len();
     out.resize(start + raw.len(), 0);
     let dst = &mut out[start..];
-    let (mut i, mut w) = (0, 0);
+    let (mut i, mut w, mut safe) = (0, 0, true);
     while i < raw.len() {
         let b = raw[i];
         if b != b'%' {
             dst[w] = PLUS_AS_SPACE[b as usize];
+            safe &= UNRESERVED[b as usize] | (b == b'+');
             i += 1;
         } else {
             if i + 2 >= raw.len() {
@@ -339,7 +340,7 @@ fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
         w += 1;
     }
     out.truncate(start + w);
-    Ok(())
+    Ok(safe)
 }
 
 /// A hex digit's value, or 0x80 (high bit set) for any other byte.
@@ -451,6 +452,12 @@ mod tests {
             odd.encode(),
             "a=x+y&b=%41",
             "only the unsafe pair is re-encoded"
+        );
+        let mixed = parse(b"a=%41:b+c&b=%41%3Ab+c").unwrap();
+        assert_eq!(
+            mixed.encode(),
+            "a=A%3Ab+c&b=%41%3Ab+c",
+            "escapes beside a raw `:`"
         );
         let f2 = parse(b"a=1&b=2").unwrap();
         let mut h = f2.clone();

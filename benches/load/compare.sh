@@ -24,7 +24,10 @@
 #   target/release/examples/bare_proxy, or under $CARGO_TARGET_DIR),
 #   BASE_PORT (default 18180; uses BASE_PORT+1 .. BASE_PORT+4 and BASE_PORT+13),
 #   ONLY (scenario names to run, e.g. "b c g"; default all), GATEWAY_THREADS (default 2),
-#   WORK_STEALING (true or false, default true; for the gateway and the bare proxy alike).
+#   WORK_STEALING (true or false, default true; for the gateway and the bare proxy alike),
+#   HALF_LOAD (1: afterwards, measure p99 at half of (c)'s peak rate, the stub directly and
+#   through the gateway, with oha's fixed-rate mode; needs oha, `cargo install oha`, and
+#   scenario c in the run).
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -34,6 +37,7 @@ BASE_PORT=${BASE_PORT:-18180}
 ONLY=${ONLY:-}
 GATEWAY_THREADS=${GATEWAY_THREADS:-2}
 WORK_STEALING=${WORK_STEALING:-true}
+HALF_LOAD=${HALF_LOAD:-0}
 OP_PORT=$((BASE_PORT + 1))
 NGX_PORT=$((BASE_PORT + 2))
 GW_PORT=$((BASE_PORT + 3))
@@ -59,6 +63,7 @@ if ((${#need[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+[[ $HALF_LOAD != 1 ]] || command -v oha >/dev/null || die "HALF_LOAD=1 needs oha (cargo install oha)"
 [[ -x $GATEWAY ]] || die "no gateway binary at $GATEWAY; run cargo build --release first"
 [[ -x $BARE ]] || die "no bare proxy at $BARE; run cargo build --release --example bare_proxy"
 
@@ -343,3 +348,26 @@ END {
     own = R["g"] / R["c"] - 1
     printf "  gateway own work on a pass-through, extra time per request vs bare pingora (g/c - 1): %.1f%% (goal < 10%%): %s\n", own * 100, (own < 0.10 ? "met" : "MISSED")
 }' "$work/results"
+
+# --- p99 added by the gateway at half of its peak rate -------------------------------------
+[[ $HALF_LOAD == 1 ]] || exit 0
+peak=$(awk '$1 == "c" { print $2 }' "$work/results" | sort -n \
+    | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+[[ -n $peak ]] || die "HALF_LOAD=1 needs scenario c in the run"
+rate=$(awk -v p="$peak" 'BEGIN { printf "%d", p / 2 }')
+p99_at() { # url -> p99 in microseconds, with coordinated-omission correction
+    "${load[@]}" oha -z "${DURATION}s" -c "$CONNECTIONS" -q "$rate" --latency-correction \
+        --no-tui --output-format json "$1" \
+        | tr -d ' \n' | sed -n 's/.*"latencyPercentiles":{[^}]*"p99":\([0-9.e-]*\).*/\1/p' \
+        | awk '{ printf "%d", $1 * 1e6 }'
+}
+echo
+echo "half of (c)'s peak: $rate requests/s for ${DURATION}s, oha -c$CONNECTIONS, $REPS runs, interleaved"
+for rep in $(seq "$REPS"); do
+    direct=$(p99_at "http://127.0.0.1:$OP_PORT/jwks")
+    via=$(p99_at "http://127.0.0.1:$GW_PORT/jwks")
+    [[ -n $direct && -n $via ]] || die "could not read oha's p99"
+    awk -v d="$direct" -v v="$via" -v r="$rep" 'BEGIN {
+        printf "  run %s: p99 stub directly %.2f ms, through the gateway %.2f ms, added %.2f ms (goal < 1 ms): %s\n",
+            r, d / 1000, v / 1000, (v - d) / 1000, (v - d < 1000 ? "met" : "MISSED") }'
+done

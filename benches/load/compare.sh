@@ -26,8 +26,8 @@
 #   ONLY (scenario names to run, e.g. "b c g"; default all), GATEWAY_THREADS (default 2),
 #   WORK_STEALING (true or false, default true; for the gateway and the bare proxy alike),
 #   HALF_LOAD (1: afterwards, measure p99 at half of (c)'s peak rate, the stub directly and
-#   through the gateway, with oha's fixed-rate mode; needs oha, `cargo install oha`, and
-#   scenario c in the run).
+#   through the gateway, with oha's fixed-rate mode; installs oha with cargo when missing;
+#   needs scenario c in the run).
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -63,7 +63,13 @@ if ((${#need[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-[[ $HALF_LOAD != 1 ]] || command -v oha >/dev/null || die "HALF_LOAD=1 needs oha (cargo install oha)"
+if [[ $HALF_LOAD == 1 ]]; then # oha is not in Debian; build it once with cargo
+    PATH="$target/tools/bin:$PATH"
+    if ! command -v oha >/dev/null; then
+        echo "installing oha into $target/tools with cargo install (a few minutes)"
+        cargo install --quiet --locked --root "$target/tools" oha || die "could not install oha"
+    fi
+fi
 [[ -x $GATEWAY ]] || die "no gateway binary at $GATEWAY; run cargo build --release first"
 [[ -x $BARE ]] || die "no bare proxy at $BARE; run cargo build --release --example bare_proxy"
 

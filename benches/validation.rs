@@ -4,6 +4,10 @@
 //! Run with `cargo bench --bench validation`; results are recorded in BENCHMARKS.md.
 
 use base64::Engine;
+
+// The gateway's own allocator (see src/main.rs), so the figures are the shipped binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use ciba_gateway::pipeline::{check_request, Endpoint, Inbound, Rules};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 

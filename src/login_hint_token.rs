@@ -33,6 +33,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -488,6 +489,69 @@ fn from_json(
     folds: &[(&str, &str)],
     rules: &LhtRules,
 ) -> Result<Normalized, OAuthError> {
+    if folds.is_empty() {
+        if let Some(done) = from_json_as_is(original, text, format, rules)? {
+            return Ok(done);
+        }
+    }
+    from_json_tree(original, text, format, folds, rules)
+}
+
+/// The common case without building a tree: a well-formed token that needs no change and
+/// is already compact. `Ok(None)` hands the token to [`from_json_tree`], which gives the
+/// same answer for every token this accepts or refuses (a test holds the two together).
+fn from_json_as_is(
+    original: &str,
+    text: &str,
+    format: TokenFormat,
+    rules: &LhtRules,
+) -> Result<Option<Normalized>, OAuthError> {
+    let Some(top) = parse_top(text, rules.max_depth) else {
+        return Ok(None);
+    };
+    let get = |key: &str| {
+        top.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_deref())
+    };
+    let budget = rules.max_depth.saturating_sub(1).max(1);
+    for field in &rules.nested_json_fields {
+        match get(field) {
+            None => {}
+            Some(Some(s))
+                if rules.nested_json == NestedJson::String
+                    && check_strict(s, budget).is_some_and(|d| d >= 1 && d < rules.max_depth) => {}
+            Some(_) => return Ok(None),
+        }
+    }
+    check_schema(get, rules)?;
+    let token = match rules.output {
+        OutputFormat::Unchanged => original.to_string(),
+        _ if !is_compact(text) => return Ok(None),
+        OutputFormat::Json => text.to_string(),
+        OutputFormat::Base64 => base64::engine::general_purpose::STANDARD.encode(text),
+        OutputFormat::Base64url => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text),
+    };
+    Ok(Some(Normalized {
+        token: Secret::new(token),
+        report: LhtReport {
+            format,
+            signature: SignatureCheck::NotJwt,
+            repairs: Vec::new(),
+            folded: Vec::new(),
+            output: rules.output,
+        },
+    }))
+}
+
+/// Parses, repairs, folds and re-serializes a JSON token through a [`Value`] tree.
+fn from_json_tree(
+    original: &str,
+    text: &str,
+    format: TokenFormat,
+    folds: &[(&str, &str)],
+    rules: &LhtRules,
+) -> Result<Normalized, OAuthError> {
     let parsed = match parse_strict(text, rules.max_depth) {
         Some(value) => Parsed {
             value,
@@ -514,7 +578,7 @@ fn from_json(
         return Err(bad("must be a JSON object"));
     };
     let nested_changed = normalize_nested(&mut map, rules, false)?;
-    check_schema(&map, rules)?;
+    check_schema(|k| map.get(k).map(Value::as_str), rules)?;
     let mut folded = Vec::new();
     for (name, value) in folds {
         match map.get(*name) {
@@ -535,7 +599,7 @@ fn from_json(
     }
     if !folded.is_empty() {
         // A folded value must pass the same schema as one the client put in the token.
-        check_schema(&map, rules)?;
+        check_schema(|k| map.get(k).map(Value::as_str), rules)?;
     }
     // Unchanged, well-formed JSON without insignificant whitespace already is compact JSON:
     // it is forwarded as written (key order and escapes are the client's) instead of being
@@ -618,7 +682,7 @@ fn from_jwt(
         )));
     }
     normalize_nested(&mut payload, rules, true)?;
-    check_schema(&payload, rules)?;
+    check_schema(|k| payload.get(k).map(Value::as_str), rules)?;
     let mut folded = Vec::new();
     for (name, value) in folds {
         match payload.get(*name) {
@@ -762,15 +826,20 @@ fn normalize_nested(
     Ok(changed)
 }
 
-fn check_schema(map: &Map<String, Value>, rules: &LhtRules) -> Result<(), OAuthError> {
+/// Checks the token's top level against the schema; `get` gives a key's value: `None` when
+/// absent, `Some(None)` when it is not a string.
+fn check_schema<'a>(
+    get: impl Fn(&str) -> Option<Option<&'a str>>,
+    rules: &LhtRules,
+) -> Result<(), OAuthError> {
     for key in &rules.required_keys {
-        if !map.contains_key(key) {
+        if get(key).is_none() {
             return Err(bad(format!("required key `{key}` is missing")));
         }
     }
     for (key, allowed) in &rules.allowed_values {
-        if let Some(v) = map.get(key) {
-            if !v.as_str().is_some_and(|s| allowed.iter().any(|a| a == s)) {
+        if let Some(v) = get(key) {
+            if !v.is_some_and(|s| allowed.iter().any(|a| a == s)) {
                 return Err(bad(format!(
                     "key `{key}` has a value that is not allowed (allowed: {})",
                     allowed.join(", ")
@@ -780,18 +849,15 @@ fn check_schema(map: &Map<String, Value>, rules: &LhtRules) -> Result<(), OAuthE
     }
     if !rules.allowed_idps.is_empty() {
         let allowed = |s: &str| rules.allowed_idps.iter().any(|a| a == s);
-        if let Some(v) = map.get("idp") {
-            if !v.as_str().is_some_and(allowed) {
+        if let Some(v) = get("idp") {
+            if !v.is_some_and(allowed) {
                 return Err(bad(
                     "key `idp` names an identity provider that is not allowed",
                 ));
             }
         }
-        if let Some(v) = map.get("idp_values") {
-            let ok = v
-                .as_str()
-                .is_some_and(|s| s.split_whitespace().all(allowed));
-            if !ok {
+        if let Some(v) = get("idp_values") {
+            if !v.is_some_and(|s| s.split_whitespace().all(allowed)) {
                 return Err(bad(
                     "key `idp_values` names an identity provider that is not allowed",
                 ));
@@ -842,33 +908,21 @@ fn printable(name: &str) -> String {
 
 /// Whether JSON text has no whitespace outside its strings (the text is known to be valid).
 fn is_compact(text: &str) -> bool {
-    let s = text.as_bytes();
-    let mut i = 0;
-    loop {
-        // Outside a string: the next quote or whitespace byte decides.
-        match memchr::memchr3(b'"', b' ', b'\n', &s[i..]).map(|p| i + p) {
-            Some(at) if s[at] == b'"' => {
-                if s[i..at].iter().any(|b| matches!(b, b'\t' | b'\r')) {
-                    return false;
-                }
-                // Inside a string: skip to its closing quote, stepping over escapes.
-                i = at + 1;
-                loop {
-                    let Some(rest) = s.get(i..) else { return true };
-                    match memchr::memchr2(b'"', b'\\', rest) {
-                        Some(p) if s[i + p] == b'\\' => i += p + 2,
-                        Some(p) => {
-                            i += p + 1;
-                            break;
-                        }
-                        None => return true,
-                    }
-                }
-            }
-            Some(_) => return false,
-            None => return !s[i..].iter().any(|b| matches!(b, b'\t' | b'\r')),
+    // A plain state machine: strings in a token are short, too short for a search to pay.
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text.as_bytes() {
+        if escaped {
+            escaped = false;
+        } else if in_string {
+            escaped = b == b'\\';
+            in_string = b != b'"';
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            return false;
+        } else {
+            in_string = b == b'"';
         }
     }
+    true
 }
 
 /// Checks well-formed JSON like [`parse_strict`] without building it; returns its depth
@@ -946,7 +1000,7 @@ impl<'de> serde::de::Visitor<'de> for Check {
         let inner = Check {
             depth_left: enter::<A::Error>(self.depth_left)?,
         };
-        let mut keys: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
         let mut depth = 0;
         while let Some(key) = access.next_key_seed(Key)? {
             keys.push(key);
@@ -965,7 +1019,7 @@ impl<'de> serde::de::Visitor<'de> for Check {
 struct Key;
 
 impl<'de> serde::de::DeserializeSeed<'de> for Key {
-    type Value = std::borrow::Cow<'de, str>;
+    type Value = Cow<'de, str>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(self)
@@ -973,18 +1027,18 @@ impl<'de> serde::de::DeserializeSeed<'de> for Key {
 }
 
 impl<'de> serde::de::Visitor<'de> for Key {
-    type Value = std::borrow::Cow<'de, str>;
+    type Value = Cow<'de, str>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a string")
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Borrowed(v))
+        Ok(Cow::Borrowed(v))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Owned(v.to_string()))
+        Ok(Cow::Owned(v.to_string()))
     }
 }
 
@@ -993,6 +1047,115 @@ fn enter<E: serde::de::Error>(depth_left: usize) -> Result<usize, E> {
     depth_left
         .checked_sub(1)
         .ok_or_else(|| E::custom("nested too deep"))
+}
+
+/// A token object's top level: each key, with its value when that is a string.
+type Top<'de> = Vec<(Cow<'de, str>, Option<Cow<'de, str>>)>;
+
+/// Checks a well-formed JSON object as [`parse_strict`] does, keeping only its top level.
+fn parse_top(text: &str, max_depth: usize) -> Option<Top<'_>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let seed = TopLevel {
+        depth_left: max_depth.min(HARD_MAX_DEPTH),
+    };
+    let top = serde::de::DeserializeSeed::deserialize(seed, &mut de).ok()?;
+    de.end().ok()?;
+    Some(top)
+}
+
+/// The visitor behind [`parse_top`]: an object, whose values are checked by [`Check`].
+#[derive(Clone, Copy)]
+struct TopLevel {
+    depth_left: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TopLevel {
+    type Value = Top<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Top<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TopLevel {
+    type Value = Top<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Top<'de>, A::Error> {
+        let inner = Check {
+            depth_left: enter::<A::Error>(self.depth_left)?,
+        };
+        let mut top: Top<'de> = Vec::with_capacity(8);
+        while let Some(key) = access.next_key_seed(Key)? {
+            let value = access.next_value_seed(TopValue(inner))?;
+            top.push((key, value));
+        }
+        let mut keys: Vec<&str> = top.iter().map(|(k, _)| k.as_ref()).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err(serde::de::Error::custom("duplicate key"));
+        }
+        Ok(top)
+    }
+}
+
+/// A top-level value: kept when a string, otherwise only checked.
+#[derive(Clone, Copy)]
+struct TopValue(Check);
+
+impl<'de> serde::de::DeserializeSeed<'de> for TopValue {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TopValue {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        self.0.visit_f64(v).map(|_| None)
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_seq(seq).map(|_| None)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(access).map(|_| None)
+    }
 }
 
 /// Parses well-formed JSON the fast way: `serde_json`, refusing duplicate keys and nesting
@@ -1635,6 +1798,84 @@ pub(crate) mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn the_untouched_path_agrees_with_the_tree() {
+        let tokens = [
+            r#"{"flow_type":"broker_oidc","idp_values":"mitid","idp_params":"{\"uuid\":\"u\",\"t\":\"a b\"}"}"#,
+            r#"{"flow_type":"broker_oidc","idp_values":"mitid nemid","idp":"mitid"}"#,
+            r#"{ "flow_type" : "broker_oidc" }"#,
+            r#"{"flow_type":"other"}"#,
+            r#"{"flow_type":1}"#,
+            r#"{"idp_values":"evil"}"#,
+            r#"{"idp":"mitid","idp_values":["mitid"]}"#,
+            r#"{"idp_params":{"uuid":"u"}}"#,
+            r#"{"idp_params":"{\"a\":{\"b\":{\"c\":{}}}}"}"#,
+            r#"{"idp_params":"{\"a\":1,\"a\":2}"}"#,
+            r#"{"idp_params":"not json"}"#,
+            r#"{"idp_params":"[1]"}"#,
+            r#"{"idp_params":"1"}"#,
+            r#"{"idp_params":7}"#,
+            r#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":1}}}}}}}}"#,
+            r#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}}"#,
+            r#"{"a":1,"a":1}"#,
+            r#"{"a":"\u00e6\n","b":[1,2.5,null,true],"c":{}}"#,
+            r#"{"a":1}	"#,
+            r#"[1]"#,
+            r#"{}"#,
+        ];
+        let schema = LhtRules {
+            required_keys: vec!["flow_type".into()],
+            allowed_values: BTreeMap::from([("flow_type".into(), vec!["broker_oidc".into()])]),
+            allowed_idps: vec!["mitid".into(), "nemid".into()],
+            ..LhtRules::default()
+        };
+        let variants = [
+            LhtRules::default(),
+            schema.clone(),
+            LhtRules {
+                nested_json: NestedJson::Object,
+                ..LhtRules::default()
+            },
+            LhtRules {
+                output: OutputFormat::Base64url,
+                ..schema.clone()
+            },
+            LhtRules {
+                output: OutputFormat::Base64,
+                ..LhtRules::default()
+            },
+            LhtRules {
+                output: OutputFormat::Unchanged,
+                ..schema
+            },
+            LhtRules {
+                max_depth: 3,
+                ..LhtRules::default()
+            },
+        ];
+        let mut taken = 0;
+        for rules in &variants {
+            for text in tokens {
+                let tree = from_json_tree(text, text.trim(), TokenFormat::Json, &[], rules);
+                match from_json_as_is(text, text.trim(), TokenFormat::Json, rules) {
+                    Ok(None) => {}
+                    Ok(Some(n)) => {
+                        taken += 1;
+                        let t = tree.unwrap_or_else(|e| panic!("{text}: tree refused: {e:?}"));
+                        assert_eq!(n.token.expose(), t.token.expose(), "{text}");
+                        assert_eq!(n.report, t.report, "{text}");
+                    }
+                    Err(e) => {
+                        taken += 1;
+                        assert_eq!(Some(e), tree.err(), "{text}");
+                    }
+                }
+            }
+        }
+        // Both outcomes of the untouched path are exercised, not only the hand-over.
+        assert!(taken >= 20, "only {taken} cases took the untouched path");
     }
 
     #[test]

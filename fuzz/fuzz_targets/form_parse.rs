@@ -1,4 +1,5 @@
-//! `Form::parse` must never panic, and a parsed form must survive encode -> parse unchanged.
+//! `Form::parse` must never panic, must decode what it accepts exactly as the lenient
+//! `form_urlencoded` does, and a parsed form must survive encode -> parse unchanged.
 #![no_main]
 
 use ciba_gateway::form::Form;
@@ -6,6 +7,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(form) = Form::parse(data) {
+        let lenient: Vec<_> = form_urlencoded::parse(data).collect();
+        assert!(
+            form.pairs()
+                .eq(lenient.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))),
+            "decoded differently from form_urlencoded"
+        );
         let encoded = form.encode();
         let again = match Form::parse(encoded.as_bytes()) {
             Ok(f) => f,

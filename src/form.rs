@@ -96,14 +96,32 @@ impl Form {
             let mut odd = false;
             let mut malformed = None;
             loop {
-                // Runs of bytes kept as they are, the bulk of a body, get a loop of their own.
-                while let Some(&b) = body.get(i) {
-                    if !matches!(CLASS[b as usize], Class::Plain) {
-                        break;
-                    }
+                // Runs of bytes kept as they are, the bulk of a body. Runs between escapes in
+                // encoded JSON are a few bytes long: one byte at a time for the first four,
+                // then eight at a time (output never runs ahead of input, so eight bytes
+                // always fit; those past the run are overwritten next), then the tail.
+                let run_start = i;
+                let plain = |i: usize| body.get(i).filter(|&&b| CLASS[b as usize] == Class::Plain);
+                while let Some(&b) = plain(i).filter(|_| i - run_start < 4) {
                     text[w] = b;
                     i += 1;
                     w += 1;
+                }
+                if i - run_start == 4 {
+                    while let Some(chunk) = body.get(i..i + 8) {
+                        text[w..w + 8].copy_from_slice(chunk);
+                        let run = plain_prefix(u64::from_le_bytes(chunk.try_into().expect("8")));
+                        i += run;
+                        w += run;
+                        if run < 8 {
+                            break;
+                        }
+                    }
+                    while let Some(&b) = plain(i) {
+                        text[w] = b;
+                        i += 1;
+                        w += 1;
+                    }
                 }
                 let Some(&b) = body.get(i) else { break };
                 let decoded = match CLASS[b as usize] {
@@ -278,7 +296,19 @@ impl Form {
 
     /// Re-encodes the form in its original order.
     pub fn encode(&self) -> String {
-        let mut out = Vec::with_capacity(self.raw.len() + 64);
+        // Room for every pair: copied ones as they are, encoded ones at their longest.
+        let room: usize = self
+            .pairs
+            .iter()
+            .map(|p| match p.raw {
+                Some((from, to)) => to - from + 1,
+                None => {
+                    let (name, value) = (p.name.resolve(&self.text), p.value.resolve(&self.text));
+                    3 * (name.len() + value.len()) + 3
+                }
+            })
+            .sum();
+        let mut out = Vec::with_capacity(room);
         for pair in &self.pairs {
             if !out.is_empty() {
                 out.push(b'&');
@@ -323,26 +353,38 @@ static UNRESERVED: [bool; 256] = {
     t
 };
 
+/// Every byte as the encoder writes it: up to three bytes, little end first, and how many.
+static ENCODED: [(u32, usize); 256] = {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut t = [(0u32, 0usize); 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = if UNRESERVED[b] {
+            (b as u32, 1)
+        } else if b == b' ' as usize {
+            (b'+' as u32, 1)
+        } else {
+            let escape = b'%' as u32 | (HEX[b >> 4] as u32) << 8 | (HEX[b & 15] as u32) << 16;
+            (escape, 3)
+        };
+        b += 1;
+    }
+    t
+};
+
 /// Appends `bytes` percent-encoded as `application/x-www-form-urlencoded` does (the same
 /// output as `form_urlencoded`: space as `+`, upper-case hex).
 fn encode_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    // Encoding at most triples the length: write into a sized slice, then cut it.
+    // Each byte stores four bytes and advances by its length: no branch per byte. Encoding
+    // at most triples the length; one more byte takes the last store's spill.
     let start = out.len();
-    out.resize(start + 3 * bytes.len(), 0);
+    out.resize(start + 3 * bytes.len() + 1, 0);
     let dst = &mut out[start..];
     let mut w = 0;
     for &b in bytes {
-        if UNRESERVED[b as usize] {
-            dst[w] = b;
-            w += 1;
-        } else if b == b' ' {
-            dst[w] = b'+';
-            w += 1;
-        } else {
-            dst[w..w + 3].copy_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-            w += 3;
-        }
+        let (code, len) = ENCODED[b as usize];
+        dst[w..w + 4].copy_from_slice(&code.to_le_bytes());
+        w += len;
     }
     out.truncate(start + w);
 }
@@ -358,7 +400,7 @@ fn printable_name(name: &str) -> String {
 }
 
 /// What the parser does with a byte.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Class {
     /// Left alone by the encoder: kept as is.
     Plain,
@@ -394,6 +436,28 @@ static CLASS: [Class; 256] = {
     }
     t
 };
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// How many of the eight bytes of `x` (first byte lowest) are `Class::Plain` before the
+/// first that is not, tested all at once.
+fn plain_prefix(x: u64) -> usize {
+    // On bytes below 0x80 these comparisons never carry or borrow into the next byte.
+    let low = x & !HIGH;
+    let at_least = |n: u8| (low | HIGH).wrapping_sub(ONES * u64::from(n)) & HIGH;
+    let at_most = |v: u64, n: u8| (ONES * (0x80 + u64::from(n))).wrapping_sub(v) & HIGH;
+    let equal = |n: u8| !((low ^ (ONES * u64::from(n))) | HIGH).wrapping_sub(ONES) & HIGH;
+    let folded = low | (ONES * 0x20);
+    let alpha =
+        ((folded | HIGH).wrapping_sub(ONES * u64::from(b'a')) & HIGH) & at_most(folded, b'z');
+    let digit = at_least(b'0') & at_most(low, b'9');
+    let dash_or_dot = at_least(b'-') & at_most(low, b'.');
+    let plain = alpha | digit | dash_or_dot | equal(b'_') | equal(b'*');
+    // A byte with its high bit set is never plain.
+    let not_plain = (!plain | x) & HIGH;
+    not_plain.trailing_zeros() as usize / 8
+}
 
 /// A hex digit's value, or 0x80 (high bit set) for any other byte.
 static HEX_VALUE: [u8; 256] = {
@@ -571,6 +635,30 @@ mod tests {
                     "{}",
                     String::from_utf8_lossy(&broken)
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_eight_byte_test_agrees_with_the_table() {
+        let plain = |b: u8| matches!(CLASS[b as usize], Class::Plain);
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as u8
+        };
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                // One byte under test among plain ones, and among random ones.
+                let mut bytes = *b"aZ09-._*";
+                bytes[at] = b;
+                let mut noisy = [0u8; 8];
+                noisy.iter_mut().for_each(|n| *n = next());
+                noisy[at] = b;
+                for case in [bytes, noisy] {
+                    let expected = case.iter().take_while(|&&c| plain(c)).count();
+                    assert_eq!(plain_prefix(u64::from_le_bytes(case)), expected, "{case:?}");
+                }
             }
         }
     }

@@ -928,13 +928,20 @@ fn is_compact(text: &str) -> bool {
 /// Checks well-formed JSON like [`parse_strict`] without building it; returns its depth
 /// (scalars 0, `{}` 1).
 fn check_strict(text: &str, max_depth: usize) -> Option<usize> {
+    whole(
+        text,
+        Check {
+            depth_left: max_depth.min(HARD_MAX_DEPTH),
+        },
+    )
+}
+
+/// Runs `seed` over the whole of `text`: `None` unless it accepts and only whitespace follows.
+fn whole<'de, S: serde::de::DeserializeSeed<'de>>(text: &'de str, seed: S) -> Option<S::Value> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let seed = Check {
-        depth_left: max_depth.min(HARD_MAX_DEPTH),
-    };
-    let depth = serde::de::DeserializeSeed::deserialize(seed, &mut de).ok()?;
+    let value = seed.deserialize(&mut de).ok()?;
     de.end().ok()?;
-    Some(depth)
+    Some(value)
 }
 
 /// Validates a JSON value and measures its depth; keys are borrowed where the text allows.
@@ -1054,13 +1061,12 @@ type Top<'de> = Vec<(Cow<'de, str>, Option<Cow<'de, str>>)>;
 
 /// Checks a well-formed JSON object as [`parse_strict`] does, keeping only its top level.
 fn parse_top(text: &str, max_depth: usize) -> Option<Top<'_>> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let seed = TopLevel {
-        depth_left: max_depth.min(HARD_MAX_DEPTH),
-    };
-    let top = serde::de::DeserializeSeed::deserialize(seed, &mut de).ok()?;
-    de.end().ok()?;
-    Some(top)
+    whole(
+        text,
+        TopLevel {
+            depth_left: max_depth.min(HARD_MAX_DEPTH),
+        },
+    )
 }
 
 /// The visitor behind [`parse_top`]: an object, whose values are checked by [`Check`].
@@ -1162,13 +1168,12 @@ impl<'de> serde::de::Visitor<'de> for TopValue {
 /// beyond `max_depth` (as [`parse_tolerant`] does). `None` for anything else, which the
 /// caller hands to [`parse_tolerant`] for a repair or a precise error.
 fn parse_strict(text: &str, max_depth: usize) -> Option<Value> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let seed = Strict {
-        depth_left: max_depth.min(HARD_MAX_DEPTH),
-    };
-    let value = serde::de::DeserializeSeed::deserialize(seed, &mut de).ok()?;
-    de.end().ok()?;
-    Some(value)
+    whole(
+        text,
+        Strict {
+            depth_left: max_depth.min(HARD_MAX_DEPTH),
+        },
+    )
 }
 
 /// Builds a [`Value`] like serde_json's own, with the depth limit and duplicate-key check.

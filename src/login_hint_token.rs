@@ -514,13 +514,10 @@ fn from_json_as_is(
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_deref())
     };
-    let budget = rules.max_depth.saturating_sub(1).max(1);
     for field in &rules.nested_json_fields {
         match get(field) {
             None => {}
-            Some(Some(s))
-                if rules.nested_json == NestedJson::String
-                    && check_strict(s, budget).is_some_and(|d| d >= 1 && d < rules.max_depth) => {}
+            Some(Some(s)) if rules.nested_json == NestedJson::String && nested_ok(s, rules) => {}
             Some(_) => return Ok(None),
         }
     }
@@ -757,11 +754,11 @@ fn normalize_nested(
         let Some(value) = map.get_mut(field) else {
             continue;
         };
-        let budget = rules.max_depth.saturating_sub(1).max(1);
+        let budget = nested_budget(rules);
         if let Value::String(s) = &*value {
             // The common case, a well-formed string that stays a string, needs no tree.
             let stays = read_only || rules.nested_json == NestedJson::String;
-            if stays && check_strict(s, budget).is_some_and(|d| d >= 1 && d < rules.max_depth) {
+            if stays && nested_ok(s, rules) {
                 continue;
             }
         }
@@ -824,6 +821,17 @@ fn normalize_nested(
         }
     }
     Ok(changed)
+}
+
+/// The depth budget of JSON text held in a nested field (the token itself is one level).
+fn nested_budget(rules: &LhtRules) -> usize {
+    rules.max_depth.saturating_sub(1).max(1)
+}
+
+/// Whether a nested field's string is well-formed JSON text of an object or array that fits
+/// within `max_depth` below the token, checked without building it.
+fn nested_ok(s: &str, rules: &LhtRules) -> bool {
+    check_strict(s, nested_budget(rules)).is_some_and(|d| d >= 1 && d < rules.max_depth)
 }
 
 /// Checks the token's top level against the schema; `get` gives a key's value: `None` when

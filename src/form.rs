@@ -35,8 +35,12 @@ pub fn is_sensitive(name: &str) -> bool {
 #[derive(Clone, Default)]
 pub struct Form {
     pairs: Vec<Pair>,
-    // Every decoded name and value, back to back: one allocation instead of two per pair.
+    // Every decoded name and value, back to back, then any set later: one allocation
+    // instead of two per pair.
     text: String,
+    // One bit per name present, chosen by `name_bit`: most lookups are for parameters the
+    // form does not have, and this answers them without a scan.
+    names: u64,
     // The body as received. A pair whose segment was already in canonical-safe form and
     // has not changed since is forwarded as those bytes: only changed pairs are encoded.
     raw: Vec<u8>,
@@ -44,26 +48,18 @@ pub struct Form {
 
 #[derive(Clone)]
 struct Pair {
-    name: Text,
-    value: Text,
+    // Byte ranges of the name and the value in `Form::text`.
+    name: (usize, usize),
+    value: (usize, usize),
     // Byte range of the pair's segment in `raw`, while it may be copied as is.
     raw: Option<(usize, usize)>,
 }
 
-/// A name or value: a range of `Form::text`, or set later.
-#[derive(Clone)]
-enum Text {
-    At(usize, usize),
-    Own(String),
-}
-
-impl Text {
-    fn resolve<'a>(&'a self, text: &'a str) -> &'a str {
-        match self {
-            Text::At(from, to) => &text[*from..*to],
-            Text::Own(s) => s,
-        }
-    }
+/// The bit of `Form::names` that stands for `name`.
+fn name_bit(name: &[u8]) -> u64 {
+    let (first, last) = (name.first().copied(), name.last().copied());
+    let mix = name.len() * 7 + usize::from(first.unwrap_or(0)) * 3 + usize::from(last.unwrap_or(0));
+    1 << (mix % 64)
 }
 
 impl PartialEq for Form {
@@ -81,6 +77,7 @@ impl Form {
     /// them, and notes which pairs may be forwarded as received.
     pub fn parse(body: &[u8]) -> Result<Form, OAuthError> {
         let mut pairs: Vec<Pair> = Vec::with_capacity(8);
+        let mut names = 0;
         // Decoding never lengthens: write into a sized buffer, then cut it to what was written.
         let mut text = vec![0u8; body.len()];
         let (mut i, mut w) = (0, 0);
@@ -111,11 +108,15 @@ impl Form {
                     while let Some(chunk) = body.get(i..i + 8) {
                         text[w..w + 8].copy_from_slice(chunk);
                         let run = plain_prefix(u64::from_le_bytes(chunk.try_into().expect("8")));
-                        i += run;
-                        w += run;
+                        // Advancing by a constant on the common path keeps the next load
+                        // from waiting on this chunk's test: the branch is predicted.
                         if run < 8 {
+                            i += run;
+                            w += run;
                             break;
                         }
+                        i += 8;
+                        w += 8;
                     }
                     while let Some(&b) = plain(i) {
                         text[w] = b;
@@ -194,10 +195,12 @@ impl Form {
                 ))
                 .with_reason("malformed_encoding"));
             }
-            let dup = pairs.iter().any(|p| match p.name {
-                Text::At(from, to) => text[from..to] == *name_bytes,
-                Text::Own(_) => false,
-            });
+            let bit = name_bit(name_bytes);
+            let dup = names & bit != 0
+                && pairs
+                    .iter()
+                    .any(|p| text[p.name.0..p.name.1] == *name_bytes);
+            names |= bit;
             if dup {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter `{}` appears more than once",
@@ -216,14 +219,15 @@ impl Form {
                 return Err(value_error("not valid UTF-8"));
             }
             pairs.push(Pair {
-                name: Text::At(name_at, value_at),
-                value: Text::At(value_at, w),
+                name: (name_at, value_at),
+                value: (value_at, w),
                 raw: (has_value && !odd).then_some((at, end)),
             });
         }
         text.truncate(w);
         Ok(Form {
             pairs,
+            names,
             // Each part was checked on its own, so the whole is UTF-8 too.
             text: String::from_utf8(text).expect("decoded parts are UTF-8"),
             raw: body.to_vec(),
@@ -231,17 +235,30 @@ impl Form {
     }
 
     fn position(&self, name: &str) -> Option<usize> {
-        let (name, text) = (name.as_bytes(), self.text.as_bytes());
-        // Lengths first: most lookups are for parameters the form does not have.
-        self.pairs.iter().position(|p| match &p.name {
-            Text::At(from, to) => to - from == name.len() && &text[*from..*to] == name,
-            Text::Own(own) => own.as_bytes() == name,
-        })
+        let name = name.as_bytes();
+        if self.names & name_bit(name) == 0 {
+            return None;
+        }
+        let text = self.text.as_bytes();
+        self.pairs
+            .iter()
+            .position(|p| &text[p.name.0..p.name.1] == name)
+    }
+
+    fn resolve(&self, (from, to): (usize, usize)) -> &str {
+        &self.text[from..to]
+    }
+
+    /// Appends `s` to the text, returning its range there.
+    fn push_text(&mut self, s: &str) -> (usize, usize) {
+        let at = self.text.len();
+        self.text.push_str(s);
+        (at, self.text.len())
     }
 
     /// The value of `name`; an empty value counts as absent (RFC 6749 3.1).
     pub fn get(&self, name: &str) -> Option<&str> {
-        let value = self.pairs[self.position(name)?].value.resolve(&self.text);
+        let value = self.resolve(self.pairs[self.position(name)?].value);
         (!value.is_empty()).then_some(value)
     }
 
@@ -251,37 +268,40 @@ impl Form {
     }
 
     /// Sets `name`, replacing its value in place or appending it.
-    pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        let value = Text::Own(value.into());
-        match self.position(name) {
+    pub fn set(&mut self, name: &str, value: impl AsRef<str>) {
+        let at = self.position(name);
+        let value = self.push_text(value.as_ref());
+        match at {
             Some(at) => {
                 let pair = &mut self.pairs[at];
                 pair.value = value;
                 pair.raw = None;
             }
-            None => self.pairs.push(Pair {
-                name: Text::Own(name.to_string()),
-                value,
-                raw: None,
-            }),
+            None => {
+                let name_at = self.push_text(name);
+                self.names |= name_bit(name.as_bytes());
+                self.pairs.push(Pair {
+                    name: name_at,
+                    value,
+                    raw: None,
+                })
+            }
         }
     }
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
+        // Its bit in `names` stays: a stale bit only costs a scan.
         let at = self.position(name)?;
         let pair = self.pairs.remove(at);
-        Some(match pair.value {
-            Text::Own(s) => s,
-            at => at.resolve(&self.text).to_string(),
-        })
+        Some(self.resolve(pair.value).to_string())
     }
 
     /// The parameters in order.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs
             .iter()
-            .map(|p| (p.name.resolve(&self.text), p.value.resolve(&self.text)))
+            .map(|p| (self.resolve(p.name), self.resolve(p.value)))
     }
 
     /// Number of parameters.
@@ -303,8 +323,8 @@ impl Form {
             .map(|p| match p.raw {
                 Some((from, to)) => to - from + 1,
                 None => {
-                    let (name, value) = (p.name.resolve(&self.text), p.value.resolve(&self.text));
-                    3 * (name.len() + value.len()) + 3
+                    let (name, value) = (p.name.1 - p.name.0, p.value.1 - p.value.0);
+                    3 * (name + value) + 3
                 }
             })
             .sum();
@@ -316,9 +336,9 @@ impl Form {
             match pair.raw {
                 Some((from, to)) => out.extend_from_slice(&self.raw[from..to]),
                 None => {
-                    encode_into(&mut out, pair.name.resolve(&self.text).as_bytes());
+                    encode_into(&mut out, self.resolve(pair.name).as_bytes());
                     out.push(b'=');
-                    encode_into(&mut out, pair.value.resolve(&self.text).as_bytes());
+                    encode_into(&mut out, self.resolve(pair.value).as_bytes());
                 }
             }
         }
@@ -670,6 +690,29 @@ mod tests {
         f.set("c", "4");
         assert_eq!(f.remove("b").as_deref(), Some("2"));
         assert_eq!(f.encode(), "a=3&c=4");
+    }
+
+    #[test]
+    fn lookups_find_exactly_the_names_present() {
+        // Many names share a bit of the quick filter: lookups must still compare names.
+        let names: Vec<String> = (0..200).map(|k| format!("p{k}")).collect();
+        let present: Vec<&String> = names.iter().step_by(3).collect();
+        let body: Vec<String> = present.iter().map(|n| format!("{n}=v{n}")).collect();
+        let mut f = parse(body.join("&").as_bytes()).unwrap();
+        for n in &names {
+            let expected = present.contains(&n).then(|| format!("v{n}"));
+            assert_eq!(f.get(n).map(str::to_string), expected, "{n}");
+        }
+        assert_eq!(f.remove("p3").as_deref(), Some("vp3"));
+        assert_eq!(f.get("p3"), None);
+        assert!(!f.contains("p3"));
+        f.set("p4", "new");
+        f.set("p3", "back");
+        assert_eq!(
+            (f.get("p4"), f.get("p3"), f.get("p0")),
+            (Some("new"), Some("back"), Some("vp0"))
+        );
+        assert_eq!(f.get(""), None);
     }
 
     #[test]

@@ -916,9 +916,30 @@ fn printable(name: &str) -> String {
 
 /// Whether JSON text has no whitespace outside its strings (the text is known to be valid).
 fn is_compact(text: &str) -> bool {
-    // A plain state machine: strings in a token are short, too short for a search to pay.
+    let bytes = text.as_bytes();
+    // Valid JSON never holds a raw tab or line break inside a string: one anywhere is
+    // whitespace between tokens.
+    if memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_some() {
+        return false;
+    }
+    // Of two neighbouring JSON tokens at least one is structural, so a space between
+    // tokens touches a structural byte, another space or an end of the text. A space with
+    // other bytes on both sides is inside a string, as the spaces of a typical token are:
+    // only a text with a space of the first kind needs the byte-by-byte walk.
+    let touches_structure = |at: Option<&u8>| {
+        at.is_none_or(|b| matches!(b, b'{' | b'}' | b'[' | b']' | b':' | b',' | b' '))
+    };
+    let ambiguous = memchr::memchr_iter(b' ', bytes).any(|at| {
+        touches_structure(at.checked_sub(1).and_then(|k| bytes.get(k)))
+            || touches_structure(bytes.get(at + 1))
+    });
+    !ambiguous || compact_by_walk(bytes)
+}
+
+/// [`is_compact`] by following string state byte by byte.
+fn compact_by_walk(bytes: &[u8]) -> bool {
     let (mut in_string, mut escaped) = (false, false);
-    for &b in text.as_bytes() {
+    for &b in bytes {
         if escaped {
             escaped = false;
         } else if in_string {
@@ -1933,11 +1954,79 @@ pub(crate) mod tests {
             (r#"{"a": 1}"#, false),
             ("{\"a\":1,\n\"b\":2}", false),
             ("{\"a\":1,\t\"b\":2}", false),
-            ("{\"a\":\"\\\"\r\"}", true),
+            ("{\"a\":\"b \\\" c\"}", true),
+            ("{\"a\":\"b, c\"}", true),
+            ("{\"a\":\"b\",\"c\":[1, 2]}", false),
+            (" {}", false),
+            ("{} ", false),
             ("{\"a\":1}\r", false),
             ("{}", true),
         ] {
             assert_eq!(is_compact(text), compact, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_quick_compact_test_agrees_with_the_walk() {
+        let mut seed = 0x2545_f491_u32;
+        let mut next = move |n: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 8) % n
+        };
+        // Strings full of what the quick test looks at: spaces beside structural bytes,
+        // escaped quotes and backslashes.
+        let pieces = [
+            " ", ",", ", ", " :", "{ ", " }", "[", "]", "\"", "\\", "a", "b c",
+        ];
+        let value = |next: &mut dyn FnMut(u32) -> u32| -> Value {
+            let text = |next: &mut dyn FnMut(u32) -> u32| -> String {
+                (0..next(5)).map(|_| pieces[next(12) as usize]).collect()
+            };
+            let mut map = serde_json::Map::new();
+            for _ in 0..next(4) + 1 {
+                let v = match next(4) {
+                    0 => Value::String(text(next)),
+                    1 => json!([text(next), 1, {"k": text(next)}]),
+                    2 => json!({"n": null, "t": true}),
+                    _ => json!(-1.5),
+                };
+                map.insert(text(next), v);
+            }
+            Value::Object(map)
+        };
+        for _ in 0..2000 {
+            let v = value(&mut next);
+            let compact = serde_json::to_string(&v).unwrap();
+            let pretty = serde_json::to_string_pretty(&v).unwrap();
+            // One space put between two tokens: outside strings, beside a structural byte.
+            let mut outside = Vec::new();
+            let (mut in_string, mut escaped) = (false, false);
+            for (at, &b) in compact.as_bytes().iter().enumerate() {
+                let structural = |b: u8| matches!(b, b'{' | b'}' | b'[' | b']' | b':' | b',');
+                if !in_string && (structural(b) || at > 0 && structural(compact.as_bytes()[at - 1]))
+                {
+                    outside.push(at);
+                }
+                if escaped {
+                    escaped = false;
+                } else if in_string {
+                    escaped = b == b'\\';
+                    in_string = b != b'"';
+                } else {
+                    in_string = b == b'"';
+                }
+            }
+            let at = outside[next(outside.len() as u32) as usize];
+            let spaced = format!("{} {}", &compact[..at], &compact[at..]);
+            for (text, expected) in [
+                (&compact, true),
+                (&pretty, pretty == compact),
+                (&spaced, false),
+            ] {
+                assert!(serde_json::from_str::<Value>(text).is_ok(), "{text}");
+                assert_eq!(is_compact(text), expected, "{text}");
+                assert_eq!(compact_by_walk(text.as_bytes()), expected, "{text}");
+            }
         }
     }
 

@@ -501,30 +501,33 @@ fn check_scope(form: &Form, ctx: &str) -> Result<(), OAuthError> {
 }
 
 fn check_hints(form: &Form, ctx: &str) -> Result<HintKind, OAuthError> {
-    let sent: Vec<&str> = HINTS
-        .iter()
-        .copied()
-        .filter(|h| form.get(h).is_some())
-        .collect();
-    match sent.as_slice() {
-        ["login_hint_token"] => Ok(HintKind::LoginHintToken),
-        ["id_token_hint"] => Ok(HintKind::IdTokenHint),
-        ["login_hint"] => Ok(HintKind::LoginHint),
-        [] => Err(invalid(
+    let present = HINTS.map(|h| form.get(h).is_some());
+    match present {
+        [true, false, false] => Ok(HintKind::LoginHintToken),
+        [false, true, false] => Ok(HintKind::IdTokenHint),
+        [false, false, true] => Ok(HintKind::LoginHint),
+        [false, false, false] => Err(invalid(
             "hint",
             format!(
                 "{ctx}one of `login_hint_token`, `id_token_hint` or `login_hint` is required \
                  (CIBA 7.1)"
             ),
         )),
-        many => Err(invalid(
-            "hint",
-            format!(
-                "{ctx}only one of `login_hint_token`, `id_token_hint` and `login_hint` may be \
-                 sent (CIBA 7.1); got `{}`",
-                many.join("`, `")
-            ),
-        )),
+        _ => {
+            let sent: Vec<&str> = HINTS
+                .iter()
+                .zip(present)
+                .filter_map(|(h, p)| p.then_some(*h))
+                .collect();
+            Err(invalid(
+                "hint",
+                format!(
+                    "{ctx}only one of `login_hint_token`, `id_token_hint` and `login_hint` may \
+                     be sent (CIBA 7.1); got `{}`",
+                    sent.join("`, `")
+                ),
+            ))
+        }
     }
 }
 
@@ -542,14 +545,19 @@ fn check_binding_message(m: &str, eff: &Effective<'_>, ctx: &str) -> Result<(), 
         OAuthError::new(ErrorCode::InvalidBindingMessage, format!("{ctx}{what}"))
             .with_reason("binding_message")
     };
-    if m.chars().any(is_refused_char) {
-        return Err(refuse(
-            "parameter `binding_message` contains control or bidirectional-override characters"
-                .into(),
-        ));
-    }
     // Counted in Unicode scalar values: "é" is one character the user sees, two bytes.
-    if m.chars().count() > eff.max_chars {
+    let mut chars = 0;
+    for c in m.chars() {
+        if is_refused_char(c) {
+            return Err(refuse(
+                "parameter `binding_message` contains control or bidirectional-override \
+                 characters"
+                    .into(),
+            ));
+        }
+        chars += 1;
+    }
+    if chars > eff.max_chars {
         return Err(refuse(format!(
             "parameter `binding_message` is longer than {} characters",
             eff.max_chars

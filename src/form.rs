@@ -35,8 +35,8 @@ pub fn is_sensitive(name: &str) -> bool {
 #[derive(Clone, Default)]
 pub struct Form {
     pairs: Vec<Pair>,
-    // Every decoded name and value, back to back, then any set later: one allocation
-    // instead of two per pair.
+    // Every decoded name and value, back to back, then the names of pairs added later:
+    // one allocation instead of two per pair.
     text: String,
     // One bit per name present, chosen by `name_bit`: most lookups are for parameters the
     // form does not have, and this answers them without a scan.
@@ -48,11 +48,19 @@ pub struct Form {
 
 #[derive(Clone)]
 struct Pair {
-    // Byte ranges of the name and the value in `Form::text`.
+    // Byte range of the name in `Form::text`.
     name: (usize, usize),
-    value: (usize, usize),
+    value: Value,
     // Byte range of the pair's segment in `raw`, while it may be copied as is.
     raw: Option<(usize, usize)>,
+}
+
+/// A value: a byte range of `Form::text`, or one set later and owned apart, so that
+/// setting a value never moves the text.
+#[derive(Clone)]
+enum Value {
+    At(usize, usize),
+    Own(String),
 }
 
 /// The bit of `Form::names` that stands for `name`.
@@ -220,7 +228,7 @@ impl Form {
             }
             pairs.push(Pair {
                 name: (name_at, value_at),
-                value: (value_at, w),
+                value: Value::At(value_at, w),
                 raw: (has_value && !odd).then_some((at, end)),
             });
         }
@@ -249,6 +257,13 @@ impl Form {
         &self.text[from..to]
     }
 
+    fn value<'a>(&'a self, pair: &'a Pair) -> &'a str {
+        match &pair.value {
+            Value::At(from, to) => &self.text[*from..*to],
+            Value::Own(s) => s,
+        }
+    }
+
     /// Appends `s` to the text, returning its range there.
     fn push_text(&mut self, s: &str) -> (usize, usize) {
         let at = self.text.len();
@@ -258,7 +273,7 @@ impl Form {
 
     /// The value of `name`; an empty value counts as absent (RFC 6749 3.1).
     pub fn get(&self, name: &str) -> Option<&str> {
-        let value = self.resolve(self.pairs[self.position(name)?].value);
+        let value = self.value(&self.pairs[self.position(name)?]);
         (!value.is_empty()).then_some(value)
     }
 
@@ -268,10 +283,9 @@ impl Form {
     }
 
     /// Sets `name`, replacing its value in place or appending it.
-    pub fn set(&mut self, name: &str, value: impl AsRef<str>) {
-        let at = self.position(name);
-        let value = self.push_text(value.as_ref());
-        match at {
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let value = Value::Own(value.into());
+        match self.position(name) {
             Some(at) => {
                 let pair = &mut self.pairs[at];
                 pair.value = value;
@@ -294,14 +308,17 @@ impl Form {
         // Its bit in `names` stays: a stale bit only costs a scan.
         let at = self.position(name)?;
         let pair = self.pairs.remove(at);
-        Some(self.resolve(pair.value).to_string())
+        Some(match pair.value {
+            Value::At(from, to) => self.text[from..to].to_string(),
+            Value::Own(s) => s,
+        })
     }
 
     /// The parameters in order.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs
             .iter()
-            .map(|p| (self.resolve(p.name), self.resolve(p.value)))
+            .map(|p| (self.resolve(p.name), self.value(p)))
     }
 
     /// Number of parameters.
@@ -322,10 +339,7 @@ impl Form {
             .iter()
             .map(|p| match p.raw {
                 Some((from, to)) => to - from + 1,
-                None => {
-                    let (name, value) = (p.name.1 - p.name.0, p.value.1 - p.value.0);
-                    3 * (name + value) + 3
-                }
+                None => 3 * (p.name.1 - p.name.0 + self.value(p).len()) + 3,
             })
             .sum();
         let mut out = Vec::with_capacity(room);
@@ -338,7 +352,7 @@ impl Form {
                 None => {
                     encode_into(&mut out, self.resolve(pair.name).as_bytes());
                     out.push(b'=');
-                    encode_into(&mut out, self.resolve(pair.value).as_bytes());
+                    encode_into(&mut out, self.value(pair).as_bytes());
                 }
             }
         }

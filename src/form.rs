@@ -638,7 +638,7 @@ mod tests {
 
     #[test]
     fn decoding_agrees_with_form_urlencoded_across_chunk_boundaries() {
-        let pieces: [&[u8]; 9] = [
+        let pieces: [&[u8]; 11] = [
             b"a",
             b"+",
             b"%41",
@@ -648,6 +648,8 @@ mod tests {
             b"%25",
             b"xyz01234",
             b"%7B%22",
+            b"QUJDREVGR0hJSktMTU5PUA",
+            b"-_.*",
         ];
         let mut seed = 0x2545_f491_u32;
         for _ in 0..2000 {
@@ -689,13 +691,16 @@ mod tests {
         };
         for b in 0..=255u8 {
             for at in 0..8 {
-                // One byte under test among plain ones, and among random ones.
+                // One byte under test among plain ones, among letters and digits (the
+                // quick case), and among random ones.
                 let mut bytes = *b"aZ09-._*";
                 bytes[at] = b;
+                let mut alnum = *b"aZ09zA9m";
+                alnum[at] = b;
                 let mut noisy = [0u8; 8];
                 noisy.iter_mut().for_each(|n| *n = next());
                 noisy[at] = b;
-                for case in [bytes, noisy] {
+                for case in [bytes, alnum, noisy] {
                     let expected = case.iter().take_while(|&&c| plain(c)).count();
                     assert_eq!(plain_prefix(u64::from_le_bytes(case)), expected, "{case:?}");
                 }

@@ -371,11 +371,13 @@ pub fn normalize_in_form(
         .filter_map(|p| form.get(p).map(|v| (p.as_str(), v)))
         .collect();
     let normalized = normalize(token, &folds, rules, now_unix)?;
+    // An unchanged value keeps its received encoding in the forwarded form. (Folded
+    // parameters are never this one: the configuration refuses CIBA names there.)
+    let changed = token != normalized.token.expose().as_str();
     for p in &rules.fold_params {
         form.remove(p);
     }
-    // An unchanged value keeps its received encoding in the forwarded form.
-    if form.get(PARAM) != Some(normalized.token.expose().as_str()) {
+    if changed {
         form.set(PARAM, normalized.token.into_inner());
     }
     Ok(Some(normalized.report))

@@ -1861,13 +1861,17 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn the_vectorized_base64_decoder_agrees_with_the_base64_crate() {
-        let mut seed = 0x1234_5678_u32;
-        let mut next = move |n: u32| {
+    /// A small deterministic generator: each call gives a number below its argument.
+    fn generator(mut seed: u32) -> impl FnMut(u32) -> u32 {
+        move |n| {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             (seed >> 8) % n
-        };
+        }
+    }
+
+    #[test]
+    fn the_vectorized_base64_decoder_agrees_with_the_base64_crate() {
+        let mut next = generator(0x1234_5678_u32);
         let check = |s: &str| {
             assert_eq!(
                 decode_standard_base64(s),
@@ -2060,11 +2064,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_quick_compact_test_agrees_with_the_walk() {
-        let mut seed = 0x2545_f491_u32;
-        let mut next = move |n: u32| {
-            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            (seed >> 8) % n
-        };
+        let mut next = generator(0x2545_f491_u32);
         // Strings full of what the quick test looks at: spaces beside structural bytes,
         // escaped quotes and backslashes.
         let pieces = [

@@ -259,7 +259,7 @@ impl Form {
 
     fn value<'a>(&'a self, pair: &'a Pair) -> &'a str {
         match &pair.value {
-            Value::At(from, to) => &self.text[*from..*to],
+            Value::At(from, to) => self.resolve((*from, *to)),
             Value::Own(s) => s,
         }
     }
@@ -309,7 +309,7 @@ impl Form {
         let at = self.position(name)?;
         let pair = self.pairs.remove(at);
         Some(match pair.value {
-            Value::At(from, to) => self.text[from..to].to_string(),
+            Value::At(from, to) => self.resolve((from, to)).to_string(),
             Value::Own(s) => s,
         })
     }

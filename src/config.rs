@@ -301,19 +301,30 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// `host:port` for connecting and for the `Host` header.
+    /// `host[:port]` for the `Host` header and URLs: the port only when it is not the
+    /// scheme's default, an IPv6 address in brackets.
     pub fn authority(&self) -> String {
         let default_port = if self.tls { 443 } else { 80 };
         if self.port == default_port {
-            self.host.clone()
+            self.bracketed_host()
         } else {
-            format!("{}:{}", self.host, self.port)
+            self.address()
         }
     }
 
     /// `host:port` always with the port, for the connector.
     pub fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        format!("{}:{}", self.bracketed_host(), self.port)
+    }
+
+    /// `host` holds an IPv6 address without its URL brackets (it is also the TLS name),
+    /// but next to a port the brackets are what keep the address readable.
+    fn bracketed_host(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
     }
 
     /// The OP's base URL, without a trailing slash.
@@ -806,6 +817,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!((single.threads, single.work_stealing), (1, false));
+    }
+
+    #[test]
+    fn ipv6_upstreams_keep_their_brackets_next_to_a_port() {
+        let c = load("[upstream]\nurl = \"http://[::1]:3000/op\"\n").unwrap();
+        assert_eq!(c.upstream.host, "::1");
+        assert_eq!(c.upstream.address(), "[::1]:3000");
+        assert_eq!(c.upstream.authority(), "[::1]:3000");
+        assert_eq!(c.upstream.base_url(), "http://[::1]:3000/op");
+        assert!(c.upstream.address().parse::<std::net::SocketAddr>().is_ok());
+        let c = load("[upstream]\nurl = \"https://[2001:db8::1]/\"\n").unwrap();
+        assert_eq!(c.upstream.authority(), "[2001:db8::1]");
+        assert_eq!(c.upstream.address(), "[2001:db8::1]:443");
+        let c = load("[upstream]\nurl = \"https://id.example.com\"\n").unwrap();
+        assert_eq!(c.upstream.authority(), "id.example.com");
+        assert_eq!(c.upstream.address(), "id.example.com:443");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod profile;
 pub mod proxy;
 pub mod rate_limit;
 pub mod redis_store;
+pub mod request_id;
 pub mod server;
 pub mod state;
 pub mod translate;

@@ -15,6 +15,7 @@ use crate::op_client::{self, Answer, Failure};
 use crate::pipeline::{self, Endpoint, Outbound};
 use crate::polling::PollDecision;
 use crate::rate_limit::{self, Limited, RateLimits};
+use crate::request_id::{RequestId, RequestIds};
 use crate::state::{Store, Unavailable, UNAVAILABLE_RETRY};
 use crate::translate::{self, TokenOutcome};
 use async_trait::async_trait;
@@ -23,7 +24,6 @@ use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -78,7 +78,9 @@ pub struct Gateway {
     client_labels: std::collections::HashSet<String>,
     peer: HttpPeer,
     connector: Connector,
-    next_id: AtomicU64,
+    ids: RequestIds,
+    /// The OP's `Host`, parsed once.
+    host: http::HeaderValue,
 }
 
 impl Gateway {
@@ -90,6 +92,10 @@ impl Gateway {
         limits: Arc<RateLimits>,
     ) -> Self {
         let peer = op_client::peer(&cfg.upstream);
+        // At start-up only: upstream.url passed http's URI parser, which admits no byte
+        // that a header value refuses.
+        let host = http::HeaderValue::from_str(&cfg.upstream.authority())
+            .expect("a validated upstream.url is a valid Host header");
         let client_labels = cfg.client_labels.iter().cloned().collect();
         Gateway {
             cfg,
@@ -99,7 +105,8 @@ impl Gateway {
             client_labels,
             peer,
             connector: Connector::new(None),
-            next_id: AtomicU64::new(1),
+            ids: RequestIds::new(),
+            host,
         }
     }
 }
@@ -132,7 +139,7 @@ impl Route {
 pub struct RequestCtx {
     route: Route,
     started: Option<Instant>,
-    request_id: String,
+    request_id: RequestId,
     client: Option<ClientId>,
     /// The error code when the gateway answered with an error of its own.
     local_error: Option<ErrorCode>,
@@ -153,7 +160,9 @@ impl ProxyHttp for Gateway {
     /// Runs first for every request; returns `Ok(true)` when the gateway answered itself.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Some(Instant::now());
-        ctx.request_id = request_id(session.req_header(), &self.next_id);
+        ctx.request_id = self
+            .ids
+            .for_request(session.req_header().headers.get("x-request-id"));
 
         if let Some(e) = framing_error(session) {
             return answer_error(session, ctx, e).await;
@@ -183,8 +192,10 @@ impl ProxyHttp for Gateway {
                 }
                 Ok(false)
             }
-            Route::Discovery => self.serve_discovery(session, ctx, endpoints).await,
-            Route::Ciba(endpoint) => self.serve_ciba(session, ctx, endpoint).await,
+            // Boxed: their exchanges with the OP are several KiB of future state, which
+            // inline would be copied on every request, passed through or not.
+            Route::Discovery => Box::pin(self.serve_discovery(session, ctx, endpoints)).await,
+            Route::Ciba(endpoint) => Box::pin(self.serve_ciba(session, ctx, endpoint)).await,
         }
     }
 
@@ -203,13 +214,9 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_request.insert_header("host", self.cfg.upstream.authority())?;
-        if self
-            .cfg
-            .profile
-            .paths
-            .contains_key(session.req_header().uri.path())
-        {
+        upstream_request.insert_header(http::header::HOST, self.host.clone())?;
+        let paths = &self.cfg.profile.paths;
+        if !paths.is_empty() && paths.contains_key(session.req_header().uri.path()) {
             let mapped = self.op_path_and_query(&session.req_header().uri);
             upstream_request.set_uri(mapped.parse().map_err(|_| {
                 pingora::Error::explain(
@@ -219,7 +226,7 @@ impl ProxyHttp for Gateway {
             })?);
         }
         append_forwarded_for(session, upstream_request)?;
-        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream_request.insert_header("x-request-id", ctx.request_id.header_value())?;
         Ok(())
     }
 
@@ -233,7 +240,7 @@ impl ProxyHttp for Gateway {
         if let Some(id) = &ctx.cancel {
             // Only a cancel the OP accepted ends the state; a refused one changes nothing.
             if upstream_response.status.is_success() {
-                self.store.cancel(id).await;
+                Box::pin(self.store.cancel(id)).await;
             }
         }
         if let Some(start) = ctx.started {
@@ -680,11 +687,11 @@ impl Gateway {
                 req.append_header(name.clone(), value.clone())?;
             }
         }
-        req.insert_header("host", self.cfg.upstream.authority())?;
+        req.insert_header(http::header::HOST, self.host.clone())?;
         if body_len > 0 || src.method == http::Method::POST {
             req.insert_header("content-length", body_len.to_string())?;
         }
-        req.insert_header("x-request-id", ctx.request_id.as_str())?;
+        req.insert_header("x-request-id", ctx.request_id.header_value())?;
         append_forwarded_for(session, &mut req)?;
         Ok(req)
     }
@@ -696,13 +703,15 @@ impl Gateway {
         body: Bytes,
     ) -> Result<Answer, Failure> {
         let start = Instant::now();
-        let result = op_client::exchange(
+        // Boxed: pingora's client session makes this future about 11 KiB, which inline
+        // would be copied also for the requests the gateway answers without the OP.
+        let result = Box::pin(op_client::exchange(
             &self.connector,
             &self.peer,
             request,
             body,
             op_client::deadline(&self.cfg.upstream),
-        )
+        ))
         .await;
         ctx.upstream_seconds = Some(start.elapsed().as_secs_f64());
         if let Err(f) = result {
@@ -832,7 +841,8 @@ async fn answer_error(session: &mut Session, ctx: &mut RequestCtx, e: OAuthError
         // is left on the connection is not a request, so it cannot be reused.
         session.set_keepalive(None);
     }
-    write_json(session, &err_response(&e), e.to_json().into()).await?;
+    // Boxed so that every caller's future does not carry pingora's response writer.
+    Box::pin(write_json(session, &err_response(&e), e.to_json().into())).await?;
     Ok(true)
 }
 
@@ -916,38 +926,46 @@ fn derived_base(req: &RequestHeader) -> String {
 }
 
 fn append_forwarded_for(session: &Session, req: &mut RequestHeader) -> Result<()> {
-    let Some(addr) = session
+    let Some(ip) = session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip().to_string())
+        .map(|a| a.ip())
     else {
         return Ok(());
     };
-    let value = match header_str(session.req_header(), "x-forwarded-for") {
-        Some(prev) => format!("{prev}, {addr}"),
-        None => addr,
-    };
+    let mut value = Vec::with_capacity(64);
+    // Every earlier hop's list, in order: several header lines are one list (RFC 9110 5.3).
+    for prev in session.req_header().headers.get_all("x-forwarded-for") {
+        value.extend_from_slice(prev.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    push_ip(&mut value, ip);
+    let value = http::HeaderValue::from_bytes(&value).map_err(|_| {
+        pingora::Error::explain(ErrorType::InvalidHTTPHeader, "bad X-Forwarded-For")
+    })?;
     req.insert_header("x-forwarded-for", value)?;
     Ok(())
 }
 
-/// Takes a client's `X-Request-Id` when it is short and plain, else makes one.
-fn request_id(req: &RequestHeader, counter: &AtomicU64) -> String {
-    if let Some(id) = header_str(req, "x-request-id") {
-        if !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            return id.to_string();
+/// Writes an address as `Display` does; IPv4 by hand, since it is on every proxied request.
+fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
         }
+        std::net::IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
     }
-    format!(
-        "{:x}-{:x}",
-        std::process::id(),
-        counter.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 fn outcome(ctx: &RequestCtx) -> &'static str {
@@ -992,5 +1010,28 @@ fn status_label(status: u16) -> &'static str {
         3 => "3xx",
         4 => "4xx",
         _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        let mut cases: Vec<IpAddr> = vec![
+            Ipv6Addr::LOCALHOST.into(),
+            "2001:db8::8a2e:370:7334".parse().unwrap(),
+            "::ffff:10.0.0.1".parse().unwrap(),
+        ];
+        for a in [0u8, 1, 9, 10, 42, 99, 100, 127, 199, 200, 250, 255] {
+            cases.push(Ipv4Addr::new(a, 255 - a, a / 2, 7).into());
+        }
+        for ip in cases {
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
     }
 }

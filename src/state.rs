@@ -12,7 +12,9 @@ use crate::poll_store::{Full, PollStore};
 use crate::polling::{Ack, AckError, PollDecision};
 use crate::rate_limit::{KeyKind, Limited, RateLimits};
 use crate::redis_store::{FailureMode, RedisConfig, RedisStore, StoreError};
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -219,10 +221,30 @@ impl Shared {
     }
 
     /// Runs one operation, timing it; `Ok(None)` when it failed in open mode.
-    async fn run<'a, T, F, Fut>(&'a self, op: &'static str, f: F) -> Result<Option<T>, Unavailable>
+    ///
+    /// Boxed: a Redis round trip's state is a few KiB, and left inline it would size every
+    /// caller's future, so every request would move it around even with the memory store.
+    fn run<'a, T, F, Fut>(
+        &'a self,
+        op: &'static str,
+        f: F,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<T>, Unavailable>> + Send + 'a>>
+    where
+        T: Send + 'a,
+        F: FnOnce(&'a RedisStore) -> Fut + Send + 'a,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'a,
+    {
+        Box::pin(self.run_inline(op, f))
+    }
+
+    async fn run_inline<'a, T, F, Fut>(
+        &'a self,
+        op: &'static str,
+        f: F,
+    ) -> Result<Option<T>, Unavailable>
     where
         F: FnOnce(&'a RedisStore) -> Fut,
-        Fut: std::future::Future<Output = Result<T, StoreError>>,
+        Fut: Future<Output = Result<T, StoreError>>,
     {
         let start = Instant::now();
         let result = match self.store().await {

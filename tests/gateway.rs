@@ -139,6 +139,71 @@ mod core {
     }
 
     #[test]
+    fn the_op_learns_the_client_address_and_the_request_id() {
+        let (op, gw) = flow_setup();
+        let op_host = op.addr();
+        let plain = |addr: &str, path: &str, extra: &str| {
+            raw(
+                addr,
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n")
+                    .as_bytes(),
+            )
+        };
+
+        // Passed through: Host is the OP's, the address is appended, the id is made here.
+        assert_eq!(plain(&gw.addr(), "/jwks", "").status, 200);
+        let hop = op.last_hop();
+        assert_eq!(hop["path"], "/jwks");
+        assert_eq!(hop["host"], op_host.as_str());
+        assert_eq!(hop["x_forwarded_for"], "127.0.0.1");
+        let made = hop["x_request_id"].as_str().unwrap().to_string();
+        let (pid, n) = made.split_once('-').expect("<pid>-<counter>");
+        assert_eq!(u32::from_str_radix(pid, 16).unwrap(), gw.pid(), "{made}");
+        assert!(u64::from_str_radix(n, 16).is_ok(), "{made}");
+
+        // Each id is new.
+        assert_eq!(plain(&gw.addr(), "/jwks", "").status, 200);
+        assert_ne!(op.last_hop()["x_request_id"], made.as_str());
+
+        // A client's plain id is kept; every earlier hop stays in the list, in order.
+        let extra = "X-Request-Id: trace-42.a_b\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.1, 10.0.0.2\r\n";
+        assert_eq!(plain(&gw.addr(), "/jwks", extra).status, 200);
+        let hop = op.last_hop();
+        assert_eq!(hop["x_request_id"], "trace-42.a_b");
+        assert_eq!(
+            hop["x_forwarded_for"],
+            "203.0.113.7, 198.51.100.1, 10.0.0.2, 127.0.0.1"
+        );
+
+        // A hostile id is replaced, not forwarded.
+        let extra = "X-Request-Id: a b\"c\r\n";
+        assert_eq!(plain(&gw.addr(), "/jwks", extra).status, 200);
+        let replaced = op.last_hop()["x_request_id"].as_str().unwrap().to_string();
+        assert!(
+            replaced.starts_with(&format!("{:x}-", gw.pid())),
+            "{replaced}"
+        );
+
+        // The CIBA exchange the gateway makes itself carries the same headers.
+        let ack = post_form(
+            &gw.addr(),
+            "/backchannel",
+            &[
+                ("scope", "openid"),
+                ("login_hint", "user-1"),
+                ("client_id", POST_CLIENT.0),
+                ("client_secret", POST_CLIENT.1),
+            ],
+            &[("X-Request-Id", "ciba-7"), ("X-Forwarded-For", "192.0.2.9")],
+        );
+        assert_eq!(ack.status, 200, "{}", ack.text());
+        let hop = op.last_hop();
+        assert_eq!(hop["host"], op_host.as_str());
+        assert_eq!(hop["x_request_id"], "ciba-7");
+        assert_eq!(hop["x_forwarded_for"], "192.0.2.9, 127.0.0.1");
+    }
+
+    #[test]
     fn strict_form_errors_never_reach_the_op() {
         let (op, gw) = flow_setup();
         let form = "application/x-www-form-urlencoded";

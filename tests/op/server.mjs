@@ -88,6 +88,7 @@ const state = {
   total: 0,
   byPath: new Map(),
   lastBackchannel: null,
+  lastHop: null, // the forwarding headers of the last request counted
   triggered: [], // requests passed to triggerAuthenticationDevice
 };
 
@@ -95,6 +96,7 @@ function resetState() {
   state.total = 0;
   state.byPath.clear();
   state.lastBackchannel = null;
+  state.lastHop = null;
   state.triggered = [];
 }
 
@@ -319,6 +321,12 @@ provider = new Provider(issuer, {
 provider.use(async (ctx, next) => {
   state.total += 1;
   state.byPath.set(ctx.path, (state.byPath.get(ctx.path) ?? 0) + 1);
+  state.lastHop = {
+    path: ctx.path,
+    host: ctx.get('host') || null,
+    x_forwarded_for: ctx.get('x-forwarded-for') || null,
+    x_request_id: ctx.get('x-request-id') || null,
+  };
   await next();
 });
 
@@ -371,6 +379,9 @@ async function handleAdmin(req, res, url) {
     case 'GET /admin/last-backchannel':
       if (!state.lastBackchannel) return sendJson(res, 404, { error: 'no backchannel request recorded' });
       return sendJson(res, 200, state.lastBackchannel);
+    case 'GET /admin/last-hop':
+      if (!state.lastHop) return sendJson(res, 404, { error: 'no request recorded' });
+      return sendJson(res, 200, state.lastHop);
     case 'GET /admin/requests':
       return sendJson(res, 200, state.triggered);
     case 'POST /admin/approve':

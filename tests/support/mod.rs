@@ -146,6 +146,11 @@ impl TestOp {
         get(&self.addr(), "/admin/last-backchannel").json()
     }
 
+    /// The forwarding headers of the last request the OP counted.
+    pub fn last_hop(&self) -> serde_json::Value {
+        get(&self.addr(), "/admin/last-hop").json()
+    }
+
     /// Approves a pending request as the user.
     pub fn approve(&self, auth_req_id: &str) {
         let r = post_form(

@@ -512,6 +512,15 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
             "lists more than 1000 clients; every one is a label value in every series",
         ));
     }
+    if let Some(reserved) = client_labels
+        .iter()
+        .find(|c| matches!(c.as_str(), "none" | "other"))
+    {
+        return Err(err(
+            "metrics.client_labels",
+            format!("lists `{reserved}`, which is the label of requests without a listed client"),
+        ));
+    }
 
     let log_level = file.logging.level.unwrap_or_else(|| "info".to_string());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
@@ -817,6 +826,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!((single.threads, single.work_stealing), (1, false));
+    }
+
+    #[test]
+    fn reserved_client_labels_are_refused() {
+        for name in ["none", "other"] {
+            let text = format!(
+                "[upstream]\nurl = \"http://a:1\"\n[metrics]\nclient_labels = [\"c1\", \"{name}\"]\n"
+            );
+            let e = load(&text).unwrap_err().to_string();
+            assert!(
+                e.contains("metrics.client_labels") && e.contains(name),
+                "{e}"
+            );
+        }
+        let ok = "[upstream]\nurl = \"http://a:1\"\n[metrics]\nclient_labels = [\"Other\"]\n";
+        assert!(load(ok).is_ok());
     }
 
     #[test]

@@ -6,8 +6,9 @@
 use once_cell::sync::Lazy;
 use prometheus::{
     register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
+use std::sync::OnceLock;
 
 /// Requests by endpoint and final status.
 pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
@@ -166,4 +167,158 @@ pub fn render() -> Vec<u8> {
         .encode(&prometheus::gather(), &mut out)
         .expect("text encoding into a Vec cannot fail");
     out
+}
+
+/// Status codes with a label of their own; any other is counted by its class (`4xx`...).
+const STATUS_LABELS: [(u16, &str); 19] = [
+    (0, "0"),
+    (200, "200"),
+    (201, "201"),
+    (204, "204"),
+    (301, "301"),
+    (302, "302"),
+    (303, "303"),
+    (304, "304"),
+    (400, "400"),
+    (401, "401"),
+    (403, "403"),
+    (404, "404"),
+    (405, "405"),
+    (413, "413"),
+    (429, "429"),
+    (500, "500"),
+    (502, "502"),
+    (503, "503"),
+    (504, "504"),
+];
+const CLASS_LABELS: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const STATUS_SLOTS: usize = STATUS_LABELS.len() + CLASS_LABELS.len();
+const ENDPOINT_LABELS: [&str; 4] = ["other", "backchannel", "token", "discovery"];
+const CLIENT_LABELS: [&str; 2] = ["none", "other"];
+
+/// A status's label, from a closed set, and its slot in that set.
+pub fn status_label(status: u16) -> (usize, &'static str) {
+    if let Some(i) = STATUS_LABELS.iter().position(|(code, _)| *code == status) {
+        return (i, STATUS_LABELS[i].1);
+    }
+    let class = match status / 100 {
+        1 => 0,
+        2 => 1,
+        3 => 2,
+        4 => 3,
+        _ => 4,
+    };
+    (STATUS_LABELS.len() + class, CLASS_LABELS[class])
+}
+
+/// Handles of the metrics every request updates, each resolved on first use: a
+/// `with_label_values` lookup hashes the labels and takes a lock, on every request. A
+/// series appears only once counted, as with the lookup.
+pub struct RequestMetrics {
+    /// `REQUESTS` by endpoint, status slot and client kind, for requests without a
+    /// configured client id.
+    counts: Vec<OnceLock<IntCounter>>,
+    /// `UPSTREAM_SECONDS` by endpoint.
+    upstream: [OnceLock<Histogram>; ENDPOINT_LABELS.len()],
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        let n = ENDPOINT_LABELS.len() * STATUS_SLOTS * CLIENT_LABELS.len();
+        RequestMetrics {
+            counts: (0..n).map(|_| OnceLock::new()).collect(),
+            upstream: Default::default(),
+        }
+    }
+}
+
+impl RequestMetrics {
+    /// Counts one request in `ciba_gateway_requests_total`.
+    pub fn count(&self, endpoint: &'static str, status: u16, client: &str) {
+        let (status_slot, status) = status_label(status);
+        let slots = (
+            ENDPOINT_LABELS.iter().position(|e| *e == endpoint),
+            CLIENT_LABELS.iter().position(|c| *c == client),
+        );
+        let (Some(e), Some(c)) = slots else {
+            // A configured client id: its own series, looked up each time.
+            REQUESTS
+                .with_label_values(&[endpoint, status, client])
+                .inc();
+            return;
+        };
+        let i = (e * STATUS_SLOTS + status_slot) * CLIENT_LABELS.len() + c;
+        self.counts[i]
+            .get_or_init(|| REQUESTS.with_label_values(&[endpoint, status, client]))
+            .inc();
+    }
+
+    /// Records the OP's time to answer in `ciba_gateway_upstream_duration_seconds`.
+    pub fn upstream_seconds(&self, endpoint: &'static str, seconds: f64) {
+        match ENDPOINT_LABELS.iter().position(|e| *e == endpoint) {
+            Some(e) => self.upstream[e]
+                .get_or_init(|| UPSTREAM_SECONDS.with_label_values(&[endpoint]))
+                .observe(seconds),
+            None => UPSTREAM_SECONDS
+                .with_label_values(&[endpoint])
+                .observe(seconds),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(endpoint: &str, status: &str, client: &str) -> u64 {
+        REQUESTS
+            .with_label_values(&[endpoint, status, client])
+            .get()
+    }
+
+    #[test]
+    fn every_status_has_one_closed_label() {
+        for (code, label) in STATUS_LABELS {
+            assert_eq!(status_label(code).1, label);
+        }
+        assert_eq!(status_label(418).1, "4xx");
+        assert_eq!(status_label(599).1, "5xx");
+        assert_eq!(status_label(999).1, "5xx");
+        assert_eq!(status_label(102).1, "1xx");
+        assert_eq!(status_label(207).1, "2xx");
+        let mut slots: Vec<usize> = (0..1000).map(|s| status_label(s).0).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        assert_eq!(slots.len(), STATUS_SLOTS);
+        assert!(slots.iter().all(|&s| s < STATUS_SLOTS));
+    }
+
+    #[test]
+    fn cached_counters_are_the_labelled_series() {
+        let counts = RequestMetrics::default();
+        // A label set no other test uses: the registry is shared by the test binary.
+        let before = count("discovery", "4xx", "none");
+        counts.count("discovery", 418, "none");
+        counts.count("discovery", 451, "none");
+        assert_eq!(count("discovery", "4xx", "none"), before + 2);
+
+        let before = (count("token", "0", "other"), count("token", "0", "none"));
+        counts.count("token", 0, "other");
+        assert_eq!(count("token", "0", "other"), before.0 + 1);
+        assert_eq!(count("token", "0", "none"), before.1, "a different cell");
+
+        let samples = |e: &str| UPSTREAM_SECONDS.with_label_values(&[e]).get_sample_count();
+        let before = samples("discovery");
+        counts.upstream_seconds("discovery", 0.25);
+        counts.upstream_seconds("discovery", 0.5);
+        assert_eq!(samples("discovery"), before + 2);
+
+        let before = count("backchannel", "503", "configured-client-7");
+        counts.count("backchannel", 503, "configured-client-7");
+        counts.count("backchannel", 503, "configured-client-7");
+        assert_eq!(
+            count("backchannel", "503", "configured-client-7"),
+            before + 2
+        );
+    }
 }

@@ -20,6 +20,7 @@ use crate::state::{Store, Unavailable, UNAVAILABLE_RETRY};
 use crate::translate::{self, TokenOutcome};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -79,8 +80,9 @@ pub struct Gateway {
     peer: HttpPeer,
     connector: Connector,
     ids: RequestIds,
+    request_metrics: metrics::RequestMetrics,
     /// The OP's `Host`, parsed once.
-    host: http::HeaderValue,
+    host: HeaderValue,
 }
 
 impl Gateway {
@@ -94,7 +96,7 @@ impl Gateway {
         let peer = op_client::peer(&cfg.upstream);
         // At start-up only: upstream.url passed http's URI parser, which admits no byte
         // that a header value refuses.
-        let host = http::HeaderValue::from_str(&cfg.upstream.authority())
+        let host = HeaderValue::from_str(&cfg.upstream.authority())
             .expect("a validated upstream.url is a valid Host header");
         let client_labels = cfg.client_labels.iter().cloned().collect();
         Gateway {
@@ -106,6 +108,7 @@ impl Gateway {
             peer,
             connector: Connector::new(None),
             ids: RequestIds::new(),
+            request_metrics: metrics::RequestMetrics::default(),
             host,
         }
     }
@@ -281,7 +284,7 @@ impl ProxyHttp for Gateway {
             Some(err) if session.response_written().is_none() => {
                 let status = err.status;
                 ctx.local_error = Some(err.code);
-                if write_json(session, &err_response(&err), err.to_json().into())
+                if write_json(session, err_response(&err), err.to_json().into())
                     .await
                     .is_err()
                 {
@@ -315,18 +318,14 @@ impl ProxyHttp for Gateway {
             Some(_) => "other",
             None => "none",
         };
-        metrics::REQUESTS
-            .with_label_values(&[endpoint, status_label(status), client_label])
-            .inc();
+        self.request_metrics.count(endpoint, status, client_label);
         if let Some(code) = ctx.local_error {
             metrics::LOCAL_ANSWERS
                 .with_label_values(&[endpoint, code.as_str()])
                 .inc();
         }
         if let Some(s) = ctx.upstream_seconds {
-            metrics::UPSTREAM_SECONDS
-                .with_label_values(&[endpoint])
-                .observe(s);
+            self.request_metrics.upstream_seconds(endpoint, s);
         }
         let elapsed_ms = ctx
             .started
@@ -517,7 +516,7 @@ impl Gateway {
         h.set_status(status)?;
         h.insert_header("cache-control", "no-store")?;
         h.insert_header("pragma", "no-cache")?;
-        write_json(session, &h, body).await?;
+        write_json(session, h, body).await?;
         Ok(true)
     }
 
@@ -663,7 +662,7 @@ impl Gateway {
         let mut h = relay_header(&answer)?;
         // The document differs per public URL, so a shared cache must not mix them.
         h.insert_header("vary", "host")?;
-        write_json(session, &h, body.into()).await?;
+        write_json(session, h, body.into()).await?;
         Ok(true)
     }
 
@@ -842,15 +841,15 @@ async fn answer_error(session: &mut Session, ctx: &mut RequestCtx, e: OAuthError
         session.set_keepalive(None);
     }
     // Boxed so that every caller's future does not carry pingora's response writer.
-    Box::pin(write_json(session, &err_response(&e), e.to_json().into())).await?;
+    Box::pin(write_json(session, err_response(&e), e.to_json().into())).await?;
     Ok(true)
 }
 
 fn err_response(e: &OAuthError) -> ResponseHeader {
     let mut h = ResponseHeader::build(e.status, Some(4)).expect("a valid status code");
-    h.insert_header("cache-control", "no-store")
+    h.insert_header(CACHE_CONTROL, HeaderValue::from_static("no-store"))
         .expect("static header");
-    h.insert_header("pragma", "no-cache")
+    h.insert_header(PRAGMA, HeaderValue::from_static("no-cache"))
         .expect("static header");
     if let Some(s) = e.retry_after {
         h.insert_header("retry-after", s.to_string())
@@ -860,9 +859,8 @@ fn err_response(e: &OAuthError) -> ResponseHeader {
 }
 
 /// Writes a complete JSON answer with its length.
-async fn write_json(session: &mut Session, header: &ResponseHeader, body: Bytes) -> Result<()> {
-    let mut h = header.clone();
-    h.insert_header("content-type", "application/json")?;
+async fn write_json(session: &mut Session, mut h: ResponseHeader, body: Bytes) -> Result<()> {
+    h.insert_header(CONTENT_TYPE, HeaderValue::from_static("application/json"))?;
     h.set_content_length(body.len())?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
@@ -940,7 +938,7 @@ fn append_forwarded_for(session: &Session, req: &mut RequestHeader) -> Result<()
         value.extend_from_slice(b", ");
     }
     push_ip(&mut value, ip);
-    let value = http::HeaderValue::from_bytes(&value).map_err(|_| {
+    let value = HeaderValue::from_bytes(&value).map_err(|_| {
         pingora::Error::explain(ErrorType::InvalidHTTPHeader, "bad X-Forwarded-For")
     })?;
     req.insert_header("x-forwarded-for", value)?;
@@ -975,41 +973,6 @@ fn outcome(ctx: &RequestCtx) -> &'static str {
     match ctx.local_error {
         Some(code) => code.as_str(),
         None => "upstream",
-    }
-}
-
-/// Status codes as static labels, so the label set stays closed.
-fn status_label(status: u16) -> &'static str {
-    const KNOWN: [(u16, &str); 19] = [
-        (0, "0"),
-        (200, "200"),
-        (201, "201"),
-        (204, "204"),
-        (301, "301"),
-        (302, "302"),
-        (303, "303"),
-        (304, "304"),
-        (400, "400"),
-        (401, "401"),
-        (403, "403"),
-        (404, "404"),
-        (405, "405"),
-        (413, "413"),
-        (429, "429"),
-        (500, "500"),
-        (502, "502"),
-        (503, "503"),
-        (504, "504"),
-    ];
-    if let Some((_, label)) = KNOWN.iter().find(|(code, _)| *code == status) {
-        return label;
-    }
-    match status / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        _ => "5xx",
     }
 }
 

@@ -1,7 +1,9 @@
 //! A bare pingora reverse proxy with no CIBA logic: the baseline for `benches/load/compare.sh`.
 //!
 //! Every request goes to one plain-HTTP upstream over pooled keep-alive connections, with the
-//! same worker-thread count as the gateway's default. Nothing is inspected or rewritten.
+//! same worker-thread count as the gateway's default. Nothing is inspected or rewritten,
+//! except that `POST /slow_down` is answered with a fixed 400 JSON body without the
+//! upstream: pingora's floor for an answer of its own, as nginx's `return 400` is nginx's.
 //!
 //! Usage: cargo run --release --example bare_proxy -- [LISTEN] [UPSTREAM] [THREADS] [WORK_STEALING]
 //! Defaults: 127.0.0.1:18090 127.0.0.1:18081 2 true
@@ -11,6 +13,7 @@ use async_trait::async_trait;
 // glibc's malloc was about a sixth of the proxy's CPU under load (BENCHMARKS.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{http_proxy_service, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
@@ -26,6 +29,23 @@ impl ProxyHttp for Bare {
     type CTX = ();
 
     fn new_ctx(&self) -> Self::CTX {}
+
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        if session.req_header().uri.path() != "/slow_down" {
+            return Ok(false);
+        }
+        // Drain the body so the connection can carry the next request.
+        while session.read_request_body().await?.is_some() {}
+        let body = bytes::Bytes::from_static(br#"{"error":"slow_down"}"#);
+        let mut header = ResponseHeader::build(400, Some(2))?;
+        header.insert_header("content-type", "application/json")?;
+        header.set_content_length(body.len())?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         Ok(Box::new(HttpPeer::new(

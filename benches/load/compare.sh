@@ -13,6 +13,7 @@
 #   e0 nginx answers a fixed 400 itself        POST /slow_down
 #   f  gateway validates + normalizes a Base64 login_hint_token and forwards  POST /backchannel
 #   g  bare pingora proxy -> stub              GET  /jwks
+#   g0 bare pingora answers a fixed 400 itself POST /slow_down
 #
 # Each scenario runs REPS times (interleaved), the table shows medians. wrk is pinned to the
 # last CPU and every server to the others (when the machine has at least 2). Everything it
@@ -25,9 +26,9 @@
 #   BASE_PORT (default 18180; uses BASE_PORT+1 .. BASE_PORT+4 and BASE_PORT+13),
 #   ONLY (scenario names to run, e.g. "b c g"; default all), GATEWAY_THREADS (default 2),
 #   WORK_STEALING (true or false, default true; for the gateway and the bare proxy alike),
-#   HALF_LOAD (1: afterwards, measure p99 at half of (c)'s peak rate, the stub directly and
-#   through the gateway, with oha's fixed-rate mode; installs oha with cargo when missing;
-#   needs scenario c in the run).
+#   HALF_LOAD (1: afterwards, measure p99 at half of (c)'s peak rate with oha's fixed-rate
+#   mode: the stub directly, then through nginx proxy_pass, the gateway and the bare proxy;
+#   installs oha with cargo when missing; needs scenario c in the run).
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -238,6 +239,7 @@ expect e '"slow_down"' -X POST "http://127.0.0.1:$GW_PORT/token" -H "$form" --da
 expect e0 '"slow_down"' -X POST "http://127.0.0.1:$OP_PORT/slow_down" -H "$form" --data "$poll_tracked"
 expect f '"auth_req_id"' -X POST "http://127.0.0.1:$GW_PORT/backchannel" -H "$form" --data "$backchannel"
 expect g '{"keys":[]} 200' "http://127.0.0.1:$BARE_PORT/jwks"
+expect g0 '"slow_down"' -X POST "http://127.0.0.1:$BARE_PORT/slow_down" -H "$form" --data "$poll_tracked"
 
 # --- load ----------------------------------------------------------------------------------
 cat >"$work/compare.lua" <<'LUA'
@@ -269,6 +271,7 @@ scenarios=(
     "e0|POST|http://127.0.0.1:$OP_PORT/slow_down|$poll_tracked|nginx answers a fixed 400 itself"
     "f|POST|http://127.0.0.1:$GW_PORT/backchannel|$backchannel|gateway, Base64 login_hint_token normalized, forwarded"
     "g|GET|http://127.0.0.1:$BARE_PORT/jwks||bare pingora proxy, GET /jwks"
+    "g0|POST|http://127.0.0.1:$BARE_PORT/slow_down|$poll_tracked|bare pingora answers a fixed 400 itself"
 )
 
 if [[ -n $ONLY ]]; then
@@ -337,7 +340,7 @@ END {
     printf "|---|--:|--:|--:|--:|--:|--:|\n"
     for (x = 1; x <= n; x++) {
         k = order[x]
-        ref = (k == "e" || k == "e0") ? "e0" : "b"
+        ref = (k == "e" || k == "e0" || k == "g0") ? "e0" : "b"
         if (!(ref in R)) ref = k
         printf "| %s: %s | %.0f | %s | %s | %s | %.2f× %s | %d, %d |\n", k, desc[k], R[k], ms(P50[k]), ms(P99[k]), ms(P999[k]), R[k] / R[ref], ref, non2xx[k], errs[k]
     }
@@ -350,9 +353,11 @@ END {
             (R[k] >= R["b"] ? "met" : "MISSED"), ms(P99[k]), ms(P99["b"]), (P99[k] <= P99["b"] ? "met" : "MISSED")
     }
     if ("e" in R && "e0" in R) printf "  (e) throughput %.2f× nginx fixed 400 (goal ≥ 1.0): %s\n", R["e"] / R["e0"], (R["e"] >= R["e0"] ? "met" : "MISSED")
-    if (!("g" in R && "c" in R)) exit
-    own = R["g"] / R["c"] - 1
-    printf "  gateway own work on a pass-through, extra time per request vs bare pingora (g/c - 1): %.1f%% (goal < 10%%): %s\n", own * 100, (own < 0.10 ? "met" : "MISSED")
+    if ("g" in R && "c" in R) {
+        own = R["g"] / R["c"] - 1
+        printf "  gateway own work on a pass-through, extra time per request vs bare pingora (g/c - 1): %.1f%% (goal < 10%%): %s\n", own * 100, (own < 0.10 ? "met" : "MISSED")
+    }
+    if ("g0" in R && "e" in R) printf "  gateway own work on a local answer vs bare pingora (g0/e - 1): %.1f%%; pingora own answer vs nginx (g0/e0): %.2f×\n", (R["g0"] / R["e"] - 1) * 100, ("e0" in R ? R["g0"] / R["e0"] : 0)
 }' "$work/results"
 
 # --- p99 added by the gateway at half of its peak rate -------------------------------------
@@ -371,9 +376,11 @@ echo
 echo "half of (c)'s peak: $rate requests/s for ${DURATION}s, oha -c$CONNECTIONS, $REPS runs, interleaved"
 for rep in $(seq "$REPS"); do
     direct=$(p99_at "http://127.0.0.1:$OP_PORT/jwks")
+    ngx=$(p99_at "http://127.0.0.1:$NGX_PORT/jwks")
     via=$(p99_at "http://127.0.0.1:$GW_PORT/jwks")
-    [[ -n $direct && -n $via ]] || die "could not read oha's p99"
-    awk -v d="$direct" -v v="$via" -v r="$rep" 'BEGIN {
-        printf "  run %s: p99 stub directly %.2f ms, through the gateway %.2f ms, added %.2f ms (goal < 1 ms): %s\n",
-            r, d / 1000, v / 1000, (v - d) / 1000, (v - d < 1000 ? "met" : "MISSED") }'
+    bare=$(p99_at "http://127.0.0.1:$BARE_PORT/jwks")
+    [[ -n $direct && -n $ngx && -n $via && -n $bare ]] || die "could not read oha's p99"
+    awk -v d="$direct" -v n="$ngx" -v v="$via" -v b="$bare" -v r="$rep" 'BEGIN {
+        printf "  run %s: p99 stub directly %.2f ms; added over it: gateway %.2f ms (goal < 1 ms: %s), nginx proxy_pass %.2f ms, bare pingora %.2f ms\n",
+            r, d / 1000, (v - d) / 1000, (v - d < 1000 ? "met" : "MISSED"), (n - d) / 1000, (b - d) / 1000 }'
 done

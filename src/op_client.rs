@@ -12,7 +12,6 @@
 
 use crate::config::Upstream;
 use bytes::{Bytes, BytesMut};
-use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
@@ -45,6 +44,11 @@ pub fn peer(upstream: &Upstream) -> HttpPeer {
 pub fn deadline(upstream: &Upstream) -> Duration {
     upstream.connect_timeout * 2 + upstream.read_timeout
 }
+
+/// HTTP/1.1 connections to the OP, pooled. The OP is spoken to in HTTP/1.1 only (the peer
+/// offers no other ALPN), so the one-protocol connector serves, and its pool lookup is a
+/// small future of its own (see `attempt`).
+pub type Connector = pingora::connectors::http::v1::Connector;
 
 /// Why an exchange with the OP failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,29 +154,28 @@ async fn attempt(
 ) -> Result<Answer, (Failure, bool)> {
     let fail =
         |reused: bool| move |e: Box<pingora::Error>| (Failure::from_error_type(e.etype()), reused);
-    let (mut session, reused) = connector
-        .get_http_session(peer)
-        .await
-        .map_err(fail(false))?;
+    let (mut session, reused) = match connector.reused_http_session(peer).await {
+        Some(pooled) => (pooled, true),
+        // Boxed: connecting (TCP, TLS) is about 9 KiB of future state, which inline would
+        // be copied on every exchange, pooled or not.
+        None => Box::pin(connector.get_http_session(peer))
+            .await
+            .map_err(fail(false))?,
+    };
     session
         .write_request_header(Box::new(request))
         .await
         .map_err(fail(reused))?;
     if !body.is_empty() {
-        session
-            .write_request_body(body, true)
-            .await
-            .map_err(fail(reused))?;
+        session.write_body(&body).await.map_err(fail(reused))?;
     }
-    session.finish_request_body().await.map_err(fail(reused))?;
-    session.read_response_header().await.map_err(fail(reused))?;
-    let header = session
-        .response_header()
-        .ok_or((Failure::BadResponse, false))?;
+    session.finish_body().await.map_err(fail(reused))?;
+    session.read_response().await.map_err(fail(reused))?;
+    let header = session.resp_header().ok_or((Failure::BadResponse, false))?;
     let status = header.status.as_u16();
     let headers = header.headers.clone();
     let mut buf = BytesMut::new();
-    while let Some(chunk) = session.read_response_body().await.map_err(fail(false))? {
+    while let Some(chunk) = session.read_body_bytes().await.map_err(fail(false))? {
         if buf.len() + chunk.len() > MAX_ANSWER {
             return Err((Failure::BadResponse, false));
         }

@@ -1620,6 +1620,28 @@ mod faults {
     }
 
     #[test]
+    fn a_pooled_connection_the_op_dropped_is_retried_once_on_a_fresh_one() {
+        use std::sync::atomic::Ordering;
+        let stub = DroppingStub::start(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 33\r\n\r\n{\"error\":\"authorization_pending\"}",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let gw = Gateway::start(
+            &stub.url(),
+            &["--config", &configured_paths(dir.path(), "")],
+        );
+        let first = poll(&gw.addr(), POST_CLIENT, "some-id");
+        assert_json_error(&first, 400, "authorization_pending");
+        assert_eq!(stub.connections.load(Ordering::SeqCst), 1);
+        // The second poll goes out on the pooled connection, which the stub drops; the
+        // gateway sends it again on a new connection, once.
+        let second = poll(&gw.addr(), POST_CLIENT, "some-id");
+        assert_json_error(&second, 400, "authorization_pending");
+        assert_eq!(stub.requests.load(Ordering::SeqCst), 3);
+        assert_eq!(stub.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
     fn an_html_500_becomes_a_json_502() {
         let stub = Stub::start(StubMode::Answer(
             b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: 27\r\nConnection: close\r\n\r\n<html>secret stack</html>\r\n",

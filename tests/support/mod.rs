@@ -633,6 +633,72 @@ impl Drop for Stub {
     }
 }
 
+/// A stub OP that keeps connections alive but drops each one, unanswered, at its second
+/// request: what a pooled connection looks like when the OP closed it while it sat idle.
+pub struct DroppingStub {
+    /// Its port.
+    pub port: u16,
+    /// Requests read, answered or not.
+    pub requests: Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections accepted.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DroppingStub {
+    /// Starts the stub; `answer` is the whole response to each connection's first request.
+    pub fn start(answer: &'static [u8]) -> DroppingStub {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (flag, reqs, conns) = (stop.clone(), requests.clone(), connections.clone());
+        thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                conns.fetch_add(1, Ordering::SeqCst);
+                let reqs = reqs.clone();
+                thread::spawn(move || {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    if read_request(&mut s).is_none() {
+                        return;
+                    }
+                    reqs.fetch_add(1, Ordering::SeqCst);
+                    let _ = s.write_all(answer);
+                    if read_request(&mut s).is_some() {
+                        reqs.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // Dropped here: closed without an answer.
+                });
+            }
+        });
+        DroppingStub {
+            port,
+            requests,
+            connections,
+            stop,
+        }
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for DroppingStub {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Writes a configuration file into a temporary directory.
 pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -728,7 +794,7 @@ impl Drop for ScriptedOp {
     }
 }
 
-fn read_request(s: &mut TcpStream) -> Option<StubRequest> {
+pub fn read_request(s: &mut TcpStream) -> Option<StubRequest> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {

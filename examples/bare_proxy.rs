@@ -1,7 +1,9 @@
 //! A bare pingora reverse proxy with no CIBA logic: the baseline for `benches/load/compare.sh`.
 //!
 //! Every request goes to one plain-HTTP upstream over pooled keep-alive connections, with the
-//! same worker-thread count as the gateway's default. Nothing is inspected or rewritten,
+//! same worker-thread count as the gateway's default and the same upstream peer (built by
+//! the gateway's own code from `upstream.url`, so it has the same connect, read, write and
+//! pool-idle timeouts as the gateway's defaults). Nothing is inspected or rewritten,
 //! except that `POST /slow_down` is answered with a fixed 400 JSON body without the
 //! upstream: pingora's floor for an answer of its own, as nginx's `return 400` is nginx's.
 //!
@@ -9,6 +11,7 @@
 //! Defaults: 127.0.0.1:18090 127.0.0.1:18081 2 true
 
 use async_trait::async_trait;
+use ciba_gateway::{config, op_client};
 
 // glibc's malloc was about a sixth of the proxy's CPU under load (BENCHMARKS.md).
 #[global_allocator]
@@ -21,7 +24,7 @@ use pingora::server::Server;
 use pingora::Result;
 
 struct Bare {
-    upstream: String,
+    peer: HttpPeer,
 }
 
 #[async_trait]
@@ -48,11 +51,7 @@ impl ProxyHttp for Bare {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(
-            self.upstream.as_str(),
-            false,
-            String::new(),
-        )))
+        Ok(Box::new(self.peer.clone()))
     }
 }
 
@@ -70,7 +69,12 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, Bare { upstream });
+    let text = format!("[upstream]\nurl = \"http://{upstream}\"\n");
+    let cfg = config::parse_file(&text)
+        .and_then(|file| config::validate(file, &config::Overrides::default()))
+        .unwrap_or_else(|e| panic!("bad upstream {upstream}: {e}"));
+    let peer = op_client::peer(&cfg.upstream);
+    let mut proxy = http_proxy_service(&server.configuration, Bare { peer });
     proxy.add_tcp(&listen);
     server.add_service(proxy);
     server.run_forever();

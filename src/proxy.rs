@@ -11,8 +11,7 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::ids::AuthReqId;
 use crate::ids::ClientId;
 use crate::metrics;
-use crate::op_client::Connector;
-use crate::op_client::{self, Answer, Failure};
+use crate::op_client::{self, Answer, Connector, Failure};
 use crate::pipeline::{self, Endpoint, Outbound};
 use crate::polling::PollDecision;
 use crate::rate_limit::{self, Limited, RateLimits};
@@ -702,8 +701,8 @@ impl Gateway {
         body: Bytes,
     ) -> Result<Answer, Failure> {
         let start = Instant::now();
-        // Boxed: pingora's client session makes this future about 11 KiB, which inline
-        // would be copied also for the requests the gateway answers without the OP.
+        // Boxed: pingora's client session and the deadline make this future about 5 KiB,
+        // which inline would be copied also for the requests answered without the OP.
         let result = Box::pin(op_client::exchange(
             &self.connector,
             &self.peer,

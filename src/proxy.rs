@@ -513,8 +513,7 @@ impl Gateway {
         let body = Bytes::from(serde_json::to_vec(&value).expect("a JSON value serializes"));
         let mut h = relay_header(&answer)?;
         h.set_status(status)?;
-        h.insert_header("cache-control", "no-store")?;
-        h.insert_header("pragma", "no-cache")?;
+        no_store(&mut h)?;
         write_json(session, h, body).await?;
         Ok(true)
     }
@@ -846,15 +845,18 @@ async fn answer_error(session: &mut Session, ctx: &mut RequestCtx, e: OAuthError
 
 fn err_response(e: &OAuthError) -> ResponseHeader {
     let mut h = ResponseHeader::build(e.status, Some(4)).expect("a valid status code");
-    h.insert_header(CACHE_CONTROL, HeaderValue::from_static("no-store"))
-        .expect("static header");
-    h.insert_header(PRAGMA, HeaderValue::from_static("no-cache"))
-        .expect("static header");
+    no_store(&mut h).expect("static headers");
     if let Some(s) = e.retry_after {
         h.insert_header("retry-after", s.to_string())
             .expect("digits are a valid header");
     }
     h
+}
+
+/// CIBA answers carry tokens or their errors: no cache may keep them (RFC 6749 5.1).
+fn no_store(h: &mut ResponseHeader) -> Result<()> {
+    h.insert_header(CACHE_CONTROL, HeaderValue::from_static("no-store"))?;
+    h.insert_header(PRAGMA, HeaderValue::from_static("no-cache"))
 }
 
 /// Writes a complete JSON answer with its length.

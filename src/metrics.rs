@@ -193,7 +193,8 @@ const STATUS_LABELS: [(u16, &str); 19] = [
 ];
 const CLASS_LABELS: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const STATUS_SLOTS: usize = STATUS_LABELS.len() + CLASS_LABELS.len();
-const ENDPOINT_LABELS: [&str; 4] = ["other", "backchannel", "token", "discovery"];
+/// The `endpoint` label values, one per proxy route (a test in `proxy` holds them equal).
+pub const ENDPOINT_LABELS: [&str; 4] = ["other", "backchannel", "token", "discovery"];
 const CLIENT_LABELS: [&str; 2] = ["none", "other"];
 
 /// A status's label, from a closed set, and its slot in that set.

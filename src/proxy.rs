@@ -983,6 +983,18 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     #[test]
+    fn every_route_label_has_a_cached_metrics_slot() {
+        let routes = [
+            Route::PassThrough,
+            Route::Ciba(Endpoint::Backchannel),
+            Route::Ciba(Endpoint::Token),
+            Route::Discovery,
+        ];
+        let labels: Vec<&str> = routes.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels, metrics::ENDPOINT_LABELS);
+    }
+
+    #[test]
     fn addresses_are_written_as_display_writes_them() {
         let mut cases: Vec<IpAddr> = vec![
             Ipv6Addr::LOCALHOST.into(),

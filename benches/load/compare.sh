@@ -15,7 +15,9 @@
 #   g  bare pingora proxy -> stub              GET  /jwks
 #   g0 bare pingora answers a fixed 400 itself POST /slow_down
 #
-# Each scenario runs REPS times (interleaved), the table shows medians. wrk is pinned to the
+# Each scenario runs REPS times (interleaved), the table shows medians, with the CPU time the
+# server under test (the proxy, or the stub in a and e0) spent per 1,000 requests, read from
+# /proc/<pid>/stat around each run. wrk is pinned to the
 # last CPU and every server to the others (when the machine has at least 2). Everything it
 # starts is stopped by PID on exit; all traffic stays on 127.0.0.1. About 3 minutes.
 #
@@ -58,6 +60,7 @@ need=()
 command -v nginx >/dev/null || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
+command -v pgrep >/dev/null || need+=(procps)
 if ((${#need[@]})); then
     [[ $(id -u) == 0 ]] || die "missing ${need[*]}; install them or run as root"
     echo "installing ${need[*]} from the Debian archive"
@@ -157,9 +160,11 @@ nginx_conf ngx "
     }"
 
 "${srv[@]}" nginx -p "$work/op" -c "$work/op/nginx.conf" &
-pids+=($!)
+op_master=$!
+pids+=("$op_master")
 "${srv[@]}" nginx -p "$work/ngx" -c "$work/ngx/nginx.conf" &
-pids+=($!)
+ngx_master=$!
+pids+=("$ngx_master")
 
 # --- the gateway and the bare proxy --------------------------------------------------------
 cat >"$work/gateway.toml" <<CONF
@@ -189,7 +194,8 @@ CONF
 gw=$!
 pids+=("$gw")
 "${srv[@]}" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$OP_PORT" "$GATEWAY_THREADS" "$WORK_STEALING" 2>"$work/bare.log" &
-pids+=($!)
+bare=$!
+pids+=("$bare")
 
 ready=
 for _ in $(seq 100); do
@@ -204,6 +210,18 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [[ -n $ready ]] || { cat "$work/gateway.log" "$work/bare.log" >&2; die "a server did not come up"; }
+
+# nginx serves from its one worker process, the master's child; that is the process to time.
+op_worker=$(pgrep -P "$op_master" | head -1)
+ngx_worker=$(pgrep -P "$ngx_master" | head -1)
+[[ -n $op_worker && -n $ngx_worker ]] || die "could not find the nginx worker processes"
+clk_tck=$(getconf CLK_TCK)
+cpu_ticks() { # pid -> user + system CPU ticks of the whole process, all threads
+    local stat
+    stat=$(<"/proc/$1/stat")
+    # Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    awk '{ print $12 + $13 }' <<<"${stat##*) }"
+}
 
 # --- requests ------------------------------------------------------------------------------
 form='content-type: application/x-www-form-urlencoded'
@@ -261,17 +279,17 @@ function done(summary, latency, requests)
 end
 LUA
 
-# name|method|url|body|description
+# name|method|url|body|process timed|description
 scenarios=(
-    "a|GET|http://127.0.0.1:$OP_PORT/jwks||nginx stub directly, GET /jwks"
-    "b|GET|http://127.0.0.1:$NGX_PORT/jwks||nginx proxy_pass, GET /jwks"
-    "c|GET|http://127.0.0.1:$GW_PORT/jwks||gateway, GET /jwks passed through"
-    "d|POST|http://127.0.0.1:$GW_PORT/token|$poll_unknown|gateway, CIBA poll forwarded"
-    "e|POST|http://127.0.0.1:$GW_PORT/token|$poll_tracked|gateway answers slow_down itself"
-    "e0|POST|http://127.0.0.1:$OP_PORT/slow_down|$poll_tracked|nginx answers a fixed 400 itself"
-    "f|POST|http://127.0.0.1:$GW_PORT/backchannel|$backchannel|gateway, Base64 login_hint_token normalized, forwarded"
-    "g|GET|http://127.0.0.1:$BARE_PORT/jwks||bare pingora proxy, GET /jwks"
-    "g0|POST|http://127.0.0.1:$BARE_PORT/slow_down|$poll_tracked|bare pingora answers a fixed 400 itself"
+    "a|GET|http://127.0.0.1:$OP_PORT/jwks||$op_worker|nginx stub directly, GET /jwks"
+    "b|GET|http://127.0.0.1:$NGX_PORT/jwks||$ngx_worker|nginx proxy_pass, GET /jwks"
+    "c|GET|http://127.0.0.1:$GW_PORT/jwks||$gw|gateway, GET /jwks passed through"
+    "d|POST|http://127.0.0.1:$GW_PORT/token|$poll_unknown|$gw|gateway, CIBA poll forwarded"
+    "e|POST|http://127.0.0.1:$GW_PORT/token|$poll_tracked|$gw|gateway answers slow_down itself"
+    "e0|POST|http://127.0.0.1:$OP_PORT/slow_down|$poll_tracked|$op_worker|nginx answers a fixed 400 itself"
+    "f|POST|http://127.0.0.1:$GW_PORT/backchannel|$backchannel|$gw|gateway, Base64 login_hint_token normalized, forwarded"
+    "g|GET|http://127.0.0.1:$BARE_PORT/jwks||$bare|bare pingora proxy, GET /jwks"
+    "g0|POST|http://127.0.0.1:$BARE_PORT/slow_down|$poll_tracked|$bare|bare pingora answers a fixed 400 itself"
 )
 
 if [[ -n $ONLY ]]; then
@@ -282,23 +300,26 @@ if [[ -n $ONLY ]]; then
     scenarios=("${kept[@]}")
 fi
 
-run() { # name method url body -> appends "name rps p50 p99 p999 n non2xx errors" to results
-    local out
+run() { # name method url body seconds pid -> "name rps p50 p99 p999 n non2xx errors cpu_ms_per_1k"
+    local out before after
+    before=$(cpu_ticks "$6")
     out=$(WRK_METHOD=$2 WRK_BODY=$4 "${load[@]}" wrk -t1 -c"$CONNECTIONS" -d"$5"s --timeout 5s \
         --latency -s "$work/compare.lua" "$3" 2>&1) || die "$1: wrk failed: $out"
-    printf '%s\n' "$out" | awk -v n="$1" '$1 == "RESULT" { $1 = n; print }'
+    after=$(cpu_ticks "$6")
+    printf '%s\n' "$out" | awk -v n="$1" -v t=$((after - before)) -v hz="$clk_tck" \
+        '$1 == "RESULT" { $1 = n; print $0, ($6 ? sprintf("%.1f", t * 1000 / hz / ($6 / 1000)) : 0) }'
 }
 
 echo
 echo "$pinning; wrk -t1 -c$CONNECTIONS -d${DURATION}s, $REPS runs per scenario, interleaved"
 for s in "${scenarios[@]}"; do # a short warm-up of every path and connection pool
-    IFS='|' read -r name method url body _ <<<"$s"
-    run "$name" "$method" "$url" "$body" 1 >/dev/null
+    IFS='|' read -r name method url body pid _ <<<"$s"
+    run "$name" "$method" "$url" "$body" 1 "$pid" >/dev/null
 done
 for rep in $(seq "$REPS"); do
     for s in "${scenarios[@]}"; do
-        IFS='|' read -r name method url body _ <<<"$s"
-        line=$(run "$name" "$method" "$url" "$body" "$DURATION")
+        IFS='|' read -r name method url body pid _ <<<"$s"
+        line=$(run "$name" "$method" "$url" "$body" "$DURATION" "$pid")
         echo "  run $rep: $line"
         echo "$line" >>"$work/results"
     done
@@ -313,7 +334,7 @@ tracked=$(curl -fs "http://127.0.0.1:$METRICS_PORT/metrics" \
 # --- table ---------------------------------------------------------------------------------
 desc_file="$work/desc"
 for s in "${scenarios[@]}"; do
-    IFS='|' read -r name _ _ _ desc <<<"$s"
+    IFS='|' read -r name _ _ _ _ desc <<<"$s"
     echo "$name|$desc" >>"$desc_file"
 done
 echo
@@ -328,22 +349,24 @@ function ms(us) { return sprintf("%.2f", us / 1000) }
 BEGIN { FS = "|"; while ((getline line < descs) > 0) { split(line, p, "|"); order[++n] = p[1]; desc[p[1]] = p[2] }; FS = " " }
 {
     k = $1; i = ++cnt[k]
-    rps[k, i] = $2; p50[k, i] = $3; p99[k, i] = $4; p999[k, i] = $5
+    rps[k, i] = $2; p50[k, i] = $3; p99[k, i] = $4; p999[k, i] = $5; cpu[k, i] = $9
     non2xx[k] += $7; errs[k] += $8; total[k] += $6
 }
 END {
     for (x = 1; x <= n; x++) {
         k = order[x]
         R[k] = median(rps, k); P50[k] = median(p50, k); P99[k] = median(p99, k); P999[k] = median(p999, k)
+        C[k] = median(cpu, k)
     }
-    printf "| scenario | requests/s | p50 ms | p99 ms | p99.9 ms | ratio | non-2xx, socket errors |\n"
-    printf "|---|--:|--:|--:|--:|--:|--:|\n"
+    printf "| scenario | requests/s | p50 ms | p99 ms | p99.9 ms | ratio | CPU ms / 1k requests | CPU ratio | non-2xx, socket errors |\n"
+    printf "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     for (x = 1; x <= n; x++) {
         k = order[x]
         ref = (k == "e" || k == "e0" || k == "g0") ? "e0" : "b"
         if (!(ref in R)) ref = k
-        printf "| %s: %s | %.0f | %s | %s | %s | %.2f× %s | %d, %d |\n", k, desc[k], R[k], ms(P50[k]), ms(P99[k]), ms(P999[k]), R[k] / R[ref], ref, non2xx[k], errs[k]
+        printf "| %s: %s | %.0f | %s | %s | %s | %.2f× %s | %.1f | %s | %d, %d |\n", k, desc[k], R[k], ms(P50[k]), ms(P99[k]), ms(P999[k]), R[k] / R[ref], ref, C[k], (C[ref] > 0 ? sprintf("%.2f× %s", C[k] / C[ref], ref) : "-"), non2xx[k], errs[k]
     }
+    printf "\nCPU: user + system time of the server under test (the proxy; the stub itself in a and e0), all threads, per 1,000 requests.\n"
     printf "\ngateway after the run: VmRSS %.1f MiB, VmHWM %.1f MiB, tracked auth_req_ids %s\n", rss / 1024, hwm / 1024, tracked
     printf "\ngoals:\n"
     for (x = 1; x <= n; x++) {

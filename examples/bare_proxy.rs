@@ -73,7 +73,10 @@ fn main() {
     let cfg = config::parse_file(&text)
         .and_then(|file| config::validate(file, &config::Overrides::default()))
         .unwrap_or_else(|e| panic!("bad upstream {upstream}: {e}"));
-    let peer = op_client::peer(&cfg.upstream);
+    let addr = upstream
+        .parse()
+        .unwrap_or_else(|e| panic!("the upstream must be an IP address and port: {e}"));
+    let peer = op_client::peer(&cfg.upstream, addr);
     let mut proxy = http_proxy_service(&server.configuration, Bare { peer });
     proxy.add_tcp(&listen);
     server.add_service(proxy);

@@ -165,6 +165,8 @@ pub struct UpstreamSection {
     pub write_timeout_ms: Option<u64>,
     /// Seconds between discovery attempts while the OP's discovery document is unavailable.
     pub discovery_retry_seconds: Option<u64>,
+    /// Seconds between lookups of the OP's host name, when `url` names a host.
+    pub resolve_interval_seconds: Option<u64>,
     /// Verify the OP's TLS certificate (default true).
     pub tls_verify: Option<bool>,
 }
@@ -296,6 +298,8 @@ pub struct Upstream {
     pub write_timeout: Duration,
     /// Pause between discovery attempts.
     pub discovery_retry: Duration,
+    /// Pause between lookups of the host name.
+    pub resolve_interval: Duration,
     /// Verify the OP's certificate.
     pub tls_verify: bool,
 }
@@ -489,6 +493,14 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         ));
     }
     upstream.discovery_retry = Duration::from_secs(retry);
+    let resolve = file.upstream.resolve_interval_seconds.unwrap_or(30);
+    if resolve == 0 || resolve > 86_400 {
+        return Err(err(
+            "upstream.resolve_interval_seconds",
+            "must be between 1 and 86400",
+        ));
+    }
+    upstream.resolve_interval = Duration::from_secs(resolve);
     upstream.tls_verify = file.upstream.tls_verify.unwrap_or(true);
 
     let polling = validate_polling(file.polling)?;
@@ -800,6 +812,7 @@ fn parse_upstream_url(value: &str) -> Result<Upstream, ConfigError> {
         read_timeout: Duration::from_secs(35),
         write_timeout: Duration::from_secs(5),
         discovery_retry: Duration::from_secs(5),
+        resolve_interval: Duration::from_secs(30),
         tls_verify: true,
     })
 }
@@ -818,6 +831,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.upstream.authority(), "127.0.0.1:3000");
         assert_eq!(c.upstream.read_timeout, Duration::from_secs(35));
+        assert_eq!(c.upstream.resolve_interval, Duration::from_secs(30));
         assert_eq!(c.max_body_bytes, 16 * 1024);
         assert!(!c.upstream.paths_configured());
         assert!(c.work_stealing);
@@ -937,6 +951,8 @@ mod tests {
             ("[upstream]\nurl=\"http://a\"\n[polling]\ntolerance_ms = 5000\n", "polling.tolerance_ms"),
             ("[upstream]\nurl=\"http://a\"\n[polling]\ncancel_path = \"/cancel\"\n", "polling.cancel_path"),
             ("[upstream]\nurl=\"http://a\"\n[polling]\nmax_tracked = 10\nmax_tracked_per_client = 11\n", "polling.max_tracked_per_client"),
+            ("[upstream]\nurl=\"http://a\"\nresolve_interval_seconds = 0\n", "upstream.resolve_interval_seconds"),
+            ("[upstream]\nurl=\"http://a\"\nresolve_interval_seconds = 86401\n", "upstream.resolve_interval_seconds"),
         ];
         for (text, expect) in cases {
             let e = load(text).expect_err(text).to_string();

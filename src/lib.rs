@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod redis_store;
 pub mod request_id;
+pub mod resolve;
 pub mod server;
 pub mod state;
 pub mod translate;

@@ -84,6 +84,7 @@ fn main() -> ExitCode {
             cfg.metrics_listen,
             cfg.upstream.base_url()
         );
+        check_resolution(&cfg);
         return ExitCode::SUCCESS;
     }
     init_logging(&cfg);
@@ -108,6 +109,28 @@ fn main() -> ExitCode {
     }
     tracing::info!(%listen, %metrics_listen, "ciba-gateway starting");
     server.run_forever();
+}
+
+/// Says where `upstream.url`'s host name resolves now. Not an error when it does not: the
+/// gateway starts anyway, reports not ready and keeps trying, so `--check` warns.
+fn check_resolution(cfg: &Config) {
+    use std::net::ToSocketAddrs;
+    let up = &cfg.upstream;
+    if let ciba_gateway::resolve::Target::Name { host, port } =
+        ciba_gateway::resolve::Target::of(&up.host, up.port)
+    {
+        match (host.as_str(), port).to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(addr)) => println!("ciba-gateway: upstream.url: {host} resolves to {addr}"),
+            Ok(None) => eprintln!(
+                "ciba-gateway: warning: upstream.url: {host} resolves to no address now; the gateway would start not ready and retry every {} s",
+                up.discovery_retry.as_secs()
+            ),
+            Err(e) => eprintln!(
+                "ciba-gateway: warning: upstream.url: cannot resolve {host} now ({e}); the gateway would start not ready and retry every {} s",
+                up.discovery_retry.as_secs()
+            ),
+        }
+    }
 }
 
 fn init_logging(cfg: &Config) {

@@ -5,8 +5,9 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec,
 };
 use std::sync::OnceLock;
 
@@ -112,11 +113,20 @@ pub static UPSTREAM_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
-/// 1 once the CIBA endpoints are known.
+/// Failed or empty lookups of the OP's host name.
+pub static UPSTREAM_RESOLVE_FAILURES: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "ciba_gateway_upstream_resolve_failures_total",
+        "Lookups of upstream.url's host name that failed or gave no address (the last address is kept)."
+    )
+    .expect("metric registers once")
+});
+
+/// 1 once the CIBA endpoints and the OP's address are known.
 pub static READY: Lazy<IntGauge> = Lazy::new(|| {
     register_int_gauge!(
         "ciba_gateway_ready",
-        "1 when the gateway knows the OP's CIBA endpoints and serves them."
+        "1 when the gateway knows the OP's address and CIBA endpoints and serves them."
     )
     .expect("metric registers once")
 });
@@ -155,6 +165,7 @@ pub fn init() {
     Lazy::force(&STORE_SECONDS);
     Lazy::force(&STORE_ERRORS);
     Lazy::force(&UPSTREAM_SECONDS);
+    Lazy::force(&UPSTREAM_RESOLVE_FAILURES);
     READY.set(0);
     TRACKED.set(0);
 }

@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Largest answer read from the OP on a CIBA or discovery exchange.
@@ -26,9 +27,13 @@ pub const MAX_ANSWER: usize = 1024 * 1024;
 /// the OP is about to close.
 const POOL_IDLE: Duration = Duration::from_secs(4);
 
-/// Builds the peer for the OP with connect, read and write timeouts set.
-pub fn peer(upstream: &Upstream) -> HttpPeer {
-    let mut peer = HttpPeer::new(upstream.address(), upstream.tls, upstream.host.clone());
+/// Builds the peer for the OP at `addr` (its host name already resolved) with connect, read
+/// and write timeouts set.
+///
+/// The address is resolved by the caller: pingora would resolve a name here, once, and
+/// panic when it does not resolve.
+pub fn peer(upstream: &Upstream, addr: SocketAddr) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
     let o = &mut peer.options;
     o.connection_timeout = Some(upstream.connect_timeout);
     o.total_connection_timeout = Some(upstream.connect_timeout * 2);

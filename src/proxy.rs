@@ -18,6 +18,7 @@ use crate::rate_limit::{self, Limited, RateLimits};
 use crate::request_id::{RequestId, RequestIds};
 use crate::state::{Store, Unavailable, UNAVAILABLE_RETRY};
 use crate::translate::{self, TokenOutcome};
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
@@ -53,19 +54,42 @@ const HOP_BY_HOP: &[&str] = &[
 pub struct Shared {
     /// Set once, when the CIBA endpoints are known (configured or discovered).
     pub endpoints: OnceLock<Endpoints>,
+    /// The OP at its current address; empty until its host name first resolves, never
+    /// emptied afterwards.
+    peer: ArcSwapOption<HttpPeer>,
 }
 
 impl Shared {
     /// Records the endpoints; the first value wins.
     pub fn set_endpoints(&self, e: Endpoints) {
         if self.endpoints.set(e).is_ok() {
-            metrics::READY.set(1);
+            self.update_ready();
         }
+    }
+
+    /// Points new upstream connections at this peer.
+    pub fn set_peer(&self, peer: HttpPeer) {
+        self.peer.store(Some(Arc::new(peer)));
+        self.update_ready();
+    }
+
+    /// The OP's peer, once its address is known.
+    pub fn peer(&self) -> Option<Arc<HttpPeer>> {
+        self.peer.load_full()
+    }
+
+    /// Whether the OP's address is known.
+    pub fn has_peer(&self) -> bool {
+        self.peer.load().is_some()
     }
 
     /// Whether the gateway can route CIBA requests yet.
     pub fn is_ready(&self) -> bool {
-        self.endpoints.get().is_some()
+        self.endpoints.get().is_some() && self.has_peer()
+    }
+
+    fn update_ready(&self) {
+        metrics::READY.set(i64::from(self.is_ready()));
     }
 }
 
@@ -76,7 +100,6 @@ pub struct Gateway {
     store: Store,
     limits: Arc<RateLimits>,
     client_labels: std::collections::HashSet<String>,
-    peer: HttpPeer,
     connector: Connector,
     ids: RequestIds,
     request_metrics: metrics::RequestMetrics,
@@ -92,7 +115,6 @@ impl Gateway {
         store: Store,
         limits: Arc<RateLimits>,
     ) -> Self {
-        let peer = op_client::peer(&cfg.upstream);
         // At start-up only: upstream.url passed http's URI parser, which admits no byte
         // that a header value refuses.
         let host = HeaderValue::from_str(&cfg.upstream.authority())
@@ -104,7 +126,6 @@ impl Gateway {
             store,
             limits,
             client_labels,
-            peer,
             connector: Connector::new(None),
             ids: RequestIds::new(),
             request_metrics: metrics::RequestMetrics::default(),
@@ -169,14 +190,17 @@ impl ProxyHttp for Gateway {
         if let Some(e) = framing_error(session) {
             return answer_error(session, ctx, e).await;
         }
-        let Some(endpoints) = self.shared.endpoints.get() else {
-            // Until the CIBA paths are known the gateway cannot tell a poll from any other
-            // request; letting it through would skip every rule. So nothing passes.
-            let e = OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                "the gateway has not yet learned the OpenID Provider's endpoints",
-            )
-            .with_retry_after(self.cfg.upstream.discovery_retry.as_secs().max(1));
+        // Until the CIBA paths are known the gateway cannot tell a poll from any other
+        // request; letting it through would skip every rule. So nothing passes, and nothing
+        // passes before the OP's host name has resolved either.
+        let (Some(endpoints), true) = (self.shared.endpoints.get(), self.shared.has_peer()) else {
+            let what = if self.shared.has_peer() {
+                "the gateway has not yet learned the OpenID Provider's endpoints"
+            } else {
+                "the gateway has not yet resolved the OpenID Provider's host name"
+            };
+            let e = OAuthError::new(ErrorCode::TemporarilyUnavailable, what)
+                .with_retry_after(self.cfg.upstream.discovery_retry.as_secs().max(1));
             return answer_error(session, ctx, e).await;
         };
         ctx.route = route(
@@ -206,7 +230,15 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(self.peer.clone()))
+        // request_filter let no request this far before the first address was known, and a
+        // known address is never forgotten.
+        match self.shared.peer() {
+            Some(peer) => Ok(Box::new((*peer).clone())),
+            None => Err(pingora::Error::explain(
+                ErrorType::ConnectNoRoute,
+                "the OP's host name has not resolved yet",
+            )),
+        }
     }
 
     /// Runs just before a proxied request goes upstream.
@@ -702,9 +734,13 @@ impl Gateway {
         let start = Instant::now();
         // Boxed: pingora's client session and the deadline make this future about 5 KiB,
         // which inline would be copied also for the requests answered without the OP.
+        let Some(peer) = self.shared.peer() else {
+            ctx.upstream_failure = Some(Failure::Connect);
+            return Err(Failure::Connect);
+        };
         let result = Box::pin(op_client::exchange(
             &self.connector,
-            &self.peer,
+            &peer,
             request,
             body,
             op_client::deadline(&self.cfg.upstream),

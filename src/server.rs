@@ -4,11 +4,13 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::config::StateBackend;
 use crate::discovery;
+use crate::metrics;
 use crate::op_client::{self, Connector};
 use crate::ops::OpsApp;
 use crate::poll_store::PollStore;
 use crate::proxy::{Gateway, Shared, DISCOVERY_PATH};
 use crate::rate_limit::RateLimits;
+use crate::resolve;
 use crate::state::{StateStore, Store};
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
@@ -62,6 +64,19 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
     );
     ops.add_tcp(&cfg.metrics_listen.to_string());
 
+    match resolve::Target::of(&cfg.upstream.host, cfg.upstream.port) {
+        resolve::Target::Fixed(addr) => shared.set_peer(op_client::peer(&cfg.upstream, addr)),
+        resolve::Target::Name { .. } => {
+            server.add_service(background_service(
+                "upstream resolver",
+                Resolver {
+                    cfg: cfg.clone(),
+                    shared: shared.clone(),
+                },
+            ));
+        }
+    }
+
     let discovery = background_service(
         "discovery",
         Discovery {
@@ -84,6 +99,34 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
     server.add_service(ops);
     server.add_service(discovery);
     (server, shared)
+}
+
+/// Follows the OP's host name in DNS, pointing new upstream connections at its address.
+struct Resolver {
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for Resolver {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let up = &self.cfg.upstream;
+        resolve::follow(
+            &up.host,
+            up.port,
+            resolve::Schedule {
+                every: up.resolve_interval,
+                // While nothing is known the gateway is not ready: retry at the pace the
+                // not-ready answers' Retry-After announces.
+                retry: up.discovery_retry,
+            },
+            resolve::lookup,
+            |addr| self.shared.set_peer(op_client::peer(up, addr)),
+            || metrics::UPSTREAM_RESOLVE_FAILURES.inc(),
+            shutdown,
+        )
+        .await;
+    }
 }
 
 /// Drops expired poll state and stale rate-limit keys periodically, shard by shard (no global lock).
@@ -131,9 +174,8 @@ impl BackgroundService for Discovery {
             return;
         }
         let connector = Connector::new(None);
-        let peer = op_client::peer(up);
         loop {
-            match self.attempt(&connector, &peer).await {
+            match self.attempt(&connector).await {
                 Ok(e) => {
                     tracing::info!(backchannel = %e.backchannel, token = %e.token, "CIBA endpoints discovered");
                     self.shared.set_endpoints(self.public(e));
@@ -164,16 +206,16 @@ impl Discovery {
         }
     }
 
-    async fn attempt(
-        &self,
-        connector: &Connector,
-        peer: &pingora::upstreams::peer::HttpPeer,
-    ) -> Result<discovery::Endpoints, String> {
+    async fn attempt(&self, connector: &Connector) -> Result<discovery::Endpoints, String> {
         let up = &self.cfg.upstream;
+        let peer = self
+            .shared
+            .peer()
+            .ok_or("the host name has not resolved yet")?;
         let req = op_client::get_request(up, DISCOVERY_PATH)?;
         let answer = op_client::exchange(
             connector,
-            peer,
+            &peer,
             req,
             bytes::Bytes::new(),
             op_client::deadline(up),

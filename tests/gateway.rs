@@ -1692,6 +1692,83 @@ mod faults {
     }
 
     #[test]
+    fn an_upstream_host_that_does_not_resolve_is_not_fatal() {
+        // .invalid never resolves (RFC 6761). Nothing may reach an OP, so none is started:
+        // the gateway must stay up, say not ready, refuse with JSON, and say why.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = configured_paths(dir.path(), "discovery_retry_seconds = 1\n");
+        let mut gw = Gateway::spawn(
+            &format!("http://no-such-host.invalid:{}", free_port()),
+            &["--config", &cfg],
+        );
+        assert_eq!(get(&gw.metrics_addr(), "/readyz").status, 503);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(gw.addr()).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "no proxy listener:\n{}",
+                gw.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let r = poll(&gw.addr(), POST_CLIENT, "some-id");
+        assert_json_error(&r, 503, "temporarily_unavailable");
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(r.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("host name"));
+        let pass = get(&gw.addr(), "/jwks");
+        assert_json_error(&pass, 503, "temporarily_unavailable");
+        // At least two failed lookups: the first, then a retry on the 1 s schedule.
+        while gw.log().matches("upstream.url: cannot resolve").count() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "no retried lookup:\n{}",
+                gw.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gw.metrics_containing(&["ciba_gateway_ready 0"]);
+        let m = get(&gw.metrics_addr(), "/metrics").text();
+        let failures: u64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("ciba_gateway_upstream_resolve_failures_total "))
+            .expect("the resolve failure counter is exported")
+            .parse()
+            .unwrap();
+        assert!(failures >= 2, "{m}");
+        assert!(
+            gw.wait_exit(Duration::from_millis(1)).is_none(),
+            "the gateway exited"
+        );
+        assert!(!gw.log().contains("panicked"), "{}", gw.log());
+    }
+
+    #[test]
+    fn a_host_name_upstream_is_resolved() {
+        // The OP listens where the system resolves `localhost` first, so the gateway's
+        // lookup (the system resolver too) finds it whatever this machine's hosts file says.
+        use std::net::ToSocketAddrs;
+        let first = ("localhost", 0).to_socket_addrs().unwrap().next().unwrap();
+        let op = TestOp::start(&["--host", &first.ip().to_string()]);
+        let gw = Gateway::start(&format!("http://localhost:{}", op.port), &[]);
+        assert!(
+            gw.log().contains("upstream.url: host resolved"),
+            "{}",
+            gw.log()
+        );
+        let ack = initiate(&gw.addr(), POST_CLIENT, "alice");
+        assert_eq!(ack.status, 200, "{}", ack.text());
+        assert_eq!(op.backchannel_count(), 1);
+        assert_eq!(op.last_hop()["host"], format!("localhost:{}", op.port));
+        gw.metrics_containing(&[
+            "ciba_gateway_ready 1",
+            "ciba_gateway_upstream_resolve_failures_total 0",
+        ]);
+    }
+
+    #[test]
     fn discovery_is_retried_until_the_op_answers() {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
@@ -1743,6 +1820,27 @@ mod check {
             }
         }
         assert!(seen >= 5, "conf/gateway.toml and the four vendor profiles");
+    }
+
+    #[test]
+    fn an_unresolvable_upstream_host_is_a_warning_not_an_error() {
+        // The gateway starts with such a host (not ready, retrying), so --check passes it,
+        // and says so.
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_config(
+            dir.path(),
+            "gw.toml",
+            "[upstream]\nurl = \"http://no-such-host.invalid:3000\"\n",
+        );
+        let (ok, err) = check(&p);
+        assert!(ok, "{err}");
+        assert!(
+            err.contains("warning: upstream.url: cannot resolve no-such-host.invalid")
+                || err
+                    .contains("warning: upstream.url: no-such-host.invalid resolves to no address"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
     }
 
     #[test]

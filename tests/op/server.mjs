@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Test OpenID Provider (CIBA, poll mode) for the gateway's integration tests.
 //
-//   node tests/op/server.mjs [--port N] [--backchannel-path /path] [--token-path /path]
+//   node tests/op/server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path]
 //                            [--ignore-stdin]
 //
-// Listens on 127.0.0.1 only. When ready it prints exactly one line to stdout:
+// Listens on 127.0.0.1 only (or the loopback address --host names). When ready it prints exactly one line to stdout:
 //   READY <port>
 // Nothing else is ever written to stdout (all logging goes to stderr).
 // Exits when stdin closes (unless --ignore-stdin), and on SIGTERM / SIGINT.
@@ -26,12 +26,12 @@ const { default: Provider, errors } = await import('oidc-provider');
 // ---------------------------------------------------------------- CLI
 function usage(msg) {
   if (msg) process.stderr.write(`server.mjs: ${msg}\n`);
-  process.stderr.write('usage: node server.mjs [--port N] [--backchannel-path /path] [--token-path /path] [--ignore-stdin]\n');
+  process.stderr.write('usage: node server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path] [--ignore-stdin]\n');
   process.exit(2);
 }
 
 const opts = {
-  port: 0, backchannelPath: '/backchannel', tokenPath: '/token', ignoreStdin: false,
+  host: '127.0.0.1', port: 0, backchannelPath: '/backchannel', tokenPath: '/token', ignoreStdin: false,
 };
 {
   const argv = process.argv.slice(2);
@@ -56,6 +56,7 @@ const opts = {
         opts.port = +v;
         break;
       }
+      case '--host': opts.host = take(); break;
       case '--backchannel-path': opts.backchannelPath = take(); break;
       case '--token-path': opts.tokenPath = take(); break;
       case '--ignore-stdin': opts.ignoreStdin = true; break;
@@ -219,16 +220,16 @@ let provider = null;
 
 await new Promise((resolve, reject) => {
   server.once('error', reject);
-  server.listen(opts.port, '127.0.0.1', () => {
+  server.listen(opts.port, opts.host, () => {
     server.off('error', reject);
     resolve();
   });
 }).catch((err) => {
-  process.stderr.write(`server.mjs: cannot listen on 127.0.0.1:${opts.port}: ${err.message}\n`);
+  process.stderr.write(`server.mjs: cannot listen on ${opts.host} port ${opts.port}: ${err.message}\n`);
   process.exit(1);
 });
 const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+const issuer = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
 
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingJwk = {

@@ -57,7 +57,9 @@ fn ensure_op_installed() {
 pub struct TestOp {
     child: Child,
     _stdin: ChildStdin,
-    /// Its port on 127.0.0.1.
+    /// The address it listens on (`--host`, default 127.0.0.1).
+    pub host: std::net::IpAddr,
+    /// Its port.
     pub port: u16,
 }
 
@@ -101,10 +103,15 @@ impl TestOp {
             .trim()
             .strip_prefix("READY ")
             .and_then(|p| p.parse().ok());
+        let host = args
+            .iter()
+            .position(|a| *a == "--host")
+            .map_or([127, 0, 0, 1].into(), |i| args[i + 1].parse().unwrap());
         match port {
             Some(port) => Ok(TestOp {
                 child,
                 _stdin: stdin,
+                host,
                 port,
             }),
             None => {
@@ -118,12 +125,12 @@ impl TestOp {
 
     /// Its base URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.addr())
     }
 
     /// Its address.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        std::net::SocketAddr::new(self.host, self.port).to_string()
     }
 
     /// `/admin/stats` as JSON: how many requests reached each endpoint.

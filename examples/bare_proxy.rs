@@ -7,7 +7,7 @@
 //! except that `POST /slow_down` is answered with a fixed 400 JSON body without the
 //! upstream: pingora's floor for an answer of its own, as nginx's `return 400` is nginx's.
 //!
-//! Usage: cargo run --release --example bare_proxy -- [LISTEN] [UPSTREAM] [THREADS] [WORK_STEALING]
+//! Usage: cargo run --release --example bare_proxy -- [LISTEN] [UPSTREAM_IP:PORT] [THREADS] [WORK_STEALING]
 //! Defaults: 127.0.0.1:18090 127.0.0.1:18081 2 true
 
 use async_trait::async_trait;

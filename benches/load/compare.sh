@@ -53,20 +53,11 @@ target=${CARGO_TARGET_DIR:-$root/target}
 GATEWAY=${GATEWAY:-$target/release/ciba-gateway}
 BARE=${BARE:-$target/release/examples/bare_proxy}
 
-die() { echo "compare: $*" >&2; exit 1; }
+LOAD_NAME=compare
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
-# --- tools -------------------------------------------------------------------------------
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-command -v pgrep >/dev/null || need+=(procps)
-if ((${#need[@]})); then
-    [[ $(id -u) == 0 ]] || die "missing ${need[*]}; install them or run as root"
-    echo "installing ${need[*]} from the Debian archive"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+need_tools nginx wrk curl pgrep:procps
 if [[ $HALF_LOAD == 1 ]]; then # oha is not in Debian; build it once with cargo
     PATH="$target/tools/bin:$PATH"
     if ! command -v oha >/dev/null; then
@@ -77,10 +68,7 @@ fi
 [[ -x $GATEWAY ]] || die "no gateway binary at $GATEWAY; run cargo build --release first"
 [[ -x $BARE ]] || die "no bare proxy at $BARE; run cargo build --release --example bare_proxy"
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$OP_PORT" "$NGX_PORT" "$GW_PORT" "$BARE_PORT" "$METRICS_PORT"; do
-    ! port_busy "$p" || die "127.0.0.1:$p is already in use; set BASE_PORT"
-done
+ports_free BASE_PORT "$OP_PORT" "$NGX_PORT" "$GW_PORT" "$BARE_PORT" "$METRICS_PORT"
 
 # --- CPU pinning: wrk on the last CPU, servers on the rest ---------------------------------
 ncpu=$(nproc)
@@ -94,48 +82,9 @@ else
     pinning="not pinned"
 fi
 
-# --- cleanup: only what this script started, by PID --------------------------------------
-work=$(mktemp -d -t ciba-compare.XXXXXX)
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+start_work ciba-compare
 
 # --- the two nginx instances ---------------------------------------------------------------
-nginx_conf() { # name, server block
-    mkdir -p "$work/$1/logs" "$work/$1/tmp"
-    cat >"$work/$1/nginx.conf" <<CONF
-daemon off;
-master_process on;
-worker_processes 1;
-pid $work/$1/nginx.pid;
-error_log $work/$1/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/$1/tmp/body;
-    proxy_temp_path $work/$1/tmp/proxy;
-    fastcgi_temp_path $work/$1/tmp/fastcgi;
-    uwsgi_temp_path $work/$1/tmp/uwsgi;
-    scgi_temp_path $work/$1/tmp/scgi;
-    keepalive_requests 10000000;
-    keepalive_timeout 600s;
-$2
-}
-CONF
-}
-
 # The stub OP. \$request_id is 32 random hex digits, so every acknowledgement is a new id.
 nginx_conf op "
     server {
@@ -197,19 +146,9 @@ pids+=("$gw")
 bare=$!
 pids+=("$bare")
 
-ready=
-for _ in $(seq 100); do
-    if curl -fs "http://127.0.0.1:$METRICS_PORT/readyz" >/dev/null 2>&1 \
-        && curl -fs -o /dev/null "http://127.0.0.1:$OP_PORT/jwks" \
-        && curl -fs -o /dev/null "http://127.0.0.1:$NGX_PORT/jwks" \
-        && curl -fs -o /dev/null "http://127.0.0.1:$BARE_PORT/jwks"; then
-        ready=1
-        break
-    fi
-    kill -0 "$gw" 2>/dev/null || break
-    sleep 0.1
-done
-[[ -n $ready ]] || { cat "$work/gateway.log" "$work/bare.log" >&2; die "a server did not come up"; }
+wait_ready "$gw" "$METRICS_PORT" "http://127.0.0.1:$OP_PORT/jwks" "http://127.0.0.1:$NGX_PORT/jwks" \
+    "http://127.0.0.1:$BARE_PORT/jwks" \
+    || { cat "$work/gateway.log" "$work/bare.log" >&2; die "a server did not come up"; }
 
 # nginx serves from its one worker process, the master's child; that is the process to time.
 op_worker=$(pgrep -P "$op_master" | head -1)
@@ -326,10 +265,9 @@ for rep in $(seq "$REPS"); do
 done
 
 kill -0 "$gw" 2>/dev/null || die "the gateway exited during the run"
-rss=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$gw/status")
-hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$gw/status")
-tracked=$(curl -fs "http://127.0.0.1:$METRICS_PORT/metrics" \
-    | awk '$1 == "ciba_gateway_tracked_auth_req_ids" { print $2 }')
+rss=$(status_kib "$gw" VmRSS)
+hwm=$(status_kib "$gw" VmHWM)
+tracked=$(tracked "$METRICS_PORT")
 
 # --- table ---------------------------------------------------------------------------------
 desc_file="$work/desc"

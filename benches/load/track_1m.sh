@@ -27,79 +27,31 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 GATEWAY=${GATEWAY:-${CARGO_TARGET_DIR:-$root/target}/release/ciba-gateway}
 
-die() { echo "track_1m: $*" >&2; exit 1; }
+LOAD_NAME=track_1m
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
-# --- tools -------------------------------------------------------------------------------
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-if ((${#need[@]})); then
-    [[ $(id -u) == 0 ]] || die "missing ${need[*]}; install them or run as root"
-    echo "installing ${need[*]} from the Debian archive"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+need_tools nginx wrk curl
 [[ -x $GATEWAY ]] || die "no gateway binary at $GATEWAY; run cargo build --release first"
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$GW_PORT" "$METRICS_PORT" "$OP_PORT"; do
-    ! port_busy "$p" || die "127.0.0.1:$p is already in use; set GW_PORT/METRICS_PORT/OP_PORT"
-done
-
-# --- cleanup: only what this script started, by PID --------------------------------------
-work=$(mktemp -d -t ciba-track-1m.XXXXXX)
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        # Give each a moment to exit, then insist.
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+ports_free GW_PORT/METRICS_PORT/OP_PORT "$GW_PORT" "$METRICS_PORT" "$OP_PORT"
+start_work ciba-track-1m
 
 # --- stub OP -----------------------------------------------------------------------------
-mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
-cat >"$work/nginx/nginx.conf" <<CONF
-daemon off;
-master_process on;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx/tmp/body;
-    proxy_temp_path $work/nginx/tmp/proxy;
-    fastcgi_temp_path $work/nginx/tmp/fastcgi;
-    uwsgi_temp_path $work/nginx/tmp/uwsgi;
-    scgi_temp_path $work/nginx/tmp/scgi;
-    keepalive_requests 10000000;
-    keepalive_timeout 600s;
+nginx_conf nginx "
     server {
         listen 127.0.0.1:$OP_PORT;
         default_type application/json;
         # \$request_id is 32 random hex digits; the suffix makes ids ~43 characters like real ones.
         location = /bc {
-            return 200 '{"auth_req_id":"ar-\$request_id-\$connection-\$connection_requests","expires_in":600,"interval":5}';
+            return 200 '{\"auth_req_id\":\"ar-\$request_id-\$connection-\$connection_requests\",\"expires_in\":600,\"interval\":5}';
         }
         location = /token {
-            return 400 '{"error":"authorization_pending"}';
+            return 400 '{\"error\":\"authorization_pending\"}';
         }
         location = /.well-known/openid-configuration {
-            return 200 '{"issuer":"http://127.0.0.1:$OP_PORT","backchannel_authentication_endpoint":"http://127.0.0.1:$OP_PORT/bc","token_endpoint":"http://127.0.0.1:$OP_PORT/token"}';
+            return 200 '{\"issuer\":\"http://127.0.0.1:$OP_PORT\",\"backchannel_authentication_endpoint\":\"http://127.0.0.1:$OP_PORT/bc\",\"token_endpoint\":\"http://127.0.0.1:$OP_PORT/token\"}';
         }
-    }
-}
-CONF
+    }"
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
 
@@ -132,23 +84,8 @@ CONF
 gw=$!
 pids+=("$gw")
 
-ready=
-for _ in $(seq 100); do
-    if curl -fs "http://127.0.0.1:$METRICS_PORT/readyz" >/dev/null 2>&1 \
-        && curl -fs -o /dev/null "http://127.0.0.1:$OP_PORT/.well-known/openid-configuration"; then
-        ready=1
-        break
-    fi
-    kill -0 "$gw" 2>/dev/null || break
-    sleep 0.1
-done
-[[ -n $ready ]] || { cat "$work/gateway.log" >&2; die "the gateway or the stub OP did not come up"; }
-
-status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-tracked() {
-    curl -fs "http://127.0.0.1:$METRICS_PORT/metrics" \
-        | awk '$1 == "ciba_gateway_tracked_auth_req_ids" { print $2 }'
-}
+wait_ready "$gw" "$METRICS_PORT" "http://127.0.0.1:$OP_PORT/.well-known/openid-configuration" \
+    || { cat "$work/gateway.log" >&2; die "the gateway or the stub OP did not come up"; }
 
 # One request by hand: the gateway must answer with a rewritten ack.
 probe=$(curl -fs -X POST "http://127.0.0.1:$GW_PORT/bc" \
@@ -159,7 +96,7 @@ echo "probe ack: $probe"
 
 rss0=$(status_kib "$gw" VmRSS)
 hwm0=$(status_kib "$gw" VmHWM)
-n0=$(tracked)
+n0=$(tracked "$METRICS_PORT")
 
 # --- load --------------------------------------------------------------------------------
 per_thread=$(((N + WRK_THREADS - 1) / WRK_THREADS))
@@ -184,7 +121,7 @@ sed 's/^/  wrk | /' "$work/wrk.out"
 
 rss1=$(status_kib "$gw" VmRSS)
 hwm1=$(status_kib "$gw" VmHWM)
-n1=$(tracked)
+n1=$(tracked "$METRICS_PORT")
 kill -0 "$gw" 2>/dev/null || die "the gateway exited during the run"
 
 awk -v n0="$n0" -v n1="$n1" -v r0="$rss0" -v r1="$rss1" -v h0="$hwm0" -v h1="$hwm1" \

@@ -1,0 +1,104 @@
+# Shared by the load scripts in this directory (sourced, not run): tools, free ports, a work
+# directory whose processes are stopped by PID on exit, nginx configurations, readiness and
+# /proc readings. The sourcing script sets LOAD_NAME first (the prefix of its messages).
+
+die() { echo "${LOAD_NAME:-load}: $*" >&2; exit 1; }
+
+# need_tools COMMAND[:DEBIAN_PACKAGE]... installs what is missing from the Debian archive.
+need_tools() {
+    local spec cmd pkg need=()
+    for spec in "$@"; do
+        cmd=${spec%%:*}
+        pkg=${spec#*:}
+        command -v "$cmd" >/dev/null || need+=("$pkg")
+    done
+    ((${#need[@]})) || return 0
+    [[ $(id -u) == 0 ]] || die "missing ${need[*]}; install them or run as root"
+    echo "installing ${need[*]} from the Debian archive"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
+
+# ports_free HINT PORT... dies when a port on 127.0.0.1 already answers; HINT says what to set.
+ports_free() {
+    local hint=$1 p
+    shift
+    for p in "$@"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            die "127.0.0.1:$p is already in use; set $hint"
+        fi
+    done
+}
+
+# start_work PREFIX makes $work and stops every PID in $pids, then removes $work, on exit.
+pids=()
+start_work() {
+    work=$(mktemp -d -t "$1.XXXXXX")
+    trap stop_work EXIT
+    trap 'exit 130' INT TERM
+}
+stop_work() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        # Give each a moment to exit, then insist.
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+
+# nginx_conf NAME HTTP_BODY writes $work/NAME/nginx.conf: one worker, no access log, long
+# keep-alive, everything under $work/NAME, and HTTP_BODY inside the http block.
+nginx_conf() {
+    mkdir -p "$work/$1/logs" "$work/$1/tmp"
+    cat >"$work/$1/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $work/$1/nginx.pid;
+error_log $work/$1/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/$1/tmp/body;
+    proxy_temp_path $work/$1/tmp/proxy;
+    fastcgi_temp_path $work/$1/tmp/fastcgi;
+    uwsgi_temp_path $work/$1/tmp/uwsgi;
+    scgi_temp_path $work/$1/tmp/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 600s;
+$2
+}
+CONF
+}
+
+# wait_ready GATEWAY_PID METRICS_PORT URL...: the gateway says ready and every URL answers 2xx;
+# false after 10 s or when the gateway exits.
+wait_ready() {
+    local gw=$1 metrics=$2 url ok
+    shift 2
+    for _ in $(seq 100); do
+        ok=1
+        curl -fs -o /dev/null "http://127.0.0.1:$metrics/readyz" || ok=
+        for url in "$@"; do
+            [[ -z $ok ]] || curl -fs -o /dev/null "$url" || ok=
+        done
+        [[ -z $ok ]] || return 0
+        kill -0 "$gw" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# status_kib PID FIELD: a /proc/PID/status field such as VmRSS, in KiB.
+status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+# tracked METRICS_PORT: the gateway's tracked auth_req_ids gauge.
+tracked() {
+    curl -fs "http://127.0.0.1:$1/metrics" \
+        | awk '$1 == "ciba_gateway_tracked_auth_req_ids" { print $2 }'
+}

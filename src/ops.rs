@@ -26,6 +26,9 @@ impl ServeHttp for OpsApp {
                 if let Some(n) = self.store.tracked().await {
                     metrics::TRACKED.set(n as i64);
                 }
+                // Read here rather than set where readiness changes: its two parts are set
+                // by different tasks, which could otherwise leave a stale value.
+                metrics::READY.set(i64::from(self.shared.is_ready()));
                 (200, "text/plain; version=0.0.4", metrics::render())
             }
             "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
@@ -33,7 +36,7 @@ impl ServeHttp for OpsApp {
             "/readyz" => (
                 503,
                 "text/plain",
-                b"not ready: the OP's endpoints are not known yet\n".to_vec(),
+                b"not ready: the OP's address or endpoints are not known yet\n".to_vec(),
             ),
             _ => (
                 404,

@@ -62,15 +62,12 @@ pub struct Shared {
 impl Shared {
     /// Records the endpoints; the first value wins.
     pub fn set_endpoints(&self, e: Endpoints) {
-        if self.endpoints.set(e).is_ok() {
-            self.update_ready();
-        }
+        let _ = self.endpoints.set(e);
     }
 
     /// Points new upstream connections at this peer.
     pub fn set_peer(&self, peer: HttpPeer) {
         self.peer.store(Some(Arc::new(peer)));
-        self.update_ready();
     }
 
     /// The OP's peer, once its address is known.
@@ -86,10 +83,6 @@ impl Shared {
     /// Whether the gateway can route CIBA requests yet.
     pub fn is_ready(&self) -> bool {
         self.endpoints.get().is_some() && self.has_peer()
-    }
-
-    fn update_ready(&self) {
-        metrics::READY.set(i64::from(self.is_ready()));
     }
 }
 
@@ -731,13 +724,13 @@ impl Gateway {
         request: RequestHeader,
         body: Bytes,
     ) -> Result<Answer, Failure> {
-        let start = Instant::now();
-        // Boxed: pingora's client session and the deadline make this future about 5 KiB,
-        // which inline would be copied also for the requests answered without the OP.
         let Some(peer) = self.shared.peer() else {
             ctx.upstream_failure = Some(Failure::Connect);
             return Err(Failure::Connect);
         };
+        let start = Instant::now();
+        // Boxed: pingora's client session and the deadline make this future about 5 KiB,
+        // which inline would be copied also for the requests answered without the OP.
         let result = Box::pin(op_client::exchange(
             &self.connector,
             &peer,

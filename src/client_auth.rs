@@ -125,6 +125,11 @@ fn basic_client_id(credentials: &str) -> Result<String, OAuthError> {
         .decode(credentials.trim())
         .map_err(|_| bad())?;
     let colon = raw.iter().position(|b| *b == b':').ok_or_else(bad)?;
+    // Encoded, a `&` is `%26`; a raw one would end the form value early and name another
+    // client than the OP reads.
+    if raw[..colon].contains(&b'&') {
+        return Err(bad());
+    }
     let id = Form::parse(&[b"x=", &raw[..colon]].concat())
         .ok()
         .and_then(|f| f.get("x").map(str::to_string))
@@ -175,6 +180,48 @@ mod tests {
         }
         let long = Form::parse(format!("client_id={}", "a".repeat(300)).as_bytes()).unwrap();
         assert!(claimed_client(&long, None).is_err());
+    }
+
+    #[test]
+    fn hostile_basic_headers() {
+        use base64::Engine;
+        let b64 = |raw: &[u8]| base64::engine::general_purpose::STANDARD.encode(raw);
+        let empty = Form::parse(b"").unwrap();
+        let refused = [
+            "Basic !!!".to_string(),
+            format!("Basic {}", b64(b"no-colon")),
+            format!("Basic {}", b64(b":secret")),
+            format!("Basic {}", b64(b"\xff\xfe:s")),
+            format!("Basic {}", b64(b"a%zz:s")),
+            format!("Basic {}", b64(b"a%00b:s")),
+            format!("Basic {}", b64(b"a&b:s")),
+            format!("Basic {}", b64(b"a&client_id=b:s")),
+            format!("Basic {}", b64(b"a\nb:s")),
+            format!("Basic {}:s", b64(&[b'a'; 300])),
+            format!("Basic {}", b64(&[&[b'a'; 300][..], b":s"].concat())),
+            "Basic ====".into(),
+            "Basic YQ".into(),
+        ];
+        for h in &refused {
+            let e = claimed_client(&empty, Some(h)).expect_err(h);
+            assert_eq!(e.code, ErrorCode::InvalidClient, "{h}");
+            assert_eq!(e.status, 401, "{h}");
+            assert!(!e.description.contains("aaaa"), "echoes the header: {h}");
+        }
+        let read = [
+            (format!("bAsIc {}", b64(b"a%20b:s")), Some("a b")),
+            (format!("Basic   {}  ", b64(b"c1:")), Some("c1")),
+            (format!("Basic {}", b64(b"c1:s:with:colons")), Some("c1")),
+            (format!("Basic {}", b64(b"a%26b:s")), Some("a&b")),
+            (format!("Basic {}", b64(b"a+b:s")), Some("a b")),
+            ("Basic ".into(), None),
+            ("Basicé".into(), None),
+            ("Bearer abc".into(), None),
+        ];
+        for (h, want) in &read {
+            let got = claimed_client(&empty, Some(h)).unwrap_or_else(|e| panic!("{h}: {e}"));
+            assert_eq!(got.as_ref().map(ClientId::as_str), *want, "{h}");
+        }
     }
 
     fn assertion(claims: &str) -> String {

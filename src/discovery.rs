@@ -194,6 +194,48 @@ mod tests {
     }
 
     #[test]
+    fn hostile_documents_are_refused_or_rewritten_safely() {
+        let refused: &[&[u8]] = &[
+            b"",
+            b"null",
+            b"\"text\"",
+            br#"{"backchannel_authentication_endpoint":5,"token_endpoint":"http://a/t"}"#,
+            br#"{"backchannel_authentication_endpoint":"/relative","token_endpoint":"http://a/t"}"#,
+            br#"{"backchannel_authentication_endpoint":"javascript:alert(1)","token_endpoint":"http://a/t"}"#,
+            br#"{"backchannel_authentication_endpoint":"ftp://a/b","token_endpoint":"http://a/t"}"#,
+            br#"{"backchannel_authentication_endpoint":"http://a/b c","token_endpoint":"http://a/t"}"#,
+            br#"{"backchannel_authentication_endpoint":"http://a/b","token_endpoint":null}"#,
+            br#"{"backchannel_authentication_endpoint":"http://a/b","token_endpoint":"http://a/t""#,
+            &[b'['; 10_000],
+        ];
+        for doc in refused {
+            assert!(
+                endpoints_from(doc, None, None).is_err(),
+                "{}",
+                String::from_utf8_lossy(&doc[..doc.len().min(80)])
+            );
+        }
+        // Odd but readable: duplicate keys (the last wins, as in serde_json), queries and
+        // fragments (the path alone is kept), non-string neighbours left alone.
+        let odd = br#"{"token_endpoint":"http://a/x","token_endpoint":"https://a:8443/t?x=1#f",
+            "backchannel_authentication_endpoint":"http://a/b","userinfo_endpoint":7,
+            "backchannel_token_delivery_modes_supported":"poll","grant_types_supported":{}}"#;
+        let e = endpoints_from(odd, None, None).unwrap();
+        assert_eq!((e.backchannel.as_str(), e.token.as_str()), ("/b", "/t"));
+        let out: Value =
+            serde_json::from_slice(&rewrite(odd, "https://gw", &e, &same).unwrap()).unwrap();
+        assert_eq!(out["token_endpoint"], "https://gw/t");
+        assert_eq!(out["userinfo_endpoint"], 7);
+        assert_eq!(
+            out["backchannel_token_delivery_modes_supported"],
+            serde_json::json!(["poll"])
+        );
+        assert!(out["grant_types_supported"]
+            .as_array()
+            .is_some_and(|g| g.contains(&Value::String(CIBA_GRANT.into()))));
+    }
+
+    #[test]
     fn rewrite_points_endpoints_at_the_gateway_and_keeps_issuer() {
         let e = endpoints_from(&op_doc(), None, None).unwrap();
         let out = rewrite(&op_doc(), "https://gw.example", &e, &same).unwrap();

@@ -349,6 +349,10 @@ impl<C: Clock + Clone> RateLimits<C> {
 /// The address a request comes from: the peer, unless the peer is a trusted proxy, in which
 /// case the rightmost address in `X-Forwarded-For` (or `Forwarded: for=`) that is not itself
 /// a trusted proxy. Untrusted peers cannot choose their address by sending a header.
+///
+/// Walking from the right, an entry that is not an address (`unknown`, an obfuscated
+/// `Forwarded` identifier, garbage) ends the walk at the peer: anything to its left was
+/// written by someone the gateway cannot identify, so it may not pick the address.
 pub fn source_address(
     peer: IpAddr,
     x_forwarded_for: Option<&str>,
@@ -359,25 +363,28 @@ pub fn source_address(
     if !is_trusted(&peer) {
         return peer;
     }
-    let chain: Vec<IpAddr> = if let Some(xff) = x_forwarded_for {
-        xff.split(',').filter_map(|s| parse_ip(s.trim())).collect()
+    let chain: Vec<&str> = if let Some(xff) = x_forwarded_for {
+        xff.split(',').map(str::trim).collect()
     } else if let Some(fwd) = forwarded {
         fwd.split([',', ';'])
             .filter_map(|part| {
                 let (k, v) = part.trim().split_once('=')?;
                 k.trim()
                     .eq_ignore_ascii_case("for")
-                    .then(|| parse_ip(v.trim().trim_matches('"')))?
+                    .then(|| v.trim().trim_matches('"'))
             })
             .collect()
     } else {
         Vec::new()
     };
-    chain
-        .into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
+    for entry in chain.into_iter().rev() {
+        match parse_ip(entry) {
+            Some(ip) if is_trusted(&ip) => continue,
+            Some(ip) => return ip,
+            None => return peer,
+        }
+    }
+    peer
 }
 
 /// Parses `1.2.3.4`, `1.2.3.4:5`, `::1`, `[::1]` and `[::1]:5`.
@@ -552,6 +559,48 @@ mod tests {
             source_address(proxy, Some("10.0.0.5"), None, &trusted),
             proxy
         );
+    }
+
+    #[test]
+    fn hostile_forwarding_headers_never_choose_the_address() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy = ip("10.1.2.3");
+        // (X-Forwarded-For, Forwarded, expected)
+        let cases: &[(Option<&str>, Option<&str>, &str)] = &[
+            (Some(""), None, "10.1.2.3"),
+            (Some(",,,"), None, "10.1.2.3"),
+            (Some("unknown"), None, "10.1.2.3"),
+            // What is left of an unreadable entry is not believed.
+            (Some("6.6.6.6, unknown"), None, "10.1.2.3"),
+            (Some("6.6.6.6, garbage, 10.0.0.9"), None, "10.1.2.3"),
+            (Some("6.6.6.6,"), None, "10.1.2.3"),
+            (Some("1.1.1.1:8080"), None, "1.1.1.1"),
+            (Some("[2001:db8::7]:443"), None, "2001:db8::7"),
+            (Some("2001:db8::7"), None, "2001:db8::7"),
+            (Some("[2001:db8::7"), None, "2001:db8::7"),
+            (Some("1.1.1.1 , 10.0.0.1 "), None, "1.1.1.1"),
+            (Some("999.1.1.1"), None, "10.1.2.3"),
+            (Some("1.1.1.1\0"), None, "10.1.2.3"),
+            (None, Some("for=unknown"), "10.1.2.3"),
+            (None, Some("for=6.6.6.6, for=_hidden"), "10.1.2.3"),
+            (
+                None,
+                Some("for=6.6.6.6;by=10.0.0.1, for=10.0.0.2"),
+                "6.6.6.6",
+            ),
+            (None, Some("proto=https"), "10.1.2.3"),
+            (None, Some("FOR = \"[::1]:80\""), "::1"),
+            (None, Some("for"), "10.1.2.3"),
+            // X-Forwarded-For wins when both are sent.
+            (Some("1.1.1.1"), Some("for=2.2.2.2"), "1.1.1.1"),
+        ];
+        for (xff, fwd, want) in cases {
+            assert_eq!(
+                source_address(proxy, *xff, *fwd, &trusted),
+                ip(want),
+                "{xff:?} {fwd:?}"
+            );
+        }
     }
 
     #[test]

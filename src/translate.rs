@@ -124,6 +124,29 @@ mod tests {
         ))
         .unwrap();
         assert_eq!((a.expires_in, a.interval), (120, Some(3)));
+        // Odd but readable values: huge numbers saturate (the policy caps them later),
+        // fractions round up, an explicit null interval is no interval.
+        for (body, want) in [
+            (
+                &br#"{"auth_req_id":"a","expires_in":1e308}"#[..],
+                (u64::MAX, None),
+            ),
+            (
+                br#"{"auth_req_id":"a","expires_in":18446744073709551616}"#,
+                (u64::MAX, None),
+            ),
+            (
+                br#"{"auth_req_id":"a","expires_in":0.2,"interval":0.2}"#,
+                (1, Some(1)),
+            ),
+            (
+                br#"{"auth_req_id":"a","expires_in":" 60 ","interval":null}"#,
+                (60, None),
+            ),
+        ] {
+            let a = parse_ack(&json(body)).unwrap();
+            assert_eq!((a.expires_in, a.interval), want);
+        }
     }
 
     #[test]
@@ -137,6 +160,14 @@ mod tests {
             br#"{"auth_req_id":"a"}"#,
             br#"{"auth_req_id":"a","expires_in":60,"interval":"soon"}"#,
             br#"{"auth_req_id":7,"expires_in":60}"#,
+            br#"{"auth_req_id":"a","expires_in":60,"interval":0}"#,
+            br#"{"auth_req_id":"a","expires_in":60,"interval":-1}"#,
+            br#"{"auth_req_id":"a","expires_in":"-60"}"#,
+            br#"{"auth_req_id":"a","expires_in":"1e3"}"#,
+            br#"{"auth_req_id":"a","expires_in":[60]}"#,
+            br#"{"auth_req_id":"a","expires_in":true}"#,
+            br#"{"auth_req_id":["a"],"expires_in":60}"#,
+            br#"[{"auth_req_id":"a","expires_in":60}]"#,
         ] {
             assert!(
                 parse_ack(&json(body)).is_err(),

@@ -87,6 +87,17 @@ fn main() -> ExitCode {
         check_resolution(&cfg);
         return ExitCode::SUCCESS;
     }
+    let mut listeners = vec![
+        ("server.listen", cfg.listen.to_string()),
+        ("server.metrics_listen", cfg.metrics_listen.to_string()),
+    ];
+    if let Some((op_listen, _)) = &demo {
+        listeners.push(("--op-listen", op_listen.clone()));
+    }
+    if let Err(e) = check_listeners(&listeners) {
+        eprintln!("ciba-gateway: {e}");
+        return ExitCode::FAILURE;
+    }
     init_logging(&cfg);
     ciba_gateway::metrics::init();
 
@@ -109,6 +120,30 @@ fn main() -> ExitCode {
     }
     tracing::info!(%listen, %metrics_listen, "ciba-gateway starting");
     server.run_forever();
+}
+
+/// Whether every listener can bind its address, each tried the way nginx does (five tries
+/// half a second apart while the address is busy); the error names the key.
+///
+/// pingora itself retries a busy address for 30 s and then stops only that listener's
+/// thread, leaving a process whose health check passes while nothing serves the address.
+fn check_listeners(listeners: &[(&str, String)]) -> Result<(), String> {
+    const TRIES: u32 = 5;
+    for (key, addr) in listeners {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match std::net::TcpListener::bind(addr.as_str()) {
+                // Dropped at once: pingora binds it again, with its own socket options.
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < TRIES => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(format!("{key}: cannot listen on {addr}: {e}")),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Says where `upstream.url`'s host name resolves now. Not an error when it does not: the

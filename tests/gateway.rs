@@ -1769,6 +1769,47 @@ mod faults {
     }
 
     #[test]
+    fn a_busy_listen_address_ends_the_process_naming_the_key() {
+        // pingora alone would retry for 30 s and then leave a process whose /healthz
+        // passes while nothing serves the proxy port.
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy_addr = busy.local_addr().unwrap().to_string();
+        let free = format!("127.0.0.1:{}", free_port());
+        for (key, listen, metrics) in [
+            ("server.listen", busy_addr.as_str(), free.as_str()),
+            ("server.metrics_listen", free.as_str(), busy_addr.as_str()),
+        ] {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ciba-gateway"))
+                .args(["--upstream", "http://127.0.0.1:1"])
+                .args(["--listen", listen, "--metrics-listen", metrics])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("the gateway kept running with {key} busy");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains(&format!("{key}: cannot listen on {busy_addr}")),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+        drop(busy);
+    }
+
+    #[test]
     fn discovery_is_retried_until_the_op_answers() {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();

@@ -799,7 +799,17 @@ fn parse_upstream_url(value: &str) -> Result<Upstream, ConfigError> {
     if uri.query().is_some() {
         return Err(err("upstream.url", "must not have a query"));
     }
+    // The gateway would not send them, and the error must not echo them.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(err(
+            "upstream.url",
+            "must not carry credentials (user:password@); the gateway does not authenticate to the OP",
+        ));
+    }
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    if port == 0 {
+        return Err(err("upstream.url", "port 0 is not a port to connect to"));
+    }
     let base_path = uri.path().trim_end_matches('/').to_string();
     Ok(Upstream {
         tls,
@@ -911,6 +921,19 @@ mod tests {
     }
 
     #[test]
+    fn upstream_credentials_are_refused_without_being_echoed() {
+        for url in [
+            "http://user:hunter2@op.example",
+            "https://hunter2@op.example:8443/base",
+        ] {
+            let e = load(&format!("[upstream]\nurl = \"{url}\"\n")).unwrap_err();
+            assert_eq!(e.key, "upstream.url");
+            assert!(e.message.contains("credentials"), "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             ("[upstream]\nurll = \"x\"\n", "unknown field `urll`"),
@@ -952,6 +975,7 @@ mod tests {
             ("[upstream]\nurl=\"http://a\"\n[polling]\ncancel_path = \"/cancel\"\n", "polling.cancel_path"),
             ("[upstream]\nurl=\"http://a\"\n[polling]\nmax_tracked = 10\nmax_tracked_per_client = 11\n", "polling.max_tracked_per_client"),
             ("[upstream]\nurl=\"http://a\"\nresolve_interval_seconds = 0\n", "upstream.resolve_interval_seconds"),
+            ("[upstream]\nurl=\"http://a:0\"\n", "upstream.url: port 0"),
             ("[upstream]\nurl=\"http://a\"\nresolve_interval_seconds = 86401\n", "upstream.resolve_interval_seconds"),
         ];
         for (text, expect) in cases {

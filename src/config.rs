@@ -145,6 +145,8 @@ pub struct ServerSection {
     pub max_body_bytes: Option<usize>,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_seconds: Option<u64>,
+    /// Seconds an idle kept-alive client connection is held open.
+    pub keepalive_timeout_seconds: Option<u64>,
 }
 
 /// `[upstream]` as written.
@@ -360,6 +362,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Grace period after SIGTERM.
     pub shutdown_grace: Duration,
+    /// How long an idle kept-alive client connection is held open, in whole seconds.
+    pub keepalive_timeout_seconds: u64,
     /// The OP.
     pub upstream: Upstream,
     /// Poll enforcement.
@@ -455,6 +459,13 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         ));
     }
     let shutdown_grace = Duration::from_secs(file.server.shutdown_grace_seconds.unwrap_or(35));
+    let keepalive_timeout_seconds = file.server.keepalive_timeout_seconds.unwrap_or(75);
+    if keepalive_timeout_seconds == 0 || keepalive_timeout_seconds > 3600 {
+        return Err(err(
+            "server.keepalive_timeout_seconds",
+            "must be between 1 and 3600",
+        ));
+    }
 
     let url = o
         .upstream
@@ -555,6 +566,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         work_stealing: file.server.work_stealing.unwrap_or(true),
         max_body_bytes,
         shutdown_grace,
+        keepalive_timeout_seconds,
         upstream,
         polling,
         rate_limit,
@@ -842,6 +854,7 @@ mod tests {
         assert_eq!(c.upstream.authority(), "127.0.0.1:3000");
         assert_eq!(c.upstream.read_timeout, Duration::from_secs(35));
         assert_eq!(c.upstream.resolve_interval, Duration::from_secs(30));
+        assert_eq!(c.keepalive_timeout_seconds, 75);
         assert_eq!(c.max_body_bytes, 16 * 1024);
         assert!(!c.upstream.paths_configured());
         assert!(c.work_stealing);
@@ -976,6 +989,7 @@ mod tests {
             ("[upstream]\nurl=\"http://a\"\n[polling]\nmax_tracked = 10\nmax_tracked_per_client = 11\n", "polling.max_tracked_per_client"),
             ("[upstream]\nurl=\"http://a\"\nresolve_interval_seconds = 0\n", "upstream.resolve_interval_seconds"),
             ("[upstream]\nurl=\"http://a:0\"\n", "upstream.url: port 0"),
+            ("[server]\nkeepalive_timeout_seconds = 0\n[upstream]\nurl=\"http://a\"\n", "server.keepalive_timeout_seconds"),
             ("[upstream]\nurl=\"http://a\"\nresolve_interval_seconds = 86401\n", "upstream.resolve_interval_seconds"),
         ];
         for (text, expect) in cases {

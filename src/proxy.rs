@@ -176,6 +176,12 @@ impl ProxyHttp for Gateway {
     /// Runs first for every request; returns `Ok(true)` when the gateway answered itself.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Some(Instant::now());
+        // pingora 0.9 keeps an idle HTTP/1.1 connection open forever once a request asked
+        // for keep-alive (0 means no limit here). A connection that may not be kept alive
+        // (`Connection: close`, HTTP/1.0) is left as it is.
+        if session.get_keepalive() == Some(0) {
+            session.set_keepalive(Some(self.cfg.keepalive_timeout_seconds));
+        }
         ctx.request_id = self
             .ids
             .for_request(session.req_header().headers.get("x-request-id"));

@@ -18,6 +18,44 @@ mod core {
     }
 
     #[test]
+    fn an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout() {
+        use std::io::{Read, Write};
+        let op = TestOp::start(&[]);
+        let (gw, _dir) =
+            Gateway::with_config(&op.url(), "[server]\nkeepalive_timeout_seconds = 1\n");
+        let mut s = std::net::TcpStream::connect(gw.addr()).unwrap();
+        // Kept alive between requests: one served locally, one passed through.
+        for path in ["/.well-known/openid-configuration", "/jwks"] {
+            write!(s, "GET {path} HTTP/1.1\r\nHost: gw\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut s).status, 200, "{path}");
+        }
+        // Then idle: the gateway closes it (pingora alone would hold it open forever).
+        let idle = Instant::now();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        let n = s
+            .read(&mut buf)
+            .expect("closed by the gateway, not timed out here");
+        assert_eq!(n, 0, "unexpected bytes on an idle connection");
+        assert!(
+            idle.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            idle.elapsed()
+        );
+
+        // A client that asks to close is not kept alive at all.
+        let mut c = std::net::TcpStream::connect(gw.addr()).unwrap();
+        write!(
+            c,
+            "GET /jwks HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let r = read_response(&mut c);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("connection"), Some("close"));
+    }
+
+    #[test]
     fn discovery_points_at_the_gateway() {
         let (op, gw) = flow_setup();
         let r = get(&gw.addr(), "/.well-known/openid-configuration");

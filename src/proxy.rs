@@ -178,7 +178,7 @@ impl ProxyHttp for Gateway {
         ctx.started = Some(Instant::now());
         // pingora 0.9 keeps an idle HTTP/1.1 connection open forever once a request asked
         // for keep-alive (0 means no limit here). A connection that may not be kept alive
-        // (`Connection: close`, HTTP/1.0) is left as it is.
+        // (`Connection: close`, HTTP/1.0 without keep-alive) is left as it is.
         if session.get_keepalive() == Some(0) {
             session.set_keepalive(Some(self.cfg.keepalive_timeout_seconds));
         }

@@ -1824,16 +1824,9 @@ mod faults {
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let status = loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    break status;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    panic!("the gateway kept running with {key} busy");
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            let Some(status) = wait_for_exit(&mut child, Duration::from_secs(20)) else {
+                let _ = child.kill();
+                panic!("the gateway kept running with {key} busy");
             };
             let mut stderr = String::new();
             std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();

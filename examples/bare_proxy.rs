@@ -3,9 +3,10 @@
 //! Every request goes to one plain-HTTP upstream over pooled keep-alive connections, with the
 //! same worker-thread count as the gateway's default and the same upstream peer (built by
 //! the gateway's own code from `upstream.url`, so it has the same connect, read, write and
-//! pool-idle timeouts as the gateway's defaults). Nothing is inspected or rewritten,
-//! except that `POST /slow_down` is answered with a fixed 400 JSON body without the
-//! upstream: pingora's floor for an answer of its own, as nginx's `return 400` is nginx's.
+//! pool-idle timeouts as the gateway's defaults) and the same idle bound on kept-alive client
+//! connections. Nothing is inspected or rewritten, except that `POST /slow_down` is answered
+//! with a fixed 400 JSON body without the upstream: pingora's floor for an answer of its own,
+//! as nginx's `return 400` is nginx's.
 //!
 //! Usage: cargo run --release --example bare_proxy -- [LISTEN] [UPSTREAM_IP:PORT] [THREADS] [WORK_STEALING]
 //! Defaults: 127.0.0.1:18090 127.0.0.1:18081 2 true
@@ -25,6 +26,8 @@ use pingora::Result;
 
 struct Bare {
     peer: HttpPeer,
+    /// The gateway's default idle bound for kept-alive client connections.
+    keepalive_timeout_seconds: u64,
 }
 
 #[async_trait]
@@ -34,6 +37,11 @@ impl ProxyHttp for Bare {
     fn new_ctx(&self) -> Self::CTX {}
 
     async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        // The same idle bound as the gateway's (a timer per wait for the next request);
+        // pingora alone would wait for ever.
+        if session.get_keepalive() == Some(0) {
+            session.set_keepalive(Some(self.keepalive_timeout_seconds));
+        }
         if session.req_header().uri.path() != "/slow_down" {
             return Ok(false);
         }
@@ -77,7 +85,11 @@ fn main() {
         .parse()
         .unwrap_or_else(|e| panic!("the upstream must be an IP address and port: {e}"));
     let peer = op_client::peer(&cfg.upstream, addr);
-    let mut proxy = http_proxy_service(&server.configuration, Bare { peer });
+    let bare = Bare {
+        peer,
+        keepalive_timeout_seconds: cfg.keepalive_timeout_seconds,
+    };
+    let mut proxy = http_proxy_service(&server.configuration, bare);
     proxy.add_tcp(&listen);
     server.add_service(proxy);
     server.run_forever();

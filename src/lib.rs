@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod ids;
+pub mod in_flight;
 pub mod jwt;
 pub mod login_hint_token;
 pub mod metrics;

@@ -10,6 +10,7 @@ use crate::discovery::{self, Endpoints};
 use crate::error::{ErrorCode, OAuthError};
 use crate::ids::AuthReqId;
 use crate::ids::ClientId;
+use crate::in_flight::InFlight;
 use crate::metrics;
 use crate::op_client::{self, Answer, Connector, Failure};
 use crate::pipeline::{self, Endpoint, Outbound};
@@ -163,6 +164,8 @@ pub struct RequestCtx {
     upstream_failure: Option<Failure>,
     /// The `auth_req_id` a proxied vendor cancel call names.
     cancel: Option<AuthReqId>,
+    /// Counts this request as in flight until the context is dropped; held, never read.
+    _in_flight: Option<InFlight>,
 }
 
 #[async_trait]
@@ -170,7 +173,12 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        // Made once a request's header has been read, dropped when it has been answered,
+        // whichever way it ends.
+        RequestCtx {
+            _in_flight: Some(InFlight::enter()),
+            ..RequestCtx::default()
+        }
     }
 
     /// Runs first for every request; returns `Ok(true)` when the gateway answered itself.

@@ -4,6 +4,7 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::config::StateBackend;
 use crate::discovery;
+use crate::in_flight;
 use crate::metrics;
 use crate::op_client::{self, Connector};
 use crate::ops::OpsApp;
@@ -95,6 +96,7 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
     );
 
     server.add_service(proxy);
+    server.add_service(background_service("drain", Drain));
     server.add_service(sweeper);
     server.add_service(ops);
     server.add_service(discovery);
@@ -128,6 +130,32 @@ impl BackgroundService for Resolver {
         .await;
     }
 }
+
+/// Ends a graceful shutdown as soon as no request is in flight.
+///
+/// After SIGTERM pingora stops accepting and then sleeps the whole grace period, however
+/// idle it is. This watches the requests still being answered and exits once there are
+/// none; the grace period stays the upper bound.
+struct Drain;
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+        loop {
+            if in_flight::count() == 0 {
+                tracing::info!("no request in flight; exiting before the grace period ends");
+                std::process::exit(0);
+            }
+            tokio::time::sleep(DRAIN_CHECK).await;
+        }
+    }
+}
+
+/// How often a shutting-down gateway looks for the last request to finish.
+const DRAIN_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Drops expired poll state and stale rate-limit keys periodically, shard by shard (no global lock).
 struct Sweeper {

@@ -510,27 +510,72 @@ mod core {
         Some(get(addr, path).status)
     }
 
-    #[test]
-    fn sigterm_shuts_down_gracefully() {
-        let op = TestOp::start(&[]);
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = write_config(
-            dir.path(),
-            "gw.toml",
-            "[server]\nshutdown_grace_seconds = 1\n",
-        );
-        let mut gw = Gateway::start(&op.url(), &["--config", cfg.to_str().unwrap()]);
-        let started = Instant::now();
+    fn sigterm(gw: &Gateway) {
         let ok = std::process::Command::new("kill")
             .args(["-TERM", &gw.pid().to_string()])
             .status()
             .unwrap();
         assert!(ok.success());
+    }
+
+    #[test]
+    fn sigterm_with_nothing_in_flight_exits_without_waiting_out_the_grace_period() {
+        let op = TestOp::start(&[]);
+        let (mut gw, _dir) =
+            Gateway::with_config(&op.url(), "[server]\nshutdown_grace_seconds = 30\n");
+        // A kept-alive idle connection is not a request in flight.
+        let mut idle = std::net::TcpStream::connect(gw.addr()).unwrap();
+        std::io::Write::write_all(&mut idle, b"GET /jwks HTTP/1.1\r\nHost: gw\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut idle).status, 200);
+        let started = Instant::now();
+        sigterm(&gw);
         let status = gw
-            .wait_exit(Duration::from_secs(15))
-            .expect("gateway exits after SIGTERM");
+            .wait_exit(Duration::from_secs(20))
+            .expect("the gateway exits well within its 30 s grace period");
         assert!(status.success(), "exit status {status:?}");
-        assert!(started.elapsed() < Duration::from_secs(15));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn sigterm_lets_a_request_in_flight_finish_then_exits() {
+        use std::sync::atomic::Ordering;
+        let stub = Stub::start(StubMode::Gated(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 33\r\nConnection: close\r\n\r\n{\"error\":\"authorization_pending\"}",
+        ));
+        let (mut gw, _dir) = Gateway::with_config(
+            &stub.url(),
+            "[server]\nshutdown_grace_seconds = 30\n[upstream]\nbackchannel_path = \"/backchannel\"\ntoken_path = \"/token\"\n",
+        );
+        let addr = gw.addr();
+        let poller = std::thread::spawn(move || poll(&addr, POST_CLIENT, "some-id"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stub.received.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the poll never reached the OP");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sigterm(&gw);
+        while !gw.log().contains("Broadcast graceful shutdown complete") {
+            assert!(Instant::now() < deadline, "no shutdown:\n{}", gw.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Shutting down, but the poll is still being answered: the process stays.
+        assert!(
+            gw.wait_exit(Duration::from_millis(500)).is_none(),
+            "{}",
+            gw.log()
+        );
+        stub.release.store(true, Ordering::SeqCst);
+        let answer = poller.join().unwrap();
+        assert_eq!(answer.status, 400, "{}", answer.text());
+        assert_eq!(answer.error(), "authorization_pending");
+        let status = gw
+            .wait_exit(Duration::from_secs(10))
+            .expect("the gateway exits once the last request is answered");
+        assert!(status.success(), "exit status {status:?}");
     }
 }
 

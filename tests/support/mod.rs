@@ -587,6 +587,10 @@ pub struct Stub {
     /// Its port.
     pub port: u16,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests read so far.
+    pub received: Arc<std::sync::atomic::AtomicUsize>,
+    /// For [`StubMode::Gated`]: set to let the held answers go.
+    pub release: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a stub does with each connection.
@@ -598,6 +602,8 @@ pub enum StubMode {
     Hang,
     /// Reads the request and closes the connection without answering.
     Reset,
+    /// Reads the request, then answers these bytes once [`Stub::release`] is set.
+    Gated(&'static [u8]),
 }
 
 impl Stub {
@@ -608,6 +614,10 @@ impl Stub {
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = received.clone();
+        let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let gate = release.clone();
         thread::spawn(move || {
             let mut held = Vec::new();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
@@ -618,19 +628,33 @@ impl Stub {
                             .unwrap();
                         let mut buf = [0u8; 65536];
                         let _ = s.read(&mut buf);
+                        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         match mode {
                             StubMode::Answer(bytes) => {
                                 let _ = s.write_all(bytes);
                             }
                             StubMode::Hang => held.push(s),
                             StubMode::Reset => drop(s),
+                            StubMode::Gated(bytes) => {
+                                while !gate.load(std::sync::atomic::Ordering::SeqCst)
+                                    && !flag.load(std::sync::atomic::Ordering::Relaxed)
+                                {
+                                    thread::sleep(Duration::from_millis(5));
+                                }
+                                let _ = s.write_all(bytes);
+                            }
                         }
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Stub { port, stop }
+        Stub {
+            port,
+            stop,
+            received,
+            release,
+        }
     }
 
     /// Its base URL.

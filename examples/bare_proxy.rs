@@ -12,7 +12,7 @@
 //! Defaults: 127.0.0.1:18090 127.0.0.1:18081 2 true
 
 use async_trait::async_trait;
-use ciba_gateway::{config, op_client};
+use ciba_gateway::{config, op_client, proxy};
 
 // glibc's malloc was about a sixth of the proxy's CPU under load (BENCHMARKS.md).
 #[global_allocator]
@@ -37,11 +37,8 @@ impl ProxyHttp for Bare {
     fn new_ctx(&self) -> Self::CTX {}
 
     async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
-        // The same idle bound as the gateway's (a timer per wait for the next request);
-        // pingora alone would wait for ever.
-        if session.get_keepalive() == Some(0) {
-            session.set_keepalive(Some(self.keepalive_timeout_seconds));
-        }
+        // The gateway's own idle bound (a timer per wait for the next request).
+        proxy::bound_keepalive(session, self.keepalive_timeout_seconds);
         if session.req_header().uri.path() != "/slow_down" {
             return Ok(false);
         }

@@ -184,12 +184,7 @@ impl ProxyHttp for Gateway {
     /// Runs first for every request; returns `Ok(true)` when the gateway answered itself.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Some(Instant::now());
-        // pingora 0.9 keeps an idle HTTP/1.1 connection open forever once a request asked
-        // for keep-alive (0 means no limit here). A connection that may not be kept alive
-        // (`Connection: close`, HTTP/1.0 without keep-alive) is left as it is.
-        if session.get_keepalive() == Some(0) {
-            session.set_keepalive(Some(self.cfg.keepalive_timeout_seconds));
-        }
+        bound_keepalive(session, self.cfg.keepalive_timeout_seconds);
         ctx.request_id = self
             .ids
             .for_request(session.req_header().headers.get("x-request-id"));
@@ -894,6 +889,17 @@ fn err_response(e: &OAuthError) -> ResponseHeader {
             .expect("digits are a valid header");
     }
     h
+}
+
+/// Closes the client connection after `seconds` idle between requests.
+///
+/// pingora 0.9 keeps an idle HTTP/1.1 connection open forever once a request asked for
+/// keep-alive (0 means no limit here). A connection that may not be kept alive
+/// (`Connection: close`, HTTP/1.0 without keep-alive) is left as it is.
+pub fn bound_keepalive(session: &mut Session, seconds: u64) {
+    if session.get_keepalive() == Some(0) {
+        session.set_keepalive(Some(seconds));
+    }
 }
 
 /// CIBA answers carry tokens or their errors: no cache may keep them (RFC 6749 5.1).

@@ -143,7 +143,7 @@ fn poll_decisions(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             let (id, client) = pick(i);
-            st.poll(&id, client)
+            st.poll(&id, client, true)
         })
     });
     // The same store, polled over 1,024 ids that stay in cache: the cost of the decision
@@ -152,7 +152,7 @@ fn poll_decisions(c: &mut Criterion) {
         let mut i = 0usize;
         b.iter(|| {
             i = (i + 1) & 1023;
-            st.poll(&ids[i], &clients[i % CLIENTS])
+            st.poll(&ids[i], &clients[i % CLIENTS], true)
         })
     });
     g.bench_function("unknown_id", |b| {
@@ -160,7 +160,7 @@ fn poll_decisions(c: &mut Criterion) {
         let mut i = 0usize;
         b.iter(|| {
             i = (i + 1) & 1023;
-            st.poll(&unknown[i], &clients[0])
+            st.poll(&unknown[i], &clients[0], false)
         })
     });
     // Time per decision as each of 2 threads sees it; aggregate throughput is twice the rate.
@@ -174,7 +174,7 @@ fn poll_decisions(c: &mut Criterion) {
                             let started = Instant::now();
                             for i in 0..iters {
                                 let (id, client) = pick(i * 2 + t);
-                                std::hint::black_box(st.poll(&id, client));
+                                std::hint::black_box(st.poll(&id, client, true));
                             }
                             started.elapsed()
                         })

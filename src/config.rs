@@ -115,6 +115,12 @@ pub struct PollingSection {
     pub tolerance_ms: Option<u64>,
     /// `forward` or `reject`: what to do with a poll for an `auth_req_id` the gateway never saw.
     pub unknown_auth_req_id: Option<String>,
+    /// Where `slow_down` stops growing the interval, in seconds.
+    pub max_interval_seconds: Option<u64>,
+    /// Seconds after expiry during which polls are still answered `expired_token`.
+    pub expired_grace_seconds: Option<u64>,
+    /// Seconds the OP's answer about an `auth_req_id` the gateway never saw is remembered.
+    pub remember_seconds: Option<u64>,
     /// Outstanding requests tracked across all clients.
     pub max_tracked: Option<usize>,
     /// Outstanding requests tracked per client.
@@ -667,6 +673,31 @@ fn validate_polling(p: PollingSection) -> Result<Polling, ConfigError> {
             "must be smaller than polling.min_interval_seconds, or every poll would pass",
         ));
     }
+    let max_interval = p
+        .max_interval_seconds
+        .unwrap_or(defaults.max_interval.as_secs());
+    if !(min_interval..=3600).contains(&max_interval) {
+        return Err(err(
+            "polling.max_interval_seconds",
+            "must be between polling.min_interval_seconds and 3600",
+        ));
+    }
+    let grace = p
+        .expired_grace_seconds
+        .unwrap_or(defaults.expired_grace.as_secs());
+    if grace > 86_400 {
+        return Err(err(
+            "polling.expired_grace_seconds",
+            "must be between 0 and 86400",
+        ));
+    }
+    let remember = p.remember_seconds.unwrap_or(defaults.remember.as_secs());
+    if !(1..=86_400).contains(&remember) {
+        return Err(err(
+            "polling.remember_seconds",
+            "must be between 1 and 86400",
+        ));
+    }
     let unknown = match p.unknown_auth_req_id.as_deref().unwrap_or("forward") {
         "forward" => UnknownPolicy::Forward,
         "reject" => UnknownPolicy::Reject,
@@ -735,6 +766,9 @@ fn validate_polling(p: PollingSection) -> Result<Polling, ConfigError> {
             min_interval: Duration::from_secs(min_interval),
             max_expires_in: Duration::from_secs(max_expires),
             tolerance: Duration::from_millis(tolerance),
+            max_interval: Duration::from_secs(max_interval),
+            expired_grace: Duration::from_secs(grace),
+            remember: Duration::from_secs(remember),
             ..defaults
         },
         limits,

@@ -35,7 +35,7 @@ use dashmap::DashMap;
 
 use crate::clock::{self, Clock};
 use crate::ids::{AuthReqId, ClientId};
-use crate::polling::{self, Ack, AckError, PollDecision, PollPolicy, PollState};
+use crate::polling::{self, Ack, AckError, OpVerdict, PollDecision, PollPolicy, PollState};
 
 /// An `auth_req_id` as the table knows it: its 128-bit keyed hash (see the module docs).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -116,6 +116,17 @@ pub struct Full {
     pub retry_after: Duration,
     /// Which limit was hit.
     pub scope: FullScope,
+}
+
+/// What the store says about one poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polled {
+    /// The store knows the id, or has just started probing it: the poll rules' decision.
+    Decided(PollDecision),
+    /// The store does not know the id, and was not asked to learn it.
+    Unknown,
+    /// The store does not know the id and has no room to learn it: answer 429.
+    Full(Full),
 }
 
 /// A cheap, cloneable handle to the shared polling table.
@@ -217,40 +228,56 @@ impl PollStore {
         Ok(ack)
     }
 
-    /// Decides a token request for `id` from `client`; `None` when `id` is not tracked.
+    /// Decides a token request for `id` from `client`.
     ///
-    /// An unknown id never creates state, so spoofed ids cost nothing to remember; whether to
-    /// forward it or answer `invalid_grant` is the caller's choice.
-    pub fn poll(&self, id: &AuthReqId, client: &ClientId) -> Option<PollDecision> {
+    /// An id the store does not know is [`Polled::Unknown`] unless `learn` is set; then, room
+    /// permitting, the store starts a probe (the poll is forwarded once, see
+    /// [`PollDecision::Probe`]) keyed by client and id together, so a client can neither learn
+    /// nor spoil what the gateway remembers of another client's ids. Probes count against
+    /// the same limits as acknowledged ids, so spoofed ids cannot grow memory without bound.
+    pub fn poll(&self, id: &AuthReqId, client: &ClientId, learn: bool) -> Polled {
         let s = &self.shared;
         let now = clock::millis(s.clock.now());
-        let key = s.key(id);
-        let decision = {
+        if let Some(mut state) = s.states.get_mut(&s.key(id)) {
             // The write guard makes read-decide-update one step per id: two simultaneous
             // polls cannot both see the old `last_poll` and both be forwarded.
-            let mut state = s.states.get_mut(&key)?;
-            polling::decide_at(&mut state, client, now, &s.policy)
-        };
-        if decision == PollDecision::Expired {
-            // Re-checked under the lock: the entry may have been replaced by a fresh ack (or
-            // removed) between the guard above and this removal.
-            if let Some((_, old)) = s.states.remove_if(&key, |_, st| st.expired_at(now)) {
-                self.forget(&old);
+            return Polled::Decided(polling::decide_at(&mut state, client, now, &s.policy));
+        }
+        match s.states.entry(s.learned_key(client, id)) {
+            Entry::Occupied(mut e) => {
+                Polled::Decided(polling::decide_at(e.get_mut(), client, now, &s.policy))
+            }
+            Entry::Vacant(e) => {
+                if !learn {
+                    return Polled::Unknown;
+                }
+                if let Err(full) = self.admit(client) {
+                    return Polled::Full(full);
+                }
+                // A `per_client` shard inside a `states` shard: the allowed lock order.
+                let client = self.acquire(client.clone());
+                e.insert(PollState::probe(client, now, &s.policy));
+                s.tracked.fetch_add(1, Ordering::Relaxed);
+                Polled::Decided(PollDecision::Probe)
             }
         }
-        Some(decision)
     }
 
-    /// The OP gave a terminal answer for `id`: keep a tombstone so replays get `invalid_grant`
-    /// until the id would have expired anyway. Returns whether `id` was tracked.
-    pub fn finish(&self, id: &AuthReqId) -> bool {
+    /// Records what the OP answered to a poll of `id` by `client` that was forwarded (see
+    /// [`polling::learn`]). Returns whether the store had state for it.
+    pub fn report(&self, id: &AuthReqId, client: &ClientId, verdict: OpVerdict) -> bool {
         let s = &self.shared;
-        match s.states.get_mut(&s.key(id)) {
-            Some(mut state) => {
-                polling::end(&mut state);
+        let now = clock::millis(s.clock.now());
+        let state = match s.states.get_mut(&s.key(id)) {
+            Some(state) => Some(state),
+            None => s.states.get_mut(&s.learned_key(client, id)),
+        };
+        match state {
+            Some(mut state) if state.client() == client => {
+                polling::learn(&mut state, verdict, now, &s.policy);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -266,7 +293,7 @@ impl PollStore {
         }
     }
 
-    /// Drops every expired entry; returns how many.
+    /// Drops every entry past its expiry and the grace after it; returns how many.
     ///
     /// `retain` write-locks one shard at a time, so polls on other shards proceed meanwhile.
     pub fn sweep(&self) -> usize {
@@ -274,7 +301,7 @@ impl PollStore {
         let now = clock::millis(s.clock.now());
         let mut removed = 0;
         s.states.retain(|_, state| {
-            if state.expired_at(now) {
+            if state.droppable_at(now, &s.policy) {
                 // Taking a `per_client` shard inside a `states` shard: the allowed lock order.
                 self.release(state.client());
                 removed += 1;
@@ -344,6 +371,16 @@ impl PollStore {
 }
 
 impl Shared {
+    /// The table's key for what was learned about `id` from `client`'s polls; domain-separated
+    /// from [`Shared::key`] so the two never meet.
+    fn learned_key(&self, client: &ClientId, id: &AuthReqId) -> IdKey {
+        let (c, id) = (client.as_str(), id.as_str());
+        IdKey([
+            self.id_hasher.hash_one((2u8, c, id)),
+            self.id_hasher.hash_one((3u8, c, id)),
+        ])
+    }
+
     /// The table's key for `id`.
     fn key(&self, id: &AuthReqId) -> IdKey {
         let id = id.as_str();
@@ -375,6 +412,8 @@ mod tests {
     use std::sync::Barrier;
 
     const S: Duration = Duration::from_secs(1);
+    /// How long the default policy keeps answering `expired_token`.
+    const GRACE: Duration = Duration::from_secs(300);
 
     fn store_with(limits: StoreLimits) -> (PollStore, FakeClock) {
         let clock = FakeClock::new();
@@ -392,6 +431,21 @@ mod tests {
 
     fn client(s: &str) -> ClientId {
         ClientId::new(s)
+    }
+
+    /// A poll that learns nothing, with `retry_after` zeroed so decisions compare by kind.
+    fn poll(st: &PollStore, a: &AuthReqId, c: &ClientId) -> Option<PollDecision> {
+        match st.poll(a, c, false) {
+            Polled::Decided(PollDecision::SlowDown { interval, .. }) => {
+                Some(PollDecision::SlowDown {
+                    interval,
+                    retry_after: Duration::ZERO,
+                })
+            }
+            Polled::Decided(d) => Some(d),
+            Polled::Unknown => None,
+            Polled::Full(f) => panic!("full: {f:?}"),
+        }
     }
 
     /// The counters agree exactly with the entries, and no zero counter lingers.
@@ -417,19 +471,25 @@ mod tests {
         let ack = st.record_ack(a.clone(), c.clone(), Some(5), 120).unwrap();
         assert_eq!(ack.interval, 5 * S);
         assert_eq!(ack.expires_in, 120 * S);
-        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        assert_eq!(poll(&st, &a, &c), Some(PollDecision::Forward));
         clock.advance(2 * S);
         assert_eq!(
-            st.poll(&a, &c),
-            Some(PollDecision::SlowDown { interval: 10 * S })
+            poll(&st, &a, &c),
+            Some(PollDecision::SlowDown {
+                interval: 10 * S,
+                retry_after: Duration::ZERO
+            })
         );
         clock.advance(5 * S);
         assert_eq!(
-            st.poll(&a, &c),
-            Some(PollDecision::SlowDown { interval: 15 * S })
+            poll(&st, &a, &c),
+            Some(PollDecision::SlowDown {
+                interval: 15 * S,
+                retry_after: Duration::ZERO
+            })
         );
         clock.advance(15 * S);
-        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        assert_eq!(poll(&st, &a, &c), Some(PollDecision::Forward));
         assert_counts_exact(&st);
     }
 
@@ -438,9 +498,9 @@ mod tests {
         let (st, clock) = store();
         let (a, c) = (id("req-1"), client("c1"));
         st.record_ack(a.clone(), c.clone(), None, 60).unwrap();
-        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        assert_eq!(poll(&st, &a, &c), Some(PollDecision::Forward));
         clock.advance(5 * S - Duration::from_millis(200));
-        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        assert_eq!(poll(&st, &a, &c), Some(PollDecision::Forward));
     }
 
     #[test]
@@ -448,25 +508,31 @@ mod tests {
         let (st, clock) = store();
         let (a, c) = (id("req-1"), client("c1"));
         st.record_ack(a.clone(), c.clone(), None, 600).unwrap();
-        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        assert_eq!(poll(&st, &a, &c), Some(PollDecision::Forward));
         for _ in 0..50 {
             clock.advance(S);
             assert!(matches!(
-                st.poll(&a, &c),
+                poll(&st, &a, &c),
                 Some(PollDecision::SlowDown { .. })
             ));
         }
     }
 
     #[test]
-    fn expiry_answers_expired_once_then_unknown() {
+    fn expiry_is_answered_through_the_grace_then_the_id_is_unknown() {
         let (st, clock) = store();
         let (a, c) = (id("req-1"), client("c1"));
         st.record_ack(a.clone(), c.clone(), None, 30).unwrap();
-        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
+        assert_eq!(poll(&st, &a, &c), Some(PollDecision::Forward));
         clock.advance(30 * S);
-        assert_eq!(st.poll(&a, &c), Some(PollDecision::Expired));
-        assert_eq!(st.poll(&a, &c), None);
+        for _ in 0..3 {
+            assert_eq!(poll(&st, &a, &c), Some(PollDecision::Expired));
+            assert_eq!(st.sweep(), 0);
+            clock.advance(99 * S);
+        }
+        clock.advance(3 * S);
+        assert_eq!(st.sweep(), 1);
+        assert_eq!(poll(&st, &a, &c), None);
         assert!(st.is_empty());
         assert_eq!(st.tracked_for(&c), 0);
         assert_counts_exact(&st);
@@ -477,19 +543,19 @@ mod tests {
         let (st, clock) = store();
         let (a, owner, thief) = (id("req-1"), client("c1"), client("c2"));
         st.record_ack(a.clone(), owner.clone(), None, 60).unwrap();
-        assert_eq!(st.poll(&a, &owner), Some(PollDecision::Forward));
+        assert_eq!(poll(&st, &a, &owner), Some(PollDecision::Forward));
         clock.advance(S);
         let key = st.shared.key(&a);
         let before = st.shared.states.get(&key).unwrap().clone();
         for _ in 0..10 {
-            assert_eq!(st.poll(&a, &thief), Some(PollDecision::WrongClient));
+            assert_eq!(poll(&st, &a, &thief), Some(PollDecision::WrongClient));
         }
         assert_eq!(*st.shared.states.get(&key).unwrap(), before);
         clock.advance(4 * S);
-        assert_eq!(st.poll(&a, &owner), Some(PollDecision::Forward));
+        assert_eq!(poll(&st, &a, &owner), Some(PollDecision::Forward));
         // A thief never learns that the id expired, and does not remove it.
         clock.advance(60 * S);
-        assert_eq!(st.poll(&a, &thief), Some(PollDecision::WrongClient));
+        assert_eq!(poll(&st, &a, &thief), Some(PollDecision::WrongClient));
         assert_eq!(st.len(), 1);
         assert_eq!(st.tracked_for(&thief), 0);
         assert_counts_exact(&st);
@@ -500,18 +566,21 @@ mod tests {
         let (st, clock) = store();
         let (a, c) = (id("req-1"), client("c1"));
         st.record_ack(a.clone(), c.clone(), None, 60).unwrap();
-        assert_eq!(st.poll(&a, &c), Some(PollDecision::Forward));
-        assert!(st.finish(&a));
+        assert_eq!(poll(&st, &a, &c), Some(PollDecision::Forward));
+        assert!(st.report(&a, &c, OpVerdict::Ended));
         clock.advance(10 * S);
-        assert_eq!(st.poll(&a, &c), Some(PollDecision::Ended));
-        assert_eq!(st.poll(&a, &c), Some(PollDecision::Ended));
+        assert_eq!(poll(&st, &a, &c), Some(PollDecision::Ended));
+        assert_eq!(poll(&st, &a, &c), Some(PollDecision::Ended));
         assert_eq!(st.tracked_for(&c), 1);
         assert_eq!(st.sweep(), 0);
         clock.advance(50 * S);
+        assert_eq!(poll(&st, &a, &c), Some(PollDecision::Ended));
+        assert_eq!(st.sweep(), 0, "kept through the grace period");
+        clock.advance(GRACE);
         assert_eq!(st.sweep(), 1);
-        assert_eq!(st.poll(&a, &c), None);
+        assert_eq!(poll(&st, &a, &c), None);
         assert_eq!(st.tracked_for(&c), 0);
-        assert!(!st.finish(&a));
+        assert!(!st.report(&a, &c, OpVerdict::Ended));
         assert_counts_exact(&st);
     }
 
@@ -536,7 +605,7 @@ mod tests {
         st.record_ack(a.clone(), c.clone(), None, 60).unwrap();
         assert!(st.cancel(&a));
         assert!(!st.cancel(&a));
-        assert_eq!(st.poll(&a, &c), None);
+        assert_eq!(poll(&st, &a, &c), None);
         assert_eq!(st.tracked_for(&c), 0);
         assert!(st.is_empty());
         assert_counts_exact(&st);
@@ -547,8 +616,8 @@ mod tests {
         let (st, _clock) = store();
         let c = client("c1");
         for n in 0..100 {
-            assert_eq!(st.poll(&id(&format!("spoof-{n}")), &c), None);
-            assert!(!st.finish(&id(&format!("spoof-{n}"))));
+            assert_eq!(poll(&st, &id(&format!("spoof-{n}")), &c), None);
+            assert!(!st.report(&id(&format!("spoof-{n}")), &c, OpVerdict::Ended));
         }
         assert!(st.is_empty());
         assert!(st.shared.states.is_empty());
@@ -590,9 +659,9 @@ mod tests {
         assert_eq!((st.tracked_for(&c1), st.tracked_for(&c2)), (0, 1));
         assert_counts_exact(&st);
         // The replacement starts afresh: its first poll is forwarded.
-        assert_eq!(st.poll(&a, &c2), Some(PollDecision::Forward));
+        assert_eq!(poll(&st, &a, &c2), Some(PollDecision::Forward));
         clock.advance(S);
-        assert_eq!(st.poll(&a, &c1), Some(PollDecision::WrongClient));
+        assert_eq!(poll(&st, &a, &c1), Some(PollDecision::WrongClient));
     }
 
     #[test]
@@ -647,20 +716,23 @@ mod tests {
         );
         assert_counts_exact(&st);
 
-        // Freed by expiry seen in a poll.
+        // An expired id still counts while its expiry is being answered...
         clock.advance(30 * S);
-        assert_eq!(st.poll(&id("a1"), &c1), Some(PollDecision::Expired));
+        assert_eq!(poll(&st, &id("a1"), &c1), Some(PollDecision::Expired));
+        assert!(st.admit(&c3).is_err());
+        // ...and is freed by the sweep after the grace period.
+        clock.advance(GRACE);
+        assert_eq!(st.sweep(), 1);
         assert_eq!(st.admit(&c3), Ok(()));
         st.record_ack(id("c1"), c3.clone(), None, 60).unwrap();
         assert!(st.admit(&c3).is_err());
 
-        // Freed by sweep.
         clock.advance(30 * S);
         assert_eq!(st.sweep(), 3);
         assert_eq!((st.len(), st.tracked_for(&c3)), (1, 1));
         assert_eq!(st.admit(&c1), Ok(()));
         assert_counts_exact(&st);
-        clock.advance(30 * S);
+        clock.advance(60 * S + GRACE);
         assert_eq!(st.sweep(), 1);
         assert!(st.is_empty());
         assert!(st.shared.per_client.is_empty());
@@ -675,15 +747,15 @@ mod tests {
             let c = if n % 2 == 0 { &c1 } else { &c2 };
             st.record_ack(id(&format!("short-{n}")), c.clone(), None, 10)
                 .unwrap();
-            st.record_ack(id(&format!("long-{n}")), c.clone(), None, 100)
+            st.record_ack(id(&format!("long-{n}")), c.clone(), None, 600)
                 .unwrap();
         }
         assert_eq!(st.len(), 20);
-        clock.advance(10 * S);
+        clock.advance(10 * S + GRACE);
         assert_eq!(st.sweep(), 10);
         assert_eq!((st.tracked_for(&c1), st.tracked_for(&c2)), (5, 5));
-        assert_eq!(st.poll(&id("long-0"), &c1), Some(PollDecision::Forward));
-        assert_eq!(st.poll(&id("short-0"), &c1), None);
+        assert_eq!(poll(&st, &id("long-0"), &c1), Some(PollDecision::Forward));
+        assert_eq!(poll(&st, &id("short-0"), &c1), None);
         assert_counts_exact(&st);
     }
 
@@ -700,7 +772,7 @@ mod tests {
                     .map(|_| {
                         scope.spawn(|| {
                             barrier.wait();
-                            st.poll(&a, &c).unwrap()
+                            poll(&st, &a, &c).unwrap()
                         })
                     })
                     .collect();
@@ -732,13 +804,13 @@ mod tests {
                                     .unwrap();
                             }
                             2 => {
-                                st.poll(&a, c);
+                                poll(&st, &a, c);
                             }
                             3 => {
                                 st.cancel(&a);
                             }
                             _ => {
-                                st.finish(&a);
+                                st.report(&a, c, OpVerdict::Ended);
                                 st.sweep();
                             }
                         }
@@ -753,9 +825,104 @@ mod tests {
             });
         });
         assert_counts_exact(&st);
-        clock.advance(10 * S);
+        clock.advance(10 * S + GRACE);
         st.sweep();
         assert!(st.is_empty());
         assert!(st.shared.per_client.is_empty());
+    }
+
+    fn learn_poll(st: &PollStore, a: &AuthReqId, c: &ClientId) -> Polled {
+        st.poll(a, c, true)
+    }
+
+    #[test]
+    fn an_unknown_id_is_probed_once_then_decided_at_the_edge() {
+        let (st, clock) = store();
+        let (a, c) = (id("lost-1"), client("c1"));
+        assert_eq!(
+            learn_poll(&st, &a, &c),
+            Polled::Decided(PollDecision::Probe)
+        );
+        // A second poll while the first is still at the OP (or right after) is refused.
+        assert!(matches!(
+            learn_poll(&st, &a, &c),
+            Polled::Decided(PollDecision::SlowDown { .. })
+        ));
+        assert!(st.report(&a, &c, OpVerdict::Pending));
+        clock.advance(10 * S);
+        assert_eq!(
+            learn_poll(&st, &a, &c),
+            Polled::Decided(PollDecision::Forward)
+        );
+        assert!(st.report(&a, &c, OpVerdict::Ended));
+        clock.advance(10 * S);
+        assert_eq!(
+            learn_poll(&st, &a, &c),
+            Polled::Decided(PollDecision::Ended)
+        );
+        assert_eq!(st.len(), 1);
+        assert_counts_exact(&st);
+    }
+
+    #[test]
+    fn what_one_client_taught_never_decides_another_clients_polls() {
+        let (st, _clock) = store();
+        let (a, c1, c2) = (id("lost-1"), client("c1"), client("c2"));
+        assert_eq!(
+            learn_poll(&st, &a, &c1),
+            Polled::Decided(PollDecision::Probe)
+        );
+        assert!(st.report(&a, &c1, OpVerdict::Ended));
+        // c2 is not told invalid_grant because c1 was; its own poll is probed.
+        assert_eq!(
+            learn_poll(&st, &a, &c2),
+            Polled::Decided(PollDecision::Probe)
+        );
+        assert!(!st.report(&a, &client("c3"), OpVerdict::Ended));
+        assert_eq!(
+            learn_poll(&st, &a, &c1),
+            Polled::Decided(PollDecision::Ended)
+        );
+        assert_counts_exact(&st);
+    }
+
+    #[test]
+    fn spoofed_ids_cannot_grow_memory_past_the_limits() {
+        let limits = StoreLimits {
+            max_tracked: 50,
+            max_per_client: 20,
+        };
+        let (st, clock) = store_with(limits);
+        let spoofer = client("spoofer");
+        let mut full = 0;
+        for n in 0..1_000 {
+            match learn_poll(&st, &id(&format!("spoof-{n}")), &spoofer) {
+                Polled::Decided(PollDecision::Probe) => {
+                    st.report(&id(&format!("spoof-{n}")), &spoofer, OpVerdict::Ended);
+                }
+                Polled::Full(f) => {
+                    assert_eq!(f.scope, FullScope::Client);
+                    full += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((st.len(), full), (20, 980));
+        // Another client still has room, and the remembered answers are bounded in time.
+        assert_eq!(
+            learn_poll(&st, &id("real"), &client("c1")),
+            Polled::Decided(PollDecision::Probe)
+        );
+        clock.advance(PollPolicy::default().remember + GRACE);
+        assert_eq!(st.sweep(), 21);
+        assert!(st.is_empty());
+        assert_counts_exact(&st);
+    }
+
+    #[test]
+    fn without_learning_an_unknown_id_creates_no_state() {
+        let (st, _clock) = store();
+        assert_eq!(st.poll(&id("x"), &client("c1"), false), Polled::Unknown);
+        assert!(st.is_empty());
     }
 }

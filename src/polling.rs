@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::clock;
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, OAuthError};
 use crate::ids::ClientId;
 
 /// The interval CIBA 7.3 tells a client to use when the OP's ack carries none.
@@ -25,6 +25,13 @@ pub struct PollPolicy {
     pub tolerance: Duration,
     /// How much `slow_down` adds to the interval (CIBA 11 says 5 s; a field so tests can see it).
     pub slow_down_step: Duration,
+    /// Where `slow_down` stops growing the interval, so a client that missed one `slow_down`
+    /// (another instance of it caused it) still catches up; an OP's longer interval is kept.
+    pub max_interval: Duration,
+    /// How long after expiry an `auth_req_id` is still answered `expired_token` at the edge.
+    pub expired_grace: Duration,
+    /// How long what the OP said about an id the gateway never acknowledged is remembered.
+    pub remember: Duration,
 }
 
 impl Default for PollPolicy {
@@ -34,6 +41,9 @@ impl Default for PollPolicy {
             max_expires_in: Duration::from_secs(600),
             tolerance: Duration::from_millis(250),
             slow_down_step: Duration::from_secs(5),
+            max_interval: Duration::from_secs(60),
+            expired_grace: Duration::from_secs(300),
+            remember: Duration::from_secs(600),
         }
     }
 }
@@ -102,14 +112,33 @@ pub fn admit_ack(
     })
 }
 
-/// Whether the OP has already answered this request for good.
+/// Where one `auth_req_id` stands, as far as the gateway knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Phase {
-    /// Still waiting for the end-user; polls may reach the OP.
-    Active,
-    /// The OP gave a terminal answer; kept as a tombstone until expiry so replays are refused
-    /// locally.
-    Ended,
+    /// Acknowledged (or confirmed pending by the OP); polls may reach the OP at the interval.
+    Active = 0,
+    /// The OP gave a terminal answer (tokens, `access_denied`, `invalid_grant`): later polls
+    /// are `invalid_grant` at the edge.
+    Ended = 1,
+    /// The OP answered `expired_token`: later polls get the same at the edge.
+    Expired = 2,
+    /// Never acknowledged through this gateway (a restart, another replica): one poll was
+    /// forwarded to learn what the OP thinks of it, and its answer is awaited.
+    Probing = 3,
+}
+
+impl Phase {
+    /// The phase from its stored number (the Redis store keeps it as one digit).
+    pub fn from_u8(n: u8) -> Option<Phase> {
+        match n {
+            0 => Some(Phase::Active),
+            1 => Some(Phase::Ended),
+            2 => Some(Phase::Expired),
+            3 => Some(Phase::Probing),
+            _ => None,
+        }
+    }
 }
 
 /// What the gateway knows about one outstanding `auth_req_id`.
@@ -127,14 +156,16 @@ pub enum Phase {
 pub struct PollState {
     /// The client the request was issued to.
     client: ClientId,
-    /// When the `auth_req_id` stops being valid (ms since the epoch).
+    /// When the `auth_req_id` stops being valid (ms since the epoch); for a remembered answer
+    /// or a probe, when the memory of it ends.
     expires_at: u64,
-    /// When the last poll (forwarded or refused) arrived (ms since the epoch), or [`NEVER`].
+    /// When the last poll that reached the OP was sent (ms since the epoch), or [`NEVER`].
+    /// Refused polls do not move it: see [`decide`].
     last_poll: u64,
     /// The current minimum wait between polls in ms; grows by `slow_down_step` on each
-    /// `slow_down`.
+    /// `slow_down`, up to the policy's cap.
     interval: u32,
-    /// Whether the OP has already given a terminal answer.
+    /// Where the request stands.
     phase: Phase,
 }
 
@@ -170,6 +201,18 @@ impl PollState {
         }
     }
 
+    /// The state of an id the gateway never acknowledged, as its first poll is forwarded
+    /// (at `now`, ms since the epoch) to learn what the OP thinks of it.
+    pub fn probe(client: ClientId, now: u64, policy: &PollPolicy) -> Self {
+        PollState {
+            client,
+            expires_at: now.saturating_add(ms_floor(policy.remember)),
+            last_poll: now,
+            interval: ms_u32_ceil(policy.min_interval),
+            phase: Phase::Probing,
+        }
+    }
+
     /// The client the request was issued to.
     pub fn client(&self) -> &ClientId {
         &self.client
@@ -185,20 +228,24 @@ impl PollState {
         Duration::from_millis(u64::from(self.interval))
     }
 
-    /// When the last poll (forwarded or refused) arrived; `None` until the first one.
+    /// When the last poll that reached the OP was sent; `None` until the first one.
     pub fn last_poll(&self) -> Option<Instant> {
         (self.last_poll != NEVER).then(|| clock::instant(self.last_poll))
     }
 
-    /// Whether the OP has already given a terminal answer.
+    /// Where the request stands.
     pub fn phase(&self) -> Phase {
         self.phase
     }
 
-    /// Whether the state has expired at `now_ms` (ms since the epoch): the store's sweep test,
-    /// without converting an `Instant` per entry.
-    pub(crate) fn expired_at(&self, now_ms: u64) -> bool {
-        now_ms >= self.expires_at
+    /// Whether the store may drop the state at `now_ms` (ms since the epoch): past expiry and
+    /// the grace after it, in which late polls are still answered `expired_token`. The
+    /// store's sweep test, without converting an `Instant` per entry.
+    pub(crate) fn droppable_at(&self, now_ms: u64, policy: &PollPolicy) -> bool {
+        now_ms
+            >= self
+                .expires_at
+                .saturating_add(ms_floor(policy.expired_grace))
     }
 }
 
@@ -207,12 +254,17 @@ impl PollState {
 pub enum PollDecision {
     /// CIBA 10.1: within the rules; send it to the OP.
     Forward,
-    /// CIBA 11 `slow_down`: polled before the interval elapsed; the interval is now this.
+    /// An id the gateway never acknowledged: send this one poll to the OP and report its
+    /// answer (see [`learn`]), so that later polls are decided at the edge.
+    Probe,
+    /// CIBA 11 `slow_down`: polled before the interval elapsed.
     SlowDown {
         /// The interval after the increase.
         interval: Duration,
+        /// How long until a poll would be forwarded (for `Retry-After`).
+        retry_after: Duration,
     },
-    /// CIBA 11 `expired_token`: the `auth_req_id` has expired; the caller drops the state.
+    /// CIBA 11 `expired_token`: the `auth_req_id` has expired.
     Expired,
     /// CIBA 11 / RFC 6749 5.2 `invalid_grant`: issued to another client; the owner's state is
     /// untouched.
@@ -222,13 +274,49 @@ pub enum PollDecision {
 }
 
 impl PollDecision {
-    /// The error to answer locally, or `None` for [`PollDecision::Forward`].
+    /// The error to answer locally, or `None` when the poll goes to the OP.
     pub fn error_code(&self) -> Option<ErrorCode> {
         match self {
-            PollDecision::Forward => None,
+            PollDecision::Forward | PollDecision::Probe => None,
             PollDecision::SlowDown { .. } => Some(ErrorCode::SlowDown),
             PollDecision::Expired => Some(ErrorCode::ExpiredToken),
             PollDecision::WrongClient | PollDecision::Ended => Some(ErrorCode::InvalidGrant),
+        }
+    }
+
+    /// The answer the gateway gives itself, or `None` when the poll goes to the OP.
+    pub fn refusal(&self) -> Option<OAuthError> {
+        let code = self.error_code()?;
+        let description: std::borrow::Cow<'static, str> = match self {
+            PollDecision::SlowDown { interval, .. } => format!(
+                "polled too soon; wait at least {} s between polls of this auth_req_id",
+                interval.as_secs()
+            )
+            .into(),
+            PollDecision::Expired => {
+                "the auth_req_id has expired; start a new authentication request".into()
+            }
+            PollDecision::WrongClient => "the auth_req_id was not issued to this client".into(),
+            PollDecision::Ended | PollDecision::Forward | PollDecision::Probe => {
+                "the auth_req_id has already been used up".into()
+            }
+        };
+        // Every poll error is 400 at the token endpoint (RFC 6749 5.2, CIBA 11).
+        let e = OAuthError::new(code, description).with_status(code.token_endpoint_status());
+        Some(match self.retry_after_secs() {
+            Some(s) => e.with_retry_after(s),
+            None => e,
+        })
+    }
+
+    /// `Retry-After` in whole seconds for a `slow_down`, rounded up and at least 1.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            PollDecision::SlowDown { retry_after, .. } => {
+                let whole = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                Some(whole.max(1))
+            }
+            _ => None,
         }
     }
 }
@@ -244,6 +332,13 @@ pub fn decide(
 }
 
 /// [`decide`] with `now` already in ms since the epoch, as the store reads it once per poll.
+///
+/// The interval is measured from the last poll that reached the OP, not from the last
+/// refused one. That is what lets a client that follows CIBA 11 to the letter (wait the
+/// interval, add 5 s after each `slow_down`) get through even when another instance of it
+/// earned a `slow_down` it never saw: each of its refused polls makes its own wait longer,
+/// while the gateway's interval stops growing at `max_interval`. A client that hammers still
+/// reaches the OP at most once per (capped) interval.
 pub(crate) fn decide_at(
     state: &mut PollState,
     client: &ClientId,
@@ -255,26 +350,34 @@ pub(crate) fn decide_at(
     if state.client != *client {
         return PollDecision::WrongClient;
     }
-    if now >= state.expires_at {
-        return PollDecision::Expired;
+    match state.phase {
+        Phase::Ended => return PollDecision::Ended,
+        Phase::Expired => return PollDecision::Expired,
+        Phase::Active | Phase::Probing => {}
     }
-    if state.phase == Phase::Ended {
-        return PollDecision::Ended;
+    if now >= state.expires_at {
+        if state.phase == Phase::Probing {
+            // The OP never said what the id is (it was unreachable, or answered oddly), and
+            // the memory of the probe ran out: probe again, once.
+            *state = PollState::probe(state.client.clone(), now, policy);
+            return PollDecision::Probe;
+        }
+        return PollDecision::Expired;
     }
     // The first poll after the ack is always allowed: some OPs answer slow_down to it, which
     // the spec does not sanction since no interval has been broken yet.
     if state.last_poll != NEVER {
         let wait = u64::from(state.interval).saturating_sub(ms_floor(policy.tolerance));
         // Saturating: an instant too far out to represent is certainly not reached yet.
-        if now < state.last_poll.saturating_add(wait) {
-            state.interval = state
-                .interval
-                .saturating_add(ms_u32_ceil(policy.slow_down_step));
-            // Restart the clock on a refused poll too, so a client that hammers never gets
-            // through by accident of timing.
-            state.last_poll = now;
+        let open_at = state.last_poll.saturating_add(wait);
+        if now < open_at {
+            grow_interval(state, policy);
+            let open_at = state.last_poll.saturating_add(
+                u64::from(state.interval).saturating_sub(ms_floor(policy.tolerance)),
+            );
             return PollDecision::SlowDown {
                 interval: state.interval(),
+                retry_after: Duration::from_millis(open_at.saturating_sub(now)),
             };
         }
     }
@@ -282,14 +385,70 @@ pub(crate) fn decide_at(
     PollDecision::Forward
 }
 
-/// Records that the OP gave a terminal answer (tokens or an error such as `access_denied`).
-pub fn end(state: &mut PollState) {
-    state.phase = Phase::Ended;
+/// CIBA 11: `slow_down` adds the step to the interval, until the policy's cap; an interval
+/// already above the cap (the OP asked for it) is left as it is.
+fn grow_interval(state: &mut PollState, policy: &PollPolicy) {
+    let cap = ms_u32_ceil(policy.max_interval);
+    if state.interval < cap {
+        state.interval = state
+            .interval
+            .saturating_add(ms_u32_ceil(policy.slow_down_step))
+            .min(cap);
+    }
+}
+
+/// What the OP answered to a poll the gateway forwarded, as far as the poll rules care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpVerdict {
+    /// `authorization_pending`: the id is real and still open.
+    Pending,
+    /// The OP itself said `slow_down`.
+    SlowDown,
+    /// Tokens, `access_denied` or `invalid_grant`: nothing more will come of this id.
+    Ended,
+    /// `expired_token`.
+    Expired,
+    /// Anything else (a client error, an OP fault): nothing learned.
+    Unclear,
+}
+
+/// Records what the OP answered to a forwarded poll (at `now`, ms since the epoch).
+///
+/// For an acknowledged id a terminal answer leaves a tombstone until expiry, so replays are
+/// refused at the edge. For a probed id, a pending answer starts tracking it as if it had
+/// been acknowledged with the gateway's own interval and longest lifetime, and a terminal
+/// answer is remembered for `policy.remember`.
+pub fn learn(state: &mut PollState, verdict: OpVerdict, now: u64, policy: &PollPolicy) {
+    let probing = state.phase == Phase::Probing;
+    match verdict {
+        OpVerdict::Pending | OpVerdict::SlowDown => {
+            if verdict == OpVerdict::SlowDown {
+                grow_interval(state, policy);
+            }
+            if probing {
+                state.phase = Phase::Active;
+                state.expires_at = now.saturating_add(ms_floor(policy.max_expires_in));
+            }
+        }
+        OpVerdict::Ended | OpVerdict::Expired => {
+            state.phase = if verdict == OpVerdict::Ended {
+                Phase::Ended
+            } else {
+                Phase::Expired
+            };
+            if probing {
+                state.expires_at = now.saturating_add(ms_floor(policy.remember));
+            }
+        }
+        OpVerdict::Unclear => {}
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     const S: Duration = Duration::from_secs(1);
 
@@ -300,6 +459,21 @@ mod tests {
         let t0 = clock::epoch() + 1_000 * S;
         let ack = admit_ack(&policy, Some(5), 120).unwrap();
         (policy, PollState::new(client.clone(), &ack, t0), client, t0)
+    }
+
+    /// The decision's kind and interval, without its `retry_after`.
+    fn slow(interval: Duration) -> PollDecision {
+        PollDecision::SlowDown {
+            interval,
+            retry_after: Duration::ZERO,
+        }
+    }
+
+    fn kind(d: PollDecision) -> PollDecision {
+        match d {
+            PollDecision::SlowDown { interval, .. } => slow(interval),
+            other => other,
+        }
     }
 
     #[test]
@@ -344,37 +518,55 @@ mod tests {
     }
 
     #[test]
-    fn too_soon_slows_down_and_the_new_interval_binds() {
+    fn too_soon_slows_down_and_says_when_to_come_back() {
         let (p, mut s, c, t0) = fixture();
         assert_eq!(decide(&mut s, &c, t0, &p), PollDecision::Forward);
-        let t1 = t0 + 2 * S;
+        // 2 s after a forwarded poll: the interval becomes 10 s, so a poll is accepted
+        // 10 s (less the tolerance) after the forwarded one, 7.75 s from now.
+        let d = decide(&mut s, &c, t0 + 2 * S, &p);
         assert_eq!(
-            decide(&mut s, &c, t1, &p),
-            PollDecision::SlowDown { interval: 10 * S }
+            d,
+            PollDecision::SlowDown {
+                interval: 10 * S,
+                retry_after: Duration::from_millis(7_750),
+            }
         );
-        // The old interval no longer suffices...
-        let t2 = t1 + 5 * S;
+        assert_eq!(d.retry_after_secs(), Some(8));
+        // The refused poll did not restart the clock.
+        assert_eq!(s.last_poll(), Some(t0));
+        let d = decide(&mut s, &c, t0 + 7 * S, &p);
         assert_eq!(
-            decide(&mut s, &c, t2, &p),
-            PollDecision::SlowDown { interval: 15 * S }
+            d,
+            PollDecision::SlowDown {
+                interval: 15 * S,
+                retry_after: Duration::from_millis(7_750),
+            }
         );
-        // ...the current one does.
-        let t3 = t2 + 15 * S;
-        assert_eq!(decide(&mut s, &c, t3, &p), PollDecision::Forward);
+        let at = t0 + 15 * S - p.tolerance;
+        assert_eq!(decide(&mut s, &c, at, &p), PollDecision::Forward);
         assert_eq!(s.interval(), 15 * S);
-        assert_eq!(s.last_poll(), Some(t3));
+        assert_eq!(s.last_poll(), Some(at));
     }
 
     #[test]
-    fn waiting_the_new_interval_after_one_slow_down_is_forwarded() {
+    fn escalation_stops_at_the_cap_and_an_op_interval_above_it_stays() {
         let (p, mut s, c, t0) = fixture();
         decide(&mut s, &c, t0, &p);
-        let t1 = t0 + S;
+        let mut now = t0;
+        for _ in 0..40 {
+            now += Duration::from_millis(100);
+            decide(&mut s, &c, now, &p);
+        }
+        assert_eq!(s.interval(), p.max_interval);
+        // Waiting the capped interval from the forwarded poll gets through.
         assert_eq!(
-            decide(&mut s, &c, t1, &p),
-            PollDecision::SlowDown { interval: 10 * S }
+            decide(&mut s, &c, t0 + p.max_interval, &p),
+            PollDecision::Forward
         );
-        assert_eq!(decide(&mut s, &c, t1 + 10 * S, &p), PollDecision::Forward);
+        let slow_op = admit_ack(&p, Some(90), 600).unwrap();
+        let mut s = PollState::new(c.clone(), &slow_op, t0);
+        decide(&mut s, &c, t0, &p);
+        assert_eq!(kind(decide(&mut s, &c, t0 + S, &p)), slow(90 * S));
     }
 
     #[test]
@@ -384,40 +576,36 @@ mod tests {
         let early = t0 + 5 * S - Duration::from_millis(250);
         assert_eq!(decide(&mut s, &c, early, &p), PollDecision::Forward);
         let too_early = early + 5 * S - Duration::from_millis(251);
-        assert_eq!(
-            decide(&mut s, &c, too_early, &p),
-            PollDecision::SlowDown { interval: 10 * S }
-        );
+        assert_eq!(kind(decide(&mut s, &c, too_early, &p)), slow(10 * S));
     }
 
     #[test]
-    fn hammering_stays_throttled() {
+    fn hammering_reaches_the_op_at_most_once_per_capped_interval() {
         let (p, mut s, c, t0) = fixture();
-        decide(&mut s, &c, t0, &p);
+        let mut forwarded = vec![];
         let mut now = t0;
-        for n in 1..=20u32 {
-            now += S;
-            assert_eq!(
-                decide(&mut s, &c, now, &p),
-                PollDecision::SlowDown {
-                    interval: (5 + 5 * n) * S
-                }
-            );
+        while now < t0 + 300 * S {
+            if decide(&mut s, &c, now, &p) == PollDecision::Forward {
+                forwarded.push(now);
+            }
+            now += Duration::from_millis(50);
         }
-        // Waiting only the original interval after the last refusal is still too soon.
-        assert!(matches!(
-            decide(&mut s, &c, now + 5 * S, &p),
-            PollDecision::SlowDown { .. }
-        ));
+        for pair in forwarded.windows(2) {
+            assert!(pair[1] - pair[0] >= p.max_interval - p.tolerance);
+        }
+        assert!(forwarded.len() <= 6, "{} forwarded", forwarded.len());
     }
 
     #[test]
-    fn expiry_wins_over_everything_but_wrong_client() {
+    fn expiry_is_answered_through_the_grace_period() {
         let (p, mut s, c, t0) = fixture();
         let at = s.expires_at();
         assert_eq!(decide(&mut s, &c, at, &p), PollDecision::Expired);
-        end(&mut s);
-        assert_eq!(decide(&mut s, &c, at + S, &p), PollDecision::Expired);
+        assert_eq!(decide(&mut s, &c, at + 10 * S, &p), PollDecision::Expired);
+        let ms = clock::millis(at);
+        assert!(!s.droppable_at(ms, &p));
+        assert!(!s.droppable_at(ms + 299_999, &p));
+        assert!(s.droppable_at(ms + 300_000, &p));
         let other = ClientId::new("client-b");
         assert_eq!(decide(&mut s, &other, at, &p), PollDecision::WrongClient);
         assert!(t0 < at);
@@ -440,16 +628,149 @@ mod tests {
     }
 
     #[test]
-    fn ended_refuses_until_expiry() {
+    fn an_ended_request_is_refused_until_it_is_dropped() {
         let (p, mut s, c, t0) = fixture();
         decide(&mut s, &c, t0, &p);
-        end(&mut s);
+        learn(&mut s, OpVerdict::Ended, clock::millis(t0), &p);
         assert_eq!(s.phase(), Phase::Ended);
         // Even a well-spaced poll is refused: the grant is used up.
         assert_eq!(decide(&mut s, &c, t0 + 30 * S, &p), PollDecision::Ended);
-        assert_eq!(decide(&mut s, &c, t0 + 31 * S, &p), PollDecision::Ended);
         let at = s.expires_at();
-        assert_eq!(decide(&mut s, &c, at, &p), PollDecision::Expired);
+        assert_eq!(decide(&mut s, &c, at + S, &p), PollDecision::Ended);
+        // An acknowledged id keeps its own expiry as a tombstone.
+        assert_eq!(s.expires_at(), t0 + 120 * S);
+    }
+
+    #[test]
+    fn an_op_expired_token_is_remembered() {
+        let (p, mut s, c, t0) = fixture();
+        decide(&mut s, &c, t0, &p);
+        learn(&mut s, OpVerdict::Expired, clock::millis(t0), &p);
+        assert_eq!(decide(&mut s, &c, t0 + 10 * S, &p), PollDecision::Expired);
+    }
+
+    #[test]
+    fn the_op_saying_slow_down_grows_the_interval() {
+        let (p, mut s, c, t0) = fixture();
+        decide(&mut s, &c, t0, &p);
+        learn(&mut s, OpVerdict::SlowDown, clock::millis(t0), &p);
+        assert_eq!(s.interval(), 10 * S);
+        assert_eq!(kind(decide(&mut s, &c, t0 + 6 * S, &p)), slow(15 * S));
+    }
+
+    #[test]
+    fn a_probe_that_the_op_confirms_is_tracked_like_an_ack() {
+        let p = PollPolicy::default();
+        let c = ClientId::new("client-a");
+        let t0 = clock::millis(clock::epoch() + 1_000 * S);
+        let mut s = PollState::probe(c.clone(), t0, &p);
+        assert_eq!(s.phase(), Phase::Probing);
+        // A second poll before the OP answered, or too soon after, is refused.
+        let d = decide_at(&mut s, &c, t0 + 100, &p);
+        assert_eq!(kind(d), slow(10 * S));
+        learn(&mut s, OpVerdict::Pending, t0 + 200, &p);
+        assert_eq!(s.phase(), Phase::Active);
+        assert_eq!(clock::millis(s.expires_at()), t0 + 200 + 600_000);
+        assert_eq!(
+            decide_at(&mut s, &c, t0 + 10_000, &p),
+            PollDecision::Forward
+        );
+    }
+
+    #[test]
+    fn a_probe_the_op_ends_is_remembered_for_a_while() {
+        let p = PollPolicy::default();
+        let c = ClientId::new("client-a");
+        let t0 = clock::millis(clock::epoch() + 1_000 * S);
+        for (verdict, then) in [
+            (OpVerdict::Ended, PollDecision::Ended),
+            (OpVerdict::Expired, PollDecision::Expired),
+        ] {
+            let mut s = PollState::probe(c.clone(), t0, &p);
+            learn(&mut s, verdict, t0 + 50, &p);
+            assert_eq!(decide_at(&mut s, &c, t0 + 60_000, &p), then);
+            let until = t0 + 50 + 600_000;
+            assert_eq!(clock::millis(s.expires_at()), until);
+            assert!(!s.droppable_at(until, &p));
+            assert!(s.droppable_at(until + 300_000, &p));
+        }
+    }
+
+    #[test]
+    fn an_unanswered_probe_is_retried_once_its_memory_runs_out() {
+        let p = PollPolicy::default();
+        let c = ClientId::new("client-a");
+        let t0 = clock::millis(clock::epoch() + 1_000 * S);
+        let mut s = PollState::probe(c.clone(), t0, &p);
+        learn(&mut s, OpVerdict::Unclear, t0 + 10, &p);
+        assert_eq!(s.phase(), Phase::Probing);
+        assert!(matches!(
+            decide_at(&mut s, &c, t0 + 599_000, &p),
+            PollDecision::Forward
+        ));
+        let later = t0 + 600_000 + 5_000;
+        assert_eq!(decide_at(&mut s, &c, later, &p), PollDecision::Probe);
+        assert_eq!(s.phase(), Phase::Probing);
+        assert_eq!(kind(decide_at(&mut s, &c, later + 10, &p)), slow(10 * S));
+    }
+
+    /// One simulated run: a client that follows CIBA 11 to the letter (waits the
+    /// acknowledged interval, adds 5 s after each `slow_down` it receives) while, during the
+    /// first minute, another instance of it polls the same id at random moments, ignoring
+    /// what it is told. The user approves at a random moment in the first two minutes.
+    /// Returns when the tokens went out (ms after the ack) and the moment from which the
+    /// compliant client is on its own (the approval or the last interference, if later).
+    fn compliant_client_run(rng: &mut StdRng, p: &PollPolicy) -> (u64, u64) {
+        let c = ClientId::new("client-a");
+        let t0 = clock::millis(clock::epoch() + 1_000 * S);
+        let op_interval = rng.gen_range(1..=20u64);
+        let ack = admit_ack(p, Some(op_interval), 600).unwrap();
+        let mut s = PollState::new(c.clone(), &ack, clock::epoch() + 1_000 * S);
+        let approved = t0 + rng.gen_range(0..120_000u64);
+        let mut other: Vec<u64> = (0..rng.gen_range(1..=4))
+            .map(|_| t0 + rng.gen_range(0..60_000u64))
+            .collect();
+        other.sort_unstable();
+        let alone_from = approved.max(other.last().copied().unwrap_or(t0)) - t0;
+        let mut wait = ack.interval_secs() * 1000;
+        let mut next = t0 + wait;
+        let mut others = other.into_iter().peekable();
+        loop {
+            while let Some(&o) = others.peek() {
+                if o > next {
+                    break;
+                }
+                if decide_at(&mut s, &c, o, p) == PollDecision::Forward && o >= approved {
+                    // The other instance collected the tokens.
+                    return (o - t0, alone_from);
+                }
+                others.next();
+            }
+            // Network jitter of up to 50 ms on the compliant client's side.
+            let at = next + rng.gen_range(0..50u64);
+            match decide_at(&mut s, &c, at, p) {
+                PollDecision::Forward if at >= approved => return (at - t0, alone_from),
+                PollDecision::Forward => {}
+                PollDecision::SlowDown { .. } => wait += 5_000,
+                other => panic!("unexpected {other:?}"),
+            }
+            next = at + wait;
+            assert!(next < t0 + 600_000, "the client never got through");
+        }
+    }
+
+    #[test]
+    fn a_client_following_ciba_11_gets_its_tokens_despite_a_second_instance() {
+        let p = PollPolicy::default();
+        let mut rng = StdRng::seed_from_u64(0x00c1_ba11);
+        let mut worst = 0;
+        for _ in 0..20_000 {
+            let (got, alone_from) = compliant_client_run(&mut rng, &p);
+            worst = worst.max(got.saturating_sub(alone_from));
+            assert!(got < 300_000, "tokens only {got} ms after the ack");
+        }
+        // Once left alone, the client needs at most about two of its own (grown) waits.
+        assert!(worst <= 120_000, "worst delay: {worst} ms");
     }
 
     #[test]
@@ -458,10 +779,7 @@ mod tests {
         s.interval = u32::MAX;
         s.last_poll = clock::millis(t0);
         let max = Duration::from_millis(u64::from(u32::MAX));
-        assert_eq!(
-            decide(&mut s, &c, t0 + S, &p),
-            PollDecision::SlowDown { interval: max }
-        );
+        assert_eq!(kind(decide(&mut s, &c, t0 + S, &p)), slow(max));
         let huge = Ack {
             interval: Duration::MAX,
             expires_in: Duration::MAX,
@@ -499,21 +817,23 @@ mod tests {
     #[test]
     fn decisions_map_to_the_spec_errors() {
         assert_eq!(PollDecision::Forward.error_code(), None);
-        assert_eq!(
-            PollDecision::SlowDown { interval: S }.error_code(),
-            Some(ErrorCode::SlowDown)
-        );
-        assert_eq!(
-            PollDecision::Expired.error_code(),
-            Some(ErrorCode::ExpiredToken)
-        );
-        assert_eq!(
-            PollDecision::WrongClient.error_code(),
-            Some(ErrorCode::InvalidGrant)
-        );
-        assert_eq!(
-            PollDecision::Ended.error_code(),
-            Some(ErrorCode::InvalidGrant)
-        );
+        assert!(PollDecision::Probe.refusal().is_none());
+        let sd = PollDecision::SlowDown {
+            interval: 10 * S,
+            retry_after: Duration::from_millis(1),
+        };
+        assert_eq!(sd.error_code(), Some(ErrorCode::SlowDown));
+        let e = sd.refusal().unwrap();
+        assert_eq!((e.status, e.retry_after), (400, Some(1)));
+        assert!(e.description.contains("10 s"));
+        for (d, code) in [
+            (PollDecision::Expired, ErrorCode::ExpiredToken),
+            (PollDecision::WrongClient, ErrorCode::InvalidGrant),
+            (PollDecision::Ended, ErrorCode::InvalidGrant),
+        ] {
+            assert_eq!(d.error_code(), Some(code));
+            let e = d.refusal().unwrap();
+            assert_eq!((e.code, e.status, e.retry_after), (code, 400, None));
+        }
     }
 }

@@ -14,11 +14,12 @@ use crate::in_flight::InFlight;
 use crate::metrics;
 use crate::op_client::{self, Answer, Connector, Failure};
 use crate::pipeline::{self, Endpoint, Outbound};
-use crate::polling::PollDecision;
+use crate::poll_store::{Full, Polled};
+use crate::polling::OpVerdict;
 use crate::rate_limit::{self, Limited, RateLimits};
 use crate::request_id::{RequestId, RequestIds};
 use crate::state::{Store, Unavailable, UNAVAILABLE_RETRY};
-use crate::translate::{self, TokenOutcome};
+use crate::translate;
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -462,7 +463,7 @@ impl Gateway {
                 Err(Unavailable) => return answer_error(session, ctx, store_unavailable()).await,
             }
         }
-        let mut polled: Option<AuthReqId> = None;
+        let mut polled: Option<(AuthReqId, ClientId)> = None;
         match endpoint {
             Endpoint::Backchannel => {
                 if let Some(client) = &accepted.client {
@@ -473,23 +474,28 @@ impl Gateway {
                         }
                     };
                     if let Err(full) = admitted {
-                        let e = OAuthError::new(
-                            ErrorCode::TemporarilyUnavailable,
-                            "too many outstanding authentication requests; retry later",
-                        )
-                        .with_status(429)
-                        .with_retry_after(full.retry_after.as_secs().max(1));
-                        return answer_error(session, ctx, e).await;
+                        return answer_error(session, ctx, tracking_full(full)).await;
                     }
                 }
             }
             Endpoint::Token => {
                 if let Some(id) = pipeline::ciba_poll(&accepted.form) {
+                    // CIBA 10.1: the client authenticates at the token endpoint. A poll that
+                    // names no client could be neither owned nor throttled.
+                    let Some(client) = accepted.client.clone() else {
+                        let e = OAuthError::new(
+                            ErrorCode::InvalidClient,
+                            "a CIBA token request must identify its client",
+                        )
+                        .with_status(401)
+                        .with_reason("client");
+                        return refuse(session, ctx, endpoint, e).await;
+                    };
                     let id = AuthReqId::new(id);
-                    if let Err(e) = self.poll_decision(&id, accepted.client.as_ref()).await {
+                    if let Err(e) = self.poll_decision(&id, &client).await {
                         return answer_error(session, ctx, e).await;
                     }
-                    polled = Some(id);
+                    polled = Some((id, client));
                 }
             }
         }
@@ -533,12 +539,10 @@ impl Gateway {
                 }
             }
             Endpoint::Token => {
-                if let Some(id) = &polled {
-                    match translate::classify_token_answer(status, &value) {
-                        TokenOutcome::Issued | TokenOutcome::Terminal => {
-                            self.store.finish(id).await;
-                        }
-                        TokenOutcome::Pending | TokenOutcome::SlowDown | TokenOutcome::Other => {}
+                if let Some((id, client)) = &polled {
+                    let verdict = translate::classify_token_answer(status, &value);
+                    if verdict != OpVerdict::Unclear {
+                        self.store.report(id, client, verdict).await;
                     }
                 }
             }
@@ -578,45 +582,26 @@ impl Gateway {
     }
 
     /// Applies the poll rules (CIBA 11) to a token request; an error is answered locally.
-    async fn poll_decision(
-        &self,
-        id: &AuthReqId,
-        client: Option<&ClientId>,
-    ) -> Result<(), OAuthError> {
-        let invalid_grant = |why: &'static str| OAuthError::new(ErrorCode::InvalidGrant, why);
-        let decision = match client {
-            Some(c) => self.store.poll(id, c).await,
-            // A tracked id was issued to some client, never to an anonymous request.
-            None => self
-                .store
-                .is_tracked(id)
-                .await
-                .map(|t| t.then_some(PollDecision::WrongClient)),
-        };
-        let decision = decision.map_err(|Unavailable| store_unavailable())?;
-        match decision {
-            Some(PollDecision::Forward) => Ok(()),
-            Some(PollDecision::SlowDown { interval }) => Err(OAuthError::new(
-                ErrorCode::SlowDown,
-                format!(
-                    "polled too soon; wait at least {} s between polls of this auth_req_id",
-                    interval.as_secs()
-                ),
+    ///
+    /// An id the gateway does not know is forwarded once to learn what the OP thinks of it
+    /// (`unknown_auth_req_id = "forward"`), or refused (`"reject"`).
+    async fn poll_decision(&self, id: &AuthReqId, client: &ClientId) -> Result<(), OAuthError> {
+        let learn = self.cfg.polling.unknown == UnknownPolicy::Forward;
+        let polled = self
+            .store
+            .poll(id, client, learn)
+            .await
+            .map_err(|Unavailable| store_unavailable())?;
+        match polled {
+            Polled::Decided(decision) => decision.refusal().map_or(Ok(()), Err),
+            // Only when the shared store failed open (or the id is too long to store): the
+            // OP still enforces its own rules.
+            Polled::Unknown if learn => Ok(()),
+            Polled::Unknown => Err(OAuthError::new(
+                ErrorCode::InvalidGrant,
+                "unknown auth_req_id",
             )),
-            Some(PollDecision::Expired) => Err(OAuthError::new(
-                ErrorCode::ExpiredToken,
-                "the auth_req_id has expired; start a new authentication request",
-            )),
-            Some(PollDecision::WrongClient) => Err(invalid_grant(
-                "the auth_req_id was not issued to this client",
-            )),
-            Some(PollDecision::Ended) => {
-                Err(invalid_grant("the auth_req_id has already been used up"))
-            }
-            None => match self.cfg.polling.unknown {
-                UnknownPolicy::Forward => Ok(()),
-                UnknownPolicy::Reject => Err(invalid_grant("unknown auth_req_id")),
-            },
+            Polled::Full(full) => Err(tracking_full(full)),
         }
     }
 
@@ -848,6 +833,16 @@ async fn refuse(
         .with_label_values(&[endpoint.as_str(), e.reason])
         .inc();
     answer_error(session, ctx, e).await
+}
+
+/// The 429 for a request whose answer the gateway would have no room to track.
+fn tracking_full(full: Full) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "too many outstanding authentication requests; retry later",
+    )
+    .with_status(429)
+    .with_retry_after(full.retry_after.as_secs().max(1))
 }
 
 /// The 429 for a request over a rate limit, counted by key kind.

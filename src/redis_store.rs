@@ -19,11 +19,16 @@
 //! # Keys (all under `key_prefix`, default `ciba:`), and every key has a TTL
 //!
 //! - `{p}r:{auth_req_id}`: a hash `c` (client), `e` (expires_at, ms), `i` (interval, ms),
-//!   `l` (last poll, ms, `-1` before the first), `p` (phase, `0` active, `1` ended). It
-//!   expires [`EXPIRED_GRACE`] after the request does, tombstones included, so a poll just
-//!   after expiry still gets `expired_token` (the in-memory store answers it until its next
-//!   sweep) rather than looking unknown.
-//! - `{p}c:{client_id}`: a sorted set of the client's ids scored by expiry (ms), trimmed of
+//!   `l` (last forwarded poll, ms, `-1` before the first), `p` (phase, as
+//!   [`Phase`](crate::polling::Phase) numbers it). It expires `polling.expired_grace` after
+//!   the request does, tombstones included, so polls after expiry keep getting
+//!   `expired_token` for that long, as with the in-memory store.
+//! - `{p}u:{len(client)}:{client}:{auth_req_id}`: the same hash for an id this gateway never
+//!   acknowledged, learned from the OP's answer to one forwarded poll (a probe). Keyed by
+//!   client and id together, so one client cannot spoil what is known of another's ids; it
+//!   is also the member name in the sets below, so probes count against the limits.
+//! - `{p}c:{client_id}`: a sorted set of the client's ids scored by when their entry goes
+//!   (expiry plus the grace, ms), trimmed of
 //!   expired members on every admit and ack; its TTL is its latest member's expiry.
 //! - `{p}all`: the same over all clients, for `max_tracked`. One global set costs a write to
 //!   one hot key per ack and an `O(log N)` trim per admit, and about 100 bytes plus the id per
@@ -50,14 +55,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Script, ScriptInvocation};
 
 use crate::ids::{AuthReqId, ClientId};
-use crate::poll_store::{Full, FullScope, StoreLimits};
-use crate::polling::{self, Ack, AckError, PollDecision, PollPolicy};
+use crate::poll_store::{Full, FullScope, Polled, StoreLimits};
+use crate::polling::{self, Ack, AckError, OpVerdict, PollDecision, PollPolicy};
 
 /// The longest id, client id or rate-limit key stored; the proxy caps `auth_req_id` at 512.
 pub const MAX_KEY_PART: usize = 512;
-
-/// How long an entry's key outlives the request, so late polls get `expired_token`.
-pub const EXPIRED_GRACE: Duration = Duration::from_secs(30);
 
 /// What the proxy should do when Redis cannot answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -213,43 +215,79 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'c', ARGV[2], 'e', int(exp), 'i', ARGV[3], 'l', '-1', 'p', '0')
 redis.call('PEXPIREAT', KEYS[1], int(exp + tonumber(ARGV[7])))
 for k = 2, 3 do
-  redis.call('ZADD', KEYS[k], int(exp), ARGV[1])
+  redis.call('ZADD', KEYS[k], int(exp + tonumber(ARGV[7])), ARGV[1])
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', int(now))
   expire_set(KEYS[k])
 end
 return exp
 "#;
 
-/// KEYS: entry, client set, global set. ARGV: id, client, tolerance ms, step ms, skew.
-/// Returns {code, interval ms}: 0 unknown, 1 forward, 2 slow_down, 3 expired, 4 wrong
-/// client, 5 ended. Mirrors `polling::decide_at` step for step.
-const POLL: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'c', 'e', 'i', 'l', 'p')
-if not h[1] then return {0, 0} end
--- Before anything else: another client learns nothing and changes nothing.
-if h[1] ~= ARGV[2] then return {4, 0} end
-local now = now_ms(ARGV[5])
-if now >= tonumber(h[2]) then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  return {3, 0}
+/// Starts a probe of an id the gateway never acknowledged, in the learned entry `key`
+/// (ARGV as for POLL). Mirrors `PollState::probe`.
+const PROBE: &str = r#"
+local function probe(key, now)
+  local exp = now + tonumber(ARGV[10])
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'c', ARGV[2], 'e', int(exp), 'i', ARGV[9], 'l', int(now), 'p', '3')
+  redis.call('PEXPIREAT', key, int(exp + tonumber(ARGV[11])))
+  for k = 3, 4 do
+    redis.call('ZADD', KEYS[k], int(exp + tonumber(ARGV[11])), ARGV[8])
+    expire_set(KEYS[k])
+  end
 end
-if h[5] == '1' then return {5, 0} end
+"#;
+
+/// KEYS: entry, learned entry, client set, global set. ARGV: id, client, tolerance ms,
+/// step ms, skew, max interval ms, learn (`1`/`0`), learned member, min interval ms,
+/// remember ms, grace ms, max total, max per client.
+/// Returns {code, interval ms, retry-after ms}: 0 unknown, 1 forward, 2 slow_down,
+/// 3 expired, 4 wrong client, 5 ended, 6 probe, 7 total full, 8 client full.
+/// Mirrors `PollStore::poll` and `polling::decide_at` step for step.
+const POLL: &str = r#"
+local now = now_ms(ARGV[5])
+local key = KEYS[1]
+local h = redis.call('HMGET', key, 'c', 'e', 'i', 'l', 'p')
+if not h[1] then
+  key = KEYS[2]
+  h = redis.call('HMGET', key, 'c', 'e', 'i', 'l', 'p')
+end
+if not h[1] then
+  if ARGV[7] ~= '1' then return {0, 0, 0} end
+  for k = 3, 4 do redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', int(now)) end
+  if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[12]) then return {7, 0, 0} end
+  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[13]) then return {8, 0, 0} end
+  probe(KEYS[2], now)
+  return {6, 0, 0}
+end
+-- Before anything else: another client learns nothing and changes nothing.
+if h[1] ~= ARGV[2] then return {4, 0, 0} end
+if h[5] == '1' then return {5, 0, 0} end
+if h[5] == '2' then return {3, 0, 0} end
+if now >= tonumber(h[2]) then
+  if h[5] == '3' then
+    probe(key, now)
+    return {6, 0, 0}
+  end
+  -- Kept until its TTL (expiry plus grace): late polls keep getting expired_token.
+  return {3, 0, 0}
+end
 local interval = tonumber(h[3])
 local last = tonumber(h[4])
 -- The first poll after the ack is always allowed.
 if last >= 0 then
-  local wait = math.max(interval - tonumber(ARGV[3]), 0)
-  if now < last + wait then
-    interval = math.min(interval + tonumber(ARGV[4]), 4294967295)
-    -- The clock restarts on a refused poll too, so hammering never slips through.
-    redis.call('HSET', KEYS[1], 'i', int(interval), 'l', int(now))
-    return {2, interval}
+  local tol = tonumber(ARGV[3])
+  if now < last + math.max(interval - tol, 0) then
+    local cap = tonumber(ARGV[6])
+    if interval < cap then
+      interval = math.min(interval + tonumber(ARGV[4]), cap)
+      redis.call('HSET', key, 'i', int(interval))
+    end
+    -- Measured from the last forwarded poll: a refused one does not restart the clock.
+    return {2, interval, last + math.max(interval - tol, 0) - now}
   end
 end
-redis.call('HSET', KEYS[1], 'l', int(now))
-return {1, interval}
+redis.call('HSET', key, 'l', int(now))
+return {1, interval, 0}
 "#;
 
 /// KEYS: client set, global set. ARGV: max total, max per client, skew.
@@ -262,10 +300,44 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 2 end
 return 0
 "#;
 
-/// KEYS: entry. Marks it ended, keeping its TTL. Returns 1 if it existed.
-const FINISH: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'p', '1')
+/// KEYS: entry, learned entry, client set, global set. ARGV: client, verdict (0 pending,
+/// 1 slow_down, 2 ended, 3 expired), skew, step ms, max interval ms, max expires_in ms,
+/// remember ms, grace ms, learned member. Returns 1 if the client's entry existed.
+/// Mirrors `polling::learn`.
+const REPORT: &str = r#"
+local key = KEYS[1]
+local h = redis.call('HMGET', key, 'c', 'p', 'i')
+if not h[1] then
+  key = KEYS[2]
+  h = redis.call('HMGET', key, 'c', 'p', 'i')
+end
+if not h[1] or h[1] ~= ARGV[1] then return 0 end
+local now = now_ms(ARGV[3])
+local probing = h[2] == '3'
+local v = ARGV[2]
+-- Only a probe (always a learned entry) changes its lifetime.
+local function relife(exp)
+  redis.call('HSET', key, 'e', int(exp))
+  redis.call('PEXPIREAT', key, int(exp + tonumber(ARGV[8])))
+  for k = 3, 4 do
+    redis.call('ZADD', KEYS[k], int(exp + tonumber(ARGV[8])), ARGV[9])
+    expire_set(KEYS[k])
+  end
+end
+if v == '0' or v == '1' then
+  if v == '1' then
+    local i = tonumber(h[3])
+    local cap = tonumber(ARGV[5])
+    if i < cap then redis.call('HSET', key, 'i', int(math.min(i + tonumber(ARGV[4]), cap))) end
+  end
+  if probing then
+    redis.call('HSET', key, 'p', '0')
+    relife(now + tonumber(ARGV[6]))
+  end
+elseif v == '2' or v == '3' then
+  redis.call('HSET', key, 'p', v == '2' and '1' or '2')
+  if probing then relife(now + tonumber(ARGV[7])) end
+end
 return 1
 "#;
 
@@ -317,7 +389,7 @@ struct Inner {
     record: Script,
     poll: Script,
     admit: Script,
-    finish: Script,
+    report: Script,
     cancel: Script,
     len: Script,
     rate: Script,
@@ -373,9 +445,9 @@ impl RedisStore {
                 limits,
                 skew_ms: AtomicU64::new(0),
                 record: script(RECORD),
-                poll: script(POLL),
+                poll: Script::new(&format!("{NOW_MS}\n{PROBE}\n{POLL}")),
                 admit: script(ADMIT),
-                finish: script(FINISH),
+                report: script(REPORT),
                 cancel: script(CANCEL),
                 len: script(LEN),
                 rate: script(RATE),
@@ -462,58 +534,107 @@ impl RedisStore {
             .arg(ms_floor(ack.expires_in))
             .arg(self.skew())
             .arg(&i.prefix)
-            .arg(ms_floor(EXPIRED_GRACE));
+            .arg(ms_floor(i.policy.expired_grace));
         let _expires_at: i64 = self.run(OP, &inv).await?;
         Ok(Ok(ack))
     }
 
-    /// Decides a token request for `id` from `client`; `None` when `id` is not tracked.
+    /// Decides a token request for `id` from `client`, as `PollStore::poll` does.
     ///
-    /// One atomic script: of simultaneous polls on any replicas, at most one is forwarded.
-    /// An unknown id never creates state.
+    /// One atomic script: of simultaneous polls on any replicas, at most one is forwarded,
+    /// and at most one probe of an unknown id is started.
     pub async fn poll(
         &self,
         id: &AuthReqId,
         client: &ClientId,
-    ) -> Result<Option<PollDecision>, StoreError> {
+        learn: bool,
+    ) -> Result<Polled, StoreError> {
         const OP: &str = "poll";
         // Nothing longer is ever recorded, so it cannot be tracked.
         let (Some(id), Some(client)) = (fits(id.as_str()), fits(client.as_str())) else {
-            return Ok(None);
+            return Ok(Polled::Unknown);
         };
         let i = &self.inner;
+        let p = &i.policy;
+        let member = learned_member(client, id);
         let mut inv = i.poll.prepare_invoke();
         inv.key(self.entry_key(id))
+            .key(self.learned_key(&member))
             .key(self.client_key(client))
             .key(self.all_key())
             .arg(id)
             .arg(client)
-            .arg(ms_floor(i.policy.tolerance))
-            .arg(ms_u32_ceil(i.policy.slow_down_step))
-            .arg(self.skew());
-        let (code, interval): (i64, u64) = self.run(OP, &inv).await?;
+            .arg(ms_floor(p.tolerance))
+            .arg(ms_u32_ceil(p.slow_down_step))
+            .arg(self.skew())
+            .arg(ms_u32_ceil(p.max_interval))
+            .arg(if learn { "1" } else { "0" })
+            .arg(&member)
+            .arg(ms_u32_ceil(p.min_interval))
+            .arg(ms_floor(p.remember))
+            .arg(ms_floor(p.expired_grace))
+            .arg(i.limits.max_tracked)
+            .arg(i.limits.max_per_client);
+        let (code, interval, retry_after): (i64, u64, i64) = self.run(OP, &inv).await?;
+        let full = |scope| {
+            Polled::Full(Full {
+                retry_after: p.min_interval,
+                scope,
+            })
+        };
         Ok(match code {
-            0 => None,
-            1 => Some(PollDecision::Forward),
-            2 => Some(PollDecision::SlowDown {
+            0 => Polled::Unknown,
+            1 => Polled::Decided(PollDecision::Forward),
+            2 => Polled::Decided(PollDecision::SlowDown {
                 interval: Duration::from_millis(interval),
+                retry_after: Duration::from_millis(retry_after.max(0) as u64),
             }),
-            3 => Some(PollDecision::Expired),
-            4 => Some(PollDecision::WrongClient),
-            5 => Some(PollDecision::Ended),
+            3 => Polled::Decided(PollDecision::Expired),
+            4 => Polled::Decided(PollDecision::WrongClient),
+            5 => Polled::Decided(PollDecision::Ended),
+            6 => Polled::Decided(PollDecision::Probe),
+            7 => full(FullScope::Total),
+            8 => full(FullScope::Client),
             _ => return Err(StoreError::new(StoreErrorKind::Protocol, OP)),
         })
     }
 
-    /// The OP gave a terminal answer: keep a tombstone until the id's own expiry. Returns
-    /// whether `id` was tracked.
-    pub async fn finish(&self, id: &AuthReqId) -> Result<bool, StoreError> {
-        let Some(id) = fits(id.as_str()) else {
+    /// Records what the OP answered to a forwarded poll, as `PollStore::report` does.
+    /// Returns whether the client's entry existed.
+    pub async fn report(
+        &self,
+        id: &AuthReqId,
+        client: &ClientId,
+        verdict: OpVerdict,
+    ) -> Result<bool, StoreError> {
+        let (Some(id), Some(client)) = (fits(id.as_str()), fits(client.as_str())) else {
             return Ok(false);
         };
-        let mut inv = self.inner.finish.prepare_invoke();
-        inv.key(self.entry_key(id));
-        let n: i64 = self.run("finish", &inv).await?;
+        let v = match verdict {
+            OpVerdict::Pending => "0",
+            OpVerdict::SlowDown => "1",
+            OpVerdict::Ended => "2",
+            OpVerdict::Expired => "3",
+            OpVerdict::Unclear => return Ok(true),
+        };
+        let i = &self.inner;
+        let p = &i.policy;
+        let member = learned_member(client, id);
+        let mut inv = i.report.prepare_invoke();
+        inv.key(self.entry_key(id))
+            .key(self.learned_key(&member))
+            .key(self.client_key(client))
+            .key(self.all_key())
+            .arg(client)
+            .arg(v)
+            .arg(self.skew())
+            .arg(ms_u32_ceil(p.slow_down_step))
+            .arg(ms_u32_ceil(p.max_interval))
+            .arg(ms_floor(p.max_expires_in))
+            .arg(ms_floor(p.remember))
+            .arg(ms_floor(p.expired_grace))
+            .arg(&member);
+        let n: i64 = self.run("report", &inv).await?;
         Ok(n == 1)
     }
 
@@ -531,7 +652,7 @@ impl RedisStore {
         Ok(n == 1)
     }
 
-    /// Whether `id` has state (active, a tombstone, or expired within [`EXPIRED_GRACE`]).
+    /// Whether `id` has state (active, a tombstone, or expired within the grace period).
     pub async fn is_tracked(&self, id: &AuthReqId) -> Result<bool, StoreError> {
         let Some(id) = fits(id.as_str()) else {
             return Ok(false);
@@ -621,9 +742,19 @@ impl RedisStore {
         format!("{}c:{client}", self.inner.prefix)
     }
 
+    fn learned_key(&self, member: &str) -> String {
+        format!("{}{member}", self.inner.prefix)
+    }
+
     fn all_key(&self) -> String {
         format!("{}all", self.inner.prefix)
     }
+}
+
+/// What the sets and the learned entry's key call what `client` taught the gateway about
+/// `id`: the client's length first, so no pair of ids and clients can spell another.
+fn learned_member(client: &str, id: &str) -> String {
+    format!("u:{}:{client}:{id}", client.len())
 }
 
 /// `s` if it is short enough to be part of a key.

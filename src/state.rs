@@ -8,8 +8,8 @@
 use crate::ids::{AuthReqId, ClientId};
 use crate::metrics;
 use crate::pipeline::Endpoint;
-use crate::poll_store::{Full, PollStore};
-use crate::polling::{Ack, AckError, PollDecision};
+use crate::poll_store::{Full, PollStore, Polled};
+use crate::polling::{Ack, AckError, OpVerdict};
 use crate::rate_limit::{KeyKind, Limited, RateLimits};
 use crate::redis_store::{FailureMode, RedisConfig, RedisStore, StoreError};
 use std::future::Future;
@@ -100,41 +100,37 @@ impl StateStore {
         }
     }
 
-    /// Decides a poll; `Ok(None)` for an id the store does not know.
+    /// Decides a poll (see `PollStore::poll`); with `learn`, an unknown id starts a probe.
     pub async fn poll(
         &self,
         id: &AuthReqId,
         client: &ClientId,
-    ) -> Result<Option<PollDecision>, Unavailable> {
+        learn: bool,
+    ) -> Result<Polled, Unavailable> {
         match self {
-            StateStore::Memory(m) => Ok(m.poll(id, client)),
+            StateStore::Memory(m) => Ok(m.poll(id, client, learn)),
             StateStore::Redis(r) => r
-                .run("poll", |s| async move { s.poll(id, client).await })
+                .run("poll", |s| async move { s.poll(id, client, learn).await })
                 .await
-                // Open: carry on as if the id were unknown (the unknown-id policy applies).
-                .map(Option::flatten),
+                // Open: carry on as if the id were unknown and could not be learned; the
+                // OP still enforces its own rules.
+                .map(|o| o.unwrap_or(Polled::Unknown)),
         }
     }
 
-    /// Whether the store knows `id`.
-    pub async fn is_tracked(&self, id: &AuthReqId) -> Result<bool, Unavailable> {
-        match self {
-            StateStore::Memory(m) => Ok(m.is_tracked(id)),
-            StateStore::Redis(r) => r
-                .run("is_tracked", |s| async move { s.is_tracked(id).await })
-                .await
-                .map(|o| o.unwrap_or(false)),
-        }
-    }
-
-    /// The OP gave a terminal answer.
-    pub async fn finish(&self, id: &AuthReqId) {
+    /// Records what the OP answered to a forwarded poll.
+    pub async fn report(&self, id: &AuthReqId, client: &ClientId, verdict: OpVerdict) {
         match self {
             StateStore::Memory(m) => {
-                m.finish(id);
+                m.report(id, client, verdict);
             }
             StateStore::Redis(r) => {
-                let _ = r.run("finish", |s| async move { s.finish(id).await }).await;
+                let _ = r
+                    .run(
+                        "report",
+                        |s| async move { s.report(id, client, verdict).await },
+                    )
+                    .await;
             }
         }
     }

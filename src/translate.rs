@@ -5,7 +5,7 @@
 
 use crate::error::ErrorCode;
 use crate::ids::AuthReqId;
-use crate::polling::Ack;
+use crate::polling::{Ack, OpVerdict};
 use serde_json::Value;
 
 /// Longest `auth_req_id` the gateway tracks; longer ones are an upstream fault.
@@ -70,37 +70,24 @@ pub fn rewrite_ack(v: &mut Value, ack: &Ack) {
     }
 }
 
-/// What a token endpoint answer means for the poll state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenOutcome {
-    /// Tokens were issued: the flow is over.
-    Issued,
-    /// `authorization_pending`: keep the state.
-    Pending,
-    /// The OP itself said `slow_down`.
-    SlowDown,
-    /// `access_denied`, `expired_token` or `invalid_grant`: the flow is over (CIBA 11).
-    Terminal,
-    /// Anything else (a client error, an OP fault): the state is kept.
-    Other,
-}
-
-/// Classifies the OP's answer to a CIBA token request.
-pub fn classify_token_answer(status: u16, body: &Value) -> TokenOutcome {
+/// Classifies the OP's answer to a CIBA token request for the poll rules.
+///
+/// Tokens, `access_denied` and `invalid_grant` end the request (CIBA 11); `expired_token`
+/// too, remembered as such; anything else (a client error, an OP fault) teaches nothing.
+pub fn classify_token_answer(status: u16, body: &Value) -> OpVerdict {
     if status == 200 {
-        return TokenOutcome::Issued;
+        return OpVerdict::Ended;
     }
     let code = body
         .get("error")
         .and_then(Value::as_str)
         .and_then(ErrorCode::parse);
     match code {
-        Some(ErrorCode::AuthorizationPending) => TokenOutcome::Pending,
-        Some(ErrorCode::SlowDown) => TokenOutcome::SlowDown,
-        Some(ErrorCode::AccessDenied | ErrorCode::ExpiredToken | ErrorCode::InvalidGrant) => {
-            TokenOutcome::Terminal
-        }
-        _ => TokenOutcome::Other,
+        Some(ErrorCode::AuthorizationPending) => OpVerdict::Pending,
+        Some(ErrorCode::SlowDown) => OpVerdict::SlowDown,
+        Some(ErrorCode::AccessDenied | ErrorCode::InvalidGrant) => OpVerdict::Ended,
+        Some(ErrorCode::ExpiredToken) => OpVerdict::Expired,
+        _ => OpVerdict::Unclear,
     }
 }
 
@@ -195,16 +182,16 @@ mod tests {
 
     #[test]
     fn classifies_token_answers() {
-        use TokenOutcome::*;
-        let cases: [(u16, &[u8], TokenOutcome); 8] = [
-            (200, br#"{"access_token":"t"}"#, Issued),
+        use OpVerdict::*;
+        let cases: [(u16, &[u8], OpVerdict); 8] = [
+            (200, br#"{"access_token":"t"}"#, Ended),
             (400, br#"{"error":"authorization_pending"}"#, Pending),
             (400, br#"{"error":"slow_down"}"#, SlowDown),
-            (400, br#"{"error":"access_denied"}"#, Terminal),
-            (400, br#"{"error":"expired_token"}"#, Terminal),
-            (400, br#"{"error":"invalid_grant"}"#, Terminal),
-            (401, br#"{"error":"invalid_client"}"#, Other),
-            (500, b"oops", Other),
+            (400, br#"{"error":"access_denied"}"#, Ended),
+            (400, br#"{"error":"expired_token"}"#, Expired),
+            (400, br#"{"error":"invalid_grant"}"#, Ended),
+            (401, br#"{"error":"invalid_client"}"#, Unclear),
+            (500, b"oops", Unclear),
         ];
         for (status, body, expect) in cases {
             assert_eq!(

@@ -684,7 +684,11 @@ mod polling {
             &[("grant_type", CIBA_GRANT), ("auth_req_id", &id)],
             &[],
         );
-        assert_eq!(anonymous.error(), "invalid_grant");
+        // CIBA 10.1: a poll must authenticate its client; one that names none is refused.
+        assert_eq!(
+            (anonymous.status, anonymous.error().as_str()),
+            (401, "invalid_client")
+        );
         assert_eq!(op.token_count(), 0);
         assert_eq!(
             poll(&gw.addr(), POST_CLIENT, &id).error(),
@@ -1718,7 +1722,7 @@ mod faults {
         assert_eq!(stub.connections.load(Ordering::SeqCst), 1);
         // The second poll goes out on the pooled connection, which the stub drops; the
         // gateway sends it again on a new connection, once.
-        let second = poll(&gw.addr(), POST_CLIENT, "some-id");
+        let second = poll(&gw.addr(), POST_CLIENT, "another-id");
         assert_json_error(&second, 400, "authorization_pending");
         assert_eq!(stub.requests.load(Ordering::SeqCst), 3);
         assert_eq!(stub.connections.load(Ordering::SeqCst), 2);

@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ciba_gateway::ids::{AuthReqId, ClientId};
-use ciba_gateway::poll_store::{FullScope, StoreLimits};
-use ciba_gateway::polling::{AckError, PollDecision, PollPolicy};
+use ciba_gateway::poll_store::{FullScope, Polled, StoreLimits};
+use ciba_gateway::polling::{AckError, OpVerdict, PollDecision, PollPolicy};
 use ciba_gateway::redis_store::{
     FailureMode, RedisConfig, RedisStore, StoreErrorKind, MAX_KEY_PART,
 };
@@ -95,10 +95,15 @@ impl Drop for RedisServer {
     }
 }
 
+/// Five seconds of grace after expiry, twenty of memory for learned answers.
+const GRACE: Duration = Duration::from_secs(5);
+
 fn policy() -> PollPolicy {
     PollPolicy {
         min_interval: S,
         tolerance: Duration::ZERO,
+        expired_grace: GRACE,
+        remember: 20 * S,
         ..PollPolicy::default()
     }
 }
@@ -137,6 +142,14 @@ fn keys(server: &RedisServer) -> Vec<String> {
         .unwrap()
 }
 
+/// The remaining TTL of a key (without the prefix), in ms; negative for none.
+fn ttl(server: &RedisServer, key: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(format!("{PREFIX}{key}"))
+        .query(&mut server.raw())
+        .unwrap()
+}
+
 fn entry(server: &RedisServer, id: &str) -> Vec<(String, String)> {
     let mut h: Vec<(String, String)> = redis::cmd("HGETALL")
         .arg(format!("{PREFIX}r:{id}"))
@@ -147,7 +160,28 @@ fn entry(server: &RedisServer, id: &str) -> Vec<(String, String)> {
 }
 
 fn slow_down(secs: u32) -> Option<PollDecision> {
-    Some(PollDecision::SlowDown { interval: secs * S })
+    Some(PollDecision::SlowDown {
+        interval: secs * S,
+        retry_after: Duration::ZERO,
+    })
+}
+
+/// A poll that learns nothing, its `retry_after` zeroed so decisions compare by kind.
+async fn poll(st: &RedisStore, a: &AuthReqId, c: &ClientId) -> Option<PollDecision> {
+    match st.poll(a, c, false).await.unwrap() {
+        Polled::Decided(PollDecision::SlowDown { interval, .. }) => Some(PollDecision::SlowDown {
+            interval,
+            retry_after: Duration::ZERO,
+        }),
+        Polled::Decided(d) => Some(d),
+        Polled::Unknown => None,
+        Polled::Full(f) => panic!("full: {f:?}"),
+    }
+}
+
+/// The OP gave `a` a terminal answer; whether the store knew it (for its owner `c1`).
+async fn finish(st: &RedisStore, a: &AuthReqId) -> bool {
+    st.report(a, &client("c1"), OpVerdict::Ended).await.unwrap()
 }
 
 #[tokio::test]
@@ -157,7 +191,7 @@ async fn every_transition_matches_the_in_memory_rules() {
     let (a, c) = (id("req-1"), client("c1"));
 
     // Unknown ids are answered without creating anything.
-    assert_eq!(st.poll(&a, &c).await.unwrap(), None);
+    assert_eq!(poll(&st, &a, &c).await, None);
     assert!(!st.is_tracked(&a).await.unwrap());
     assert!(keys(&server).is_empty());
 
@@ -176,41 +210,51 @@ async fn every_transition_matches_the_in_memory_rules() {
     assert_eq!(st.len().await.unwrap(), 1);
 
     // First poll is forwarded even immediately; the next one too soon slows down.
-    assert_eq!(st.poll(&a, &c).await.unwrap(), Some(PollDecision::Forward));
-    assert_eq!(st.poll(&a, &c).await.unwrap(), slow_down(6));
+    assert_eq!(poll(&st, &a, &c).await, Some(PollDecision::Forward));
+    assert_eq!(poll(&st, &a, &c).await, slow_down(6));
     // The old interval no longer suffices, the new one does.
     st.advance_clock_for_tests(5 * S);
-    assert_eq!(st.poll(&a, &c).await.unwrap(), slow_down(11));
+    assert_eq!(poll(&st, &a, &c).await, slow_down(11));
     st.advance_clock_for_tests(11 * S);
-    assert_eq!(st.poll(&a, &c).await.unwrap(), Some(PollDecision::Forward));
+    assert_eq!(poll(&st, &a, &c).await, Some(PollDecision::Forward));
 
     // Another client is refused and changes nothing.
     let before = entry(&server, "req-1");
     for _ in 0..5 {
         assert_eq!(
-            st.poll(&a, &client("c2")).await.unwrap(),
+            poll(&st, &a, &client("c2")).await,
             Some(PollDecision::WrongClient)
         );
     }
     assert_eq!(entry(&server, "req-1"), before);
 
-    // A terminal answer leaves a tombstone until expiry, then Expired once, then unknown.
-    assert!(st.finish(&a).await.unwrap());
+    // A terminal answer leaves a tombstone until the entry goes.
+    assert!(finish(&st, &a).await);
     st.advance_clock_for_tests(11 * S);
-    assert_eq!(st.poll(&a, &c).await.unwrap(), Some(PollDecision::Ended));
-    assert_eq!(st.poll(&a, &c).await.unwrap(), Some(PollDecision::Ended));
+    assert_eq!(poll(&st, &a, &c).await, Some(PollDecision::Ended));
+    assert_eq!(poll(&st, &a, &c).await, Some(PollDecision::Ended));
     assert_eq!(st.len().await.unwrap(), 1);
     st.advance_clock_for_tests(3 * S); // 30 s after the ack
+    assert_eq!(poll(&st, &a, &c).await, Some(PollDecision::Ended));
+    st.advance_clock_for_tests(GRACE);
     assert_eq!(st.len().await.unwrap(), 0);
     assert_eq!(
-        st.poll(&a, &client("c2")).await.unwrap(),
+        poll(&st, &a, &client("c2")).await,
         Some(PollDecision::WrongClient),
-        "a thief does not learn of the expiry"
+        "a thief learns nothing"
     );
-    assert_eq!(st.poll(&a, &c).await.unwrap(), Some(PollDecision::Expired));
-    assert_eq!(st.poll(&a, &c).await.unwrap(), None);
-    assert!(!st.finish(&a).await.unwrap());
-    assert!(keys(&server).is_empty(), "expiry dropped every key");
+
+    // An expired id is answered expired_token, again and again, through the grace period.
+    let e = id("req-3");
+    st.record_ack(e.clone(), c.clone(), None, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    st.advance_clock_for_tests(10 * S);
+    for _ in 0..3 {
+        assert_eq!(poll(&st, &e, &c).await, Some(PollDecision::Expired));
+    }
+    assert!(ttl(&server, "r:req-3") > 0, "kept, with a TTL");
 
     // Cancel forgets at once.
     let b = id("req-2");
@@ -220,9 +264,8 @@ async fn every_transition_matches_the_in_memory_rules() {
         .unwrap();
     assert!(st.cancel(&b).await.unwrap());
     assert!(!st.cancel(&b).await.unwrap());
-    assert_eq!(st.poll(&b, &c).await.unwrap(), None);
-    assert_eq!(st.len().await.unwrap(), 0);
-    assert!(keys(&server).is_empty());
+    assert_eq!(poll(&st, &b, &c).await, None);
+    assert!(!keys(&server).contains(&format!("{PREFIX}r:req-2")));
 }
 
 #[tokio::test]
@@ -238,17 +281,14 @@ async fn a_new_ack_replaces_the_old_entry_and_its_counts() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(st.poll(&a, &c1).await.unwrap(), Some(PollDecision::Forward));
+    assert_eq!(poll(&st, &a, &c1).await, Some(PollDecision::Forward));
     st.record_ack(a.clone(), c2.clone(), None, 60)
         .await
         .unwrap()
         .unwrap();
     // Fresh state for the new owner; the old owner's slot is free again.
-    assert_eq!(st.poll(&a, &c2).await.unwrap(), Some(PollDecision::Forward));
-    assert_eq!(
-        st.poll(&a, &c1).await.unwrap(),
-        Some(PollDecision::WrongClient)
-    );
+    assert_eq!(poll(&st, &a, &c2).await, Some(PollDecision::Forward));
+    assert_eq!(poll(&st, &a, &c1).await, Some(PollDecision::WrongClient));
     assert_eq!(st.admit(&c1).await.unwrap(), Ok(()));
     assert_eq!(st.len().await.unwrap(), 1);
 }
@@ -262,11 +302,11 @@ async fn two_replicas_share_one_state() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(ra.poll(&a, &c).await.unwrap(), Some(PollDecision::Forward));
+    assert_eq!(poll(&ra, &a, &c).await, Some(PollDecision::Forward));
     // No interval from the OP: the spec's 5 s, plus 5 s.
-    assert_eq!(rb.poll(&a, &c).await.unwrap(), slow_down(10));
-    assert!(rb.finish(&a).await.unwrap());
-    assert_eq!(ra.poll(&a, &c).await.unwrap(), Some(PollDecision::Ended));
+    assert_eq!(poll(&rb, &a, &c).await, slow_down(10));
+    assert!(finish(&rb, &a).await);
+    assert_eq!(poll(&ra, &a, &c).await, Some(PollDecision::Ended));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +327,7 @@ async fn concurrent_polls_across_replicas_forward_exactly_once() {
                 let (a, c, barrier) = (a.clone(), c.clone(), barrier.clone());
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    st.poll(&a, &c).await.unwrap()
+                    poll(&st, &a, &c).await
                 })
             })
             .collect();
@@ -313,11 +353,11 @@ async fn a_restarted_replica_enforces_what_an_old_one_wrote() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(old.poll(&a, &c).await.unwrap(), Some(PollDecision::Forward));
+        assert_eq!(poll(&old, &a, &c).await, Some(PollDecision::Forward));
     }
     let new = store(&server).await;
     assert!(new.is_tracked(&a).await.unwrap());
-    assert_eq!(new.poll(&a, &c).await.unwrap(), slow_down(10));
+    assert_eq!(poll(&new, &a, &c).await, slow_down(10));
 }
 
 #[tokio::test]
@@ -348,10 +388,13 @@ async fn admit_enforces_per_client_and_total_limits_until_expiry() {
         st.admit(&c3).await.unwrap().unwrap_err().scope,
         FullScope::Total
     );
-    // Tombstones still count; expiry frees the slots.
-    assert!(st.finish(&id("a0")).await.unwrap());
+    // Tombstones still count, and so do expired ids while their expiry is answered; the
+    // end of the grace period frees the slots.
+    assert!(finish(&st, &id("a0")).await);
     assert!(st.admit(&c1).await.unwrap().is_err());
     st.advance_clock_for_tests(10 * S);
+    assert!(st.admit(&c1).await.unwrap().is_err());
+    st.advance_clock_for_tests(GRACE);
     assert_eq!(st.admit(&c1).await.unwrap(), Ok(()));
     assert_eq!(st.admit(&c3).await.unwrap(), Ok(()));
     assert_eq!(st.len().await.unwrap(), 1);
@@ -396,10 +439,10 @@ async fn every_key_has_a_ttl() {
             .await
             .unwrap()
             .unwrap();
-        st.poll(&a, &c).await.unwrap();
-        st.poll(&a, &c).await.unwrap();
+        poll(&st, &a, &c).await;
+        poll(&st, &a, &c).await;
     }
-    st.finish(&id("req-0")).await.unwrap();
+    finish(&st, &id("req-0")).await;
     st.cancel(&id("req-1")).await.unwrap();
     st.rate_check("rl-key", 5, 2).await.unwrap().unwrap();
     let all = keys(&server);
@@ -424,7 +467,7 @@ async fn over_long_ids_are_never_stored() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::KeyTooLong);
-    assert_eq!(st.poll(&id(&long), &c).await.unwrap(), None);
+    assert_eq!(poll(&st, &id(&long), &c).await, None);
     assert!(st.rate_check(&long, 1, 1).await.is_err());
     assert!(keys(&server).is_empty());
 }
@@ -442,7 +485,7 @@ async fn outage_fails_fast_and_the_same_store_reconnects() {
     server.stop();
     for _ in 0..5 {
         let t0 = Instant::now();
-        let err = st.poll(&a, &c).await.unwrap_err();
+        let err = st.poll(&a, &c, false).await.unwrap_err();
         assert!(
             matches!(
                 err.kind(),
@@ -461,9 +504,9 @@ async fn outage_fails_fast_and_the_same_store_reconnects() {
     // No persistence: the state is gone, but the store works again without a new connect.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match st.poll(&a, &c).await {
+        match st.poll(&a, &c, false).await {
             Ok(d) => {
-                assert_eq!(d, None);
+                assert_eq!(d, Polled::Unknown);
                 break;
             }
             Err(e) => assert!(Instant::now() < deadline, "no reconnect: {e}"),
@@ -474,7 +517,7 @@ async fn outage_fails_fast_and_the_same_store_reconnects() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(st.poll(&a, &c).await.unwrap(), Some(PollDecision::Forward));
+    assert_eq!(poll(&st, &a, &c).await, Some(PollDecision::Forward));
 }
 
 #[tokio::test]
@@ -508,15 +551,15 @@ async fn poll_latency() {
             .unwrap();
     }
     for a in &ids {
-        st.poll(a, &c).await.unwrap(); // warm up: scripts loaded, first polls out of the way
+        poll(&st, a, &c).await; // warm up: scripts loaded, first polls out of the way
     }
     let n = 10_000;
     let mut lat = Vec::with_capacity(n);
     for k in 0..n {
         let t0 = Instant::now();
-        let d = st.poll(&ids[k % ids.len()], &c).await.unwrap();
+        let d = st.poll(&ids[k % ids.len()], &c, true).await.unwrap();
         lat.push(t0.elapsed());
-        assert!(d.is_some());
+        assert!(matches!(d, Polled::Decided(_)));
     }
     lat.sort();
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
@@ -536,7 +579,9 @@ async fn poll_latency() {
             let (st, c, ids) = (st.clone(), c.clone(), ids.clone());
             tokio::spawn(async move {
                 for k in 0..per_task {
-                    st.poll(&ids[(t * 7 + k) % ids.len()], &c).await.unwrap();
+                    st.poll(&ids[(t * 7 + k) % ids.len()], &c, true)
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -548,5 +593,72 @@ async fn poll_latency() {
     println!(
         "poll via redis, {tasks} concurrent tasks x {per_task}: {:.0} decisions/s",
         (tasks * per_task) as f64 / elapsed.as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_are_probed_once_and_learned_across_replicas() {
+    let server = RedisServer::start();
+    let limits = StoreLimits {
+        max_tracked: 100,
+        max_per_client: 5,
+    };
+    let (ra, rb) = (
+        store_with(&server, limits).await,
+        store_with(&server, limits).await,
+    );
+    let (a, c1, c2) = (id("lost-1"), client("c1"), client("c2"));
+    let learn = |st: &RedisStore, c: &ClientId| {
+        let (st, a, c) = (st.clone(), a.clone(), c.clone());
+        async move { st.poll(&a, &c, true).await.unwrap() }
+    };
+    assert_eq!(learn(&ra, &c1).await, Polled::Decided(PollDecision::Probe));
+    // The other replica sees the probe: too soon.
+    assert!(matches!(
+        learn(&rb, &c1).await,
+        Polled::Decided(PollDecision::SlowDown { .. })
+    ));
+    // Another client's poll of the same id is its own probe, never decided by c1's.
+    assert_eq!(learn(&rb, &c2).await, Polled::Decided(PollDecision::Probe));
+    assert!(rb.report(&a, &c1, OpVerdict::Pending).await.unwrap());
+    // Each store has its own view of time in tests; move both.
+    for st in [&ra, &rb] {
+        st.advance_clock_for_tests(10 * S);
+    }
+    assert_eq!(
+        learn(&rb, &c1).await,
+        Polled::Decided(PollDecision::Forward)
+    );
+    assert!(ra.report(&a, &c1, OpVerdict::Ended).await.unwrap());
+    assert_eq!(learn(&rb, &c1).await, Polled::Decided(PollDecision::Ended));
+    assert!(ra.report(&a, &c2, OpVerdict::Expired).await.unwrap());
+    assert_eq!(
+        learn(&ra, &c2).await,
+        Polled::Decided(PollDecision::Expired)
+    );
+    // The memory of a learned answer is bounded in time (remember plus grace, here plus
+    // the 10 s the test moved this store's clock)...
+    let pttl = ttl(&server, "u:2:c2:lost-1");
+    assert!(pttl > 0 && pttl <= 35_000, "{pttl} ms");
+    // ...and spoofed ids in count: the client's share fills up, then 429.
+    let mut full = 0;
+    for n in 0..20 {
+        match ra
+            .poll(&id(&format!("spoof-{n}")), &c1, true)
+            .await
+            .unwrap()
+        {
+            Polled::Decided(PollDecision::Probe) => {}
+            Polled::Full(f) => {
+                assert_eq!(f.scope, FullScope::Client);
+                full += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(full >= 15, "{full} refused");
+    assert_eq!(
+        ra.poll(&id("nope"), &c1, false).await.unwrap(),
+        Polled::Unknown
     );
 }

@@ -1983,6 +1983,25 @@ mod check {
             ),
             ("[logging]\nlevel = \"info\"\n", "upstream.url: is required"),
             ("not toml at all [", "TOML parse error"),
+            ("[upstream]\nurl = \"http://a:99999\"\n", "upstream.url"),
+            ("[upstream]\nurl = \"http://a:65536\"\n", "upstream.url"),
+            ("[upstream]\nurl = \"http://a:abc\"\n", "upstream.url"),
+            ("[upstream]\nurl = \"http://a:\"\n", "upstream.url"),
+            ("[upstream]\nurl = \"http://a:-1\"\n", "upstream.url"),
+            ("[upstream]\nurl = \"http://:8080\"\n", "upstream.url"),
+            ("[upstream]\nurl = \"http:///x\"\n", "upstream.url"),
+            (
+                "[upstream]\nurl = \"http://a\"\n[logging]\nlevel = \"verbose\"\n",
+                "logging.level",
+            ),
+            (
+                "[upstream]\nurl = \"http://a\"\n[logging]\nlevel = \"infoo\"\n",
+                "logging.level",
+            ),
+            (
+                "[upstream]\nurl = \"http://a\"\n[logging]\nlevel = \"ciba_gateway=loud\"\n",
+                "trace, debug, info, warn, error, off",
+            ),
         ];
         for (i, (text, expect)) in cases.iter().enumerate() {
             let p = write_config(dir.path(), &format!("bad{i}.toml"), text);

@@ -16,6 +16,7 @@ use crate::op_client::{self, Answer, Connector, Failure};
 use crate::pipeline::{self, Endpoint, Outbound};
 use crate::polling::PollDecision;
 use crate::rate_limit::{self, Limited, RateLimits};
+use crate::redact;
 use crate::request_id::{RequestId, RequestIds};
 use crate::state::{Store, Unavailable, UNAVAILABLE_RETRY};
 use crate::translate::{self, TokenOutcome};
@@ -368,7 +369,7 @@ impl ProxyHttp for Gateway {
             target: "access",
             request_id = %ctx.request_id,
             method = %session.req_header().method,
-            path = %session.req_header().uri.path(),
+            path = %self.logged_path(session),
             endpoint,
             client_id = ctx.client.as_ref().map(ClientId::as_str).unwrap_or("-"),
             status,
@@ -382,11 +383,24 @@ impl ProxyHttp for Gateway {
     /// a query string may carry a hint or a token.
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
         let req = session.req_header();
-        format!("{} {} id={}", req.method, req.uri.path(), ctx.request_id)
+        format!(
+            "{} {} id={}",
+            req.method,
+            self.logged_path(session),
+            ctx.request_id
+        )
     }
 }
 
 impl Gateway {
+    /// The request's path as logs print it: without an `auth_req_id` (see [`redact`]).
+    fn logged_path<'a>(&self, session: &'a Session) -> std::borrow::Cow<'a, str> {
+        redact::logged_path(
+            session.req_header().uri.path(),
+            self.cfg.polling.cancel.as_ref(),
+        )
+    }
+
     async fn serve_ciba(
         &self,
         session: &mut Session,

@@ -428,10 +428,14 @@ impl Gateway {
             Err(e) => return refuse(session, ctx, endpoint, e).await,
         };
         let req = session.req_header();
+        let authorization = match single_authorization(req) {
+            Ok(a) => a,
+            Err(e) => return refuse(session, ctx, endpoint, e).await,
+        };
         let inbound = pipeline::Inbound {
             endpoint,
             content_type: header_str(req, "content-type"),
-            authorization: header_str(req, "authorization"),
+            authorization,
             body: &body,
         };
         let now_unix = std::time::SystemTime::now()
@@ -971,6 +975,28 @@ pub fn failure_error(f: Failure) -> OAuthError {
     }
 }
 
+/// The one `Authorization` header of a CIBA request. Two of them, or one that is not
+/// visible ASCII, are refused: the gateway would read one credential and the OP another,
+/// past the client-identity and one-method checks.
+fn single_authorization(req: &RequestHeader) -> Result<Option<&str>, OAuthError> {
+    let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(
+            OAuthError::invalid_request("the Authorization header is sent more than once")
+                .with_reason("client_auth_methods"),
+        );
+    }
+    first.to_str().map(Some).map_err(|_| {
+        OAuthError::new(
+            ErrorCode::InvalidClient,
+            "the Authorization header is not visible ASCII",
+        )
+    })
+}
+
 fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -1042,6 +1068,27 @@ fn outcome(ctx: &RequestCtx) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_plain_authorization_header_at_most() {
+        let req = |values: &[&[u8]]| {
+            let mut r = RequestHeader::build("POST", b"/token", None).unwrap();
+            for v in values {
+                r.append_header("authorization", http::HeaderValue::from_bytes(v).unwrap())
+                    .unwrap();
+            }
+            r
+        };
+        assert_eq!(single_authorization(&req(&[])).unwrap(), None);
+        assert_eq!(
+            single_authorization(&req(&[b"Basic YTpi"])).unwrap(),
+            Some("Basic YTpi")
+        );
+        let two = single_authorization(&req(&[b"Bearer x", b"Basic YTpi"])).unwrap_err();
+        assert_eq!((two.code, two.status), (ErrorCode::InvalidRequest, 400));
+        let opaque = single_authorization(&req(&[b"Basic \xe9"])).unwrap_err();
+        assert_eq!(opaque.code, ErrorCode::InvalidClient);
+    }
+
     use super::*;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -166,6 +166,44 @@ mod one_authentication_method {
             assert_eq!(op.backchannel_count(), 0, "{name} reached the OP");
             assert_eq!(op.token_count(), 0, "{name} reached the OP");
         }
+        // A second Authorization header would let the OP read a credential the gateway
+        // did not: refused, whichever comes first.
+        let form = "application/x-www-form-urlencoded";
+        let bodies = [
+            ("/backchannel", "scope=openid&login_hint=alice"),
+            (
+                "/token",
+                "grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id=x",
+            ),
+        ];
+        let headers = [
+            format!(
+                "Authorization: Bearer x\r\nAuthorization: {}\r\n",
+                basic(POST_CLIENT)
+            ),
+            format!(
+                "Authorization: {}\r\nAuthorization: {}\r\n",
+                basic(POST_CLIENT),
+                basic(BASIC_CLIENT)
+            ),
+        ];
+        for (path, body) in bodies {
+            for extra in &headers {
+                let r = post_raw(&gw.addr(), path, form, body.as_bytes(), extra);
+                assert_eq!(r.status, 400, "{path}: {}", r.text());
+                assert_eq!(r.error(), "invalid_request", "{path}");
+            }
+        }
+        assert_eq!(
+            op.backchannel_count(),
+            0,
+            "two Authorization headers reached the OP"
+        );
+        assert_eq!(
+            op.token_count(),
+            0,
+            "two Authorization headers reached the OP"
+        );
         // One method, with an agreeing client_id beside Basic, still goes through, so the
         // counts above could move.
         let auth = basic(BASIC_CLIENT);

@@ -448,30 +448,40 @@ fn check_params(form: &Form, eff: &Effective<'_>, ctx: &str) -> Result<HintKind,
     if let Some(e) = form.get("requested_expiry") {
         check_requested_expiry(e, eff, ctx)?;
     }
-    if eff.delivery_mode != DeliveryMode::Poll {
-        match form.get("client_notification_token") {
-            None => {
-                return Err(invalid(
-                    "client_notification_token",
-                    format!(
-                        "{ctx}parameter `client_notification_token` is required for a client \
-                         registered for ping or push delivery (CIBA 7.1)"
-                    ),
-                ))
-            }
-            Some(t) if t.chars().count() > MAX_NOTIFICATION_TOKEN_CHARS => {
-                return Err(invalid(
-                    "client_notification_token",
-                    format!(
-                        "{ctx}parameter `client_notification_token` is longer than \
-                         {MAX_NOTIFICATION_TOKEN_CHARS} characters"
-                    ),
-                ))
-            }
-            Some(_) => {}
-        }
-    }
+    check_notification_token(form, eff, ctx)?;
     Ok(hint)
+}
+
+/// CIBA 7.1: `client_notification_token` is required for ping and push clients, and
+/// whenever it is sent, in any mode (the gateway may not know the client's), it is at
+/// most 1024 characters of RFC 6750 2.1 `b64token` syntax. Sent empty, it is refused
+/// rather than read as absent: an empty value is not a `b64token`.
+fn check_notification_token(form: &Form, eff: &Effective<'_>, ctx: &str) -> Result<(), OAuthError> {
+    const P: &str = "client_notification_token";
+    let sent = form.pairs().find(|(name, _)| *name == P).map(|(_, v)| v);
+    let problem = match sent {
+        None if eff.delivery_mode != DeliveryMode::Poll => {
+            "is required for a client registered for ping or push delivery (CIBA 7.1)".into()
+        }
+        None => return Ok(()),
+        Some(t) if t.chars().count() > MAX_NOTIFICATION_TOKEN_CHARS => {
+            format!("is longer than {MAX_NOTIFICATION_TOKEN_CHARS} characters (CIBA 7.1)")
+        }
+        Some(t) if !is_b64token(t) => "must be a Bearer token: letters, digits and \
+             `-._~+/`, optionally ending in `=` (RFC 6750 2.1, CIBA 7.1)"
+            .into(),
+        Some(_) => return Ok(()),
+    };
+    Err(invalid(P, format!("{ctx}parameter `{P}` {problem}")))
+}
+
+/// RFC 6750 2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+pub fn is_b64token(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 fn check_scope(form: &Form, ctx: &str) -> Result<(), OAuthError> {
@@ -825,6 +835,88 @@ pub fn hostile_cases() -> Vec<(&'static str, String, ErrorCode, u16)> {
             f(&format!("{ok}&requested_expiry=601")),
             InvalidRequest,
         ),
+        // client_notification_token (CIBA 7.1, RFC 6750 2.1), checked in every mode.
+        (
+            "client_notification_token one too long",
+            f(&format!(
+                "{ok}&client_notification_token={}",
+                "t".repeat(1025)
+            )),
+            InvalidRequest,
+        ),
+        (
+            "client_notification_token empty",
+            f(&format!("{ok}&client_notification_token=")),
+            InvalidRequest,
+        ),
+        (
+            "client_notification_token with a space",
+            f(&format!("{ok}&client_notification_token=abc+def")),
+            InvalidRequest,
+        ),
+        (
+            "client_notification_token with = in the middle",
+            f(&format!("{ok}&client_notification_token=abc%3Ddef")),
+            InvalidRequest,
+        ),
+        (
+            "client_notification_token only =",
+            f(&format!("{ok}&client_notification_token=%3D%3D")),
+            InvalidRequest,
+        ),
+        (
+            "client_notification_token non-ascii",
+            f(&format!("{ok}&client_notification_token={}", enc("tök"))),
+            InvalidRequest,
+        ),
+        (
+            "client_notification_token percent-encoded junk",
+            f(&format!("{ok}&client_notification_token=%2541%0D%0Ax")),
+            InvalidRequest,
+        ),
+        (
+            "client_notification_token with a quote",
+            f(&format!("{ok}&client_notification_token=a%22b")),
+            InvalidRequest,
+        ),
+        (
+            "client_notification_token duplicated",
+            f(&format!(
+                "{ok}&client_notification_token=abc&client_notification_token=abc"
+            )),
+            InvalidRequest,
+        ),
+        (
+            "client_notification_token bad in a request object",
+            f(&format!(
+                "request={}",
+                request(
+                    r#"{"iss":"client-post","scope":"openid","login_hint":"a","client_notification_token":"a b"}"#
+                )
+            )),
+            InvalidRequest,
+        ),
+        (
+            "client_notification_token empty in a request object",
+            f(&format!(
+                "request={}",
+                request(
+                    r#"{"iss":"client-post","scope":"openid","login_hint":"a","client_notification_token":""}"#
+                )
+            )),
+            InvalidRequest,
+        ),
+        (
+            "client_notification_token too long in a request object",
+            f(&format!(
+                "request={}",
+                request(&format!(
+                    r#"{{"iss":"client-post","scope":"openid","login_hint":"a","client_notification_token":"{}"}}"#,
+                    "t".repeat(1025)
+                ))
+            )),
+            InvalidRequest,
+        ),
         // id_token_hint must be a well-formed JWT.
         (
             "id_token_hint not a jwt",
@@ -1007,28 +1099,36 @@ pub fn hostile_cases() -> Vec<(&'static str, String, ErrorCode, u16)> {
         // Client identity.
         (
             "client_assertion names another client",
-            f(&format!("{}&{ok}", assertion("other", "other"))),
+            format!("client_id=client-post&{}&{ok}", assertion("other", "other")),
             InvalidClient,
         ),
         (
             "client_assertion iss differs from sub",
-            f(&format!("{}&{ok}", assertion("client-post", "x"))),
+            format!(
+                "client_id=client-post&{}&{ok}",
+                assertion("client-post", "x")
+            ),
             InvalidClient,
         ),
         (
             "client_assertion not a jwt",
-            f(&format!(
-                "client_assertion_type={}&client_assertion=abc&{ok}",
+            format!(
+                "client_id=client-post&client_assertion_type={}&client_assertion=abc&{ok}",
                 enc(crate::client_auth::JWT_BEARER)
-            )),
+            ),
             InvalidClient,
         ),
         (
             "client_assertion of unknown type",
-            f(&format!(
-                "client_assertion_type=urn%3Ax&client_assertion={}&{ok}",
+            format!(
+                "client_id=client-post&client_assertion_type=urn%3Ax&client_assertion={}&{ok}",
                 jwt(rs, "{}")
-            )),
+            ),
+            InvalidRequest,
+        ),
+        (
+            "client_secret and client_assertion",
+            f(&format!("{}&{ok}", assertion("client-post", "client-post"))),
             InvalidRequest,
         ),
         (
@@ -1259,13 +1359,48 @@ mod tests {
             ))
             .unwrap_err();
             assert!(e.description.contains("longer than 1024"));
-            let fits = "é".repeat(1024);
+            let fits = "t".repeat(1024);
             assert!(go(&format!(
-                "client_id={c}&scope=openid&login_hint=a&client_notification_token={}",
-                form_urlencoded::byte_serialize(fits.as_bytes()).collect::<String>()
+                "client_id={c}&scope=openid&login_hint=a&client_notification_token={fits}"
             ))
             .is_ok());
+            let e = go(&format!(
+                "client_id={c}&scope=openid&login_hint=a&client_notification_token={}",
+                form_urlencoded::byte_serialize("é".repeat(10).as_bytes()).collect::<String>()
+            ))
+            .unwrap_err();
+            assert!(e.description.contains("RFC 6750"), "{}", e.description);
         }
+    }
+
+    #[test]
+    fn b64token_syntax() {
+        for ok in ["t", "abc==", "aZ09-._~+/", "a=", "/", "~~~", "A+/=="] {
+            assert!(is_b64token(ok), "{ok}");
+        }
+        for bad in [
+            "", "=", "==", "=abc", "a=b", "a b", "a\tb", "é", "a%41", "a\"b", "a,b",
+        ] {
+            assert!(!is_b64token(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn client_notification_token_passes_in_any_mode_when_well_formed() {
+        let exact = "t".repeat(1024);
+        let padded = format!("{}==", "A".repeat(1022));
+        for token in [exact.as_str(), padded.as_str(), "aZ09-._~+/", "abc="] {
+            let enc = form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>();
+            let body = format!("{C}&scope=openid&login_hint=a&client_notification_token={enc}");
+            let (form, _) = check(&body).unwrap_or_else(|e| panic!("{token}: {e}"));
+            assert_eq!(form.get("client_notification_token"), Some(token));
+        }
+        let e = check(&format!(
+            "{C}&scope=openid&login_hint=a&client_notification_token=secret-value+x"
+        ))
+        .unwrap_err();
+        assert!(e.description.contains("`client_notification_token`"));
+        assert!(!e.description.contains("secret-value"), "{}", e.description);
     }
 
     #[test]

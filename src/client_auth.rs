@@ -20,7 +20,8 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const MAX_CLIENT_ID: usize = 256;
 
 /// The client id claimed by the form's `client_id`, an HTTP Basic header and/or a JWT
-/// `client_assertion`; any two that disagree are `invalid_client`.
+/// `client_assertion`; any two that disagree are `invalid_client`, and a request that
+/// authenticates in two ways at once is `invalid_request` (see [`single_method`]).
 ///
 /// `Ok(None)` when the request names no client at all (the OP will refuse it).
 pub fn claimed_client(
@@ -35,6 +36,7 @@ pub fn claimed_client(
         }
         _ => None,
     };
+    single_method(form, from_basic.is_some())?;
     let from_assertion = assertion_client_id(form)?;
     let sources = [
         ("`client_id` in the form", form.get("client_id")),
@@ -66,6 +68,31 @@ pub fn claimed_client(
         ));
     }
     Ok(Some(ClientId::new(id)))
+}
+
+/// RFC 6749 2.3: "The client MUST NOT use more than one authentication method in each
+/// request." The methods are HTTP Basic (`basic` is whether the request carries Basic
+/// credentials), `client_secret` in the form and a `client_assertion`; `client_id` alone is
+/// no credential. A parameter sent empty still counts: the OP may read it either way.
+fn single_method(form: &Form, basic: bool) -> Result<(), OAuthError> {
+    let methods = [
+        (basic, "HTTP Basic"),
+        (form.contains("client_secret"), "`client_secret`"),
+        (form.contains("client_assertion"), "`client_assertion`"),
+    ];
+    let used: Vec<&str> = methods
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+    if used.len() > 1 {
+        return Err(OAuthError::invalid_request(format!(
+            "the client authenticates with {}; use exactly one method (RFC 6749 2.3)",
+            used.join(" and ")
+        ))
+        .with_reason("client_auth_methods"));
+    }
+    Ok(())
 }
 
 /// The client id a JWT `client_assertion` names: its `sub`, which must equal its `iss`
@@ -250,27 +277,15 @@ mod tests {
             claimed_client(&form, None).unwrap().unwrap().as_str(),
             "abc"
         );
-        assert_eq!(
-            claimed_client(&form, Some(&basic("abc", "s")))
-                .unwrap()
-                .unwrap()
-                .as_str(),
-            "abc"
-        );
     }
 
     #[test]
     fn client_assertion_disagreements_are_invalid_client() {
         let ok = r#"{"iss":"abc","sub":"abc"}"#;
-        let cases = [
+        let cases: [(Form, Option<String>, &str); 5] = [
             (
                 with_assertion("client_id=xyz&", ok),
                 None,
-                "different clients",
-            ),
-            (
-                with_assertion("", ok),
-                Some(basic("xyz", "s")),
                 "different clients",
             ),
             (
@@ -309,6 +324,76 @@ mod tests {
             claimed_client(&garbage, None).unwrap_err().code,
             ErrorCode::InvalidClient
         );
+    }
+
+    #[test]
+    fn two_authentication_methods_are_invalid_request() {
+        let ok = r#"{"iss":"abc","sub":"abc"}"#;
+        let secret = Form::parse(b"client_id=abc&client_secret=s").unwrap();
+        let empty_secret = Form::parse(b"client_id=abc&client_secret=").unwrap();
+        let cases: [(&str, Form, Option<String>); 7] = [
+            (
+                "basic and client_secret",
+                secret.clone(),
+                Some(basic("abc", "s")),
+            ),
+            (
+                "basic and empty client_secret",
+                empty_secret,
+                Some(basic("abc", "s")),
+            ),
+            (
+                "basic and client_secret naming other clients",
+                Form::parse(b"client_id=xyz&client_secret=s").unwrap(),
+                Some(basic("abc", "s")),
+            ),
+            (
+                "basic and client_assertion",
+                with_assertion("", ok),
+                Some(basic("abc", "s")),
+            ),
+            (
+                "client_assertion and client_secret",
+                with_assertion("client_secret=s&", ok),
+                None,
+            ),
+            (
+                "all three",
+                with_assertion("client_secret=s&", ok),
+                Some(basic("abc", "s")),
+            ),
+            (
+                "lower-case basic and client_secret",
+                secret,
+                Some(basic("abc", "s").replacen("Basic", "basic", 1)),
+            ),
+        ];
+        for (name, form, header) in cases {
+            let e = claimed_client(&form, header.as_deref()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest, "{name}");
+            assert_eq!(e.status, 400, "{name}");
+            assert_eq!(e.reason, "client_auth_methods", "{name}");
+            assert!(e.description.contains("RFC 6749 2.3"), "{name}");
+            assert!(!e.description.contains("abc"), "{name}");
+        }
+        // One method, whatever names the client alongside it.
+        let one = [
+            (Form::parse(b"client_id=abc&client_secret=s").unwrap(), None),
+            (
+                Form::parse(b"client_id=abc").unwrap(),
+                Some(basic("abc", "s")),
+            ),
+            (Form::default(), Some(basic("abc", "s"))),
+            (with_assertion("client_id=abc&", ok), None),
+            (
+                Form::parse(b"client_id=abc&client_secret=s").unwrap(),
+                Some("Bearer x".into()),
+            ),
+        ];
+        for (form, header) in one {
+            let got = claimed_client(&form, header.as_deref()).unwrap();
+            assert_eq!(got.unwrap().as_str(), "abc");
+        }
     }
 
     #[test]

@@ -552,12 +552,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     }
 
     let log_level = file.logging.level.unwrap_or_else(|| "info".to_string());
-    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        return Err(err(
-            "logging.level",
-            "is not a valid filter; try `info` or `ciba_gateway=debug`",
-        ));
-    }
+    check_log_level(&log_level)?;
     let log_format = match file.logging.format.as_deref().unwrap_or("text") {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -836,15 +831,6 @@ fn parse_upstream_url(value: &str) -> Result<Upstream, ConfigError> {
         Some("http") => false,
         _ => return Err(err("upstream.url", "must start with http:// or https://")),
     };
-    let host = uri
-        .host()
-        .ok_or_else(|| err("upstream.url", "has no host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    if uri.query().is_some() {
-        return Err(err("upstream.url", "must not have a query"));
-    }
     // The gateway would not send them, and the error must not echo them.
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         return Err(err(
@@ -852,10 +838,15 @@ fn parse_upstream_url(value: &str) -> Result<Upstream, ConfigError> {
             "must not carry credentials (user:password@); the gateway does not authenticate to the OP",
         ));
     }
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    if port == 0 {
-        return Err(err("upstream.url", "port 0 is not a port to connect to"));
+    let (host, port) = split_authority(uri.authority().map_or("", |a| a.as_str()))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if uri.query().is_some() {
+        return Err(err("upstream.url", "must not have a query"));
     }
+    let port = port.unwrap_or(if tls { 443 } else { 80 });
     let base_path = uri.path().trim_end_matches('/').to_string();
     Ok(Upstream {
         tls,
@@ -871,6 +862,90 @@ fn parse_upstream_url(value: &str) -> Result<Upstream, ConfigError> {
         resolve_interval: Duration::from_secs(30),
         tls_verify: true,
     })
+}
+
+/// Splits `upstream.url`'s authority into its host and port, refusing an empty host and a
+/// port that is not a number from 1 to 65535 (the URL parser lets `:99999`, `:abc` and `:`
+/// through, and the port would silently become the scheme's default).
+fn split_authority(authority: &str) -> Result<(&str, Option<u16>), ConfigError> {
+    let no_host = || {
+        err(
+            "upstream.url",
+            "has no host; write e.g. http://127.0.0.1:3000",
+        )
+    };
+    // A bracketed IPv6 address holds colons of its own; the port follows the bracket.
+    let host_end = match authority.strip_prefix('[') {
+        Some(rest) => rest.find(']').map(|i| i + 2).ok_or_else(no_host)?,
+        None => authority.find(':').unwrap_or(authority.len()),
+    };
+    let (host, rest) = authority.split_at(host_end);
+    if host.is_empty() || host == "[]" {
+        return Err(no_host());
+    }
+    let port = match rest.strip_prefix(':') {
+        None if rest.is_empty() => None,
+        None => return Err(no_host()),
+        Some(p) => Some(parse_port(p)?),
+    };
+    Ok((host, port))
+}
+
+/// A port of `upstream.url`: decimal digits naming 1 to 65535.
+fn parse_port(text: &str) -> Result<u16, ConfigError> {
+    if text == "0" || (!text.is_empty() && text.bytes().all(|b| b == b'0')) {
+        return Err(err("upstream.url", "port 0 is not a port to connect to"));
+    }
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse::<u16>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            err(
+                "upstream.url",
+                "has a port that is not a number from 1 to 65535; write e.g. http://127.0.0.1:3000",
+            )
+        })
+}
+
+/// The levels `logging.level` may name.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks `logging.level`: comma-separated directives, each a level or `target=level`,
+/// every level one of [`LOG_LEVELS`] in any letter case. A tracing filter would take
+/// `infoo` as a target name and log everything.
+fn check_log_level(value: &str) -> Result<(), ConfigError> {
+    let bad = || {
+        err(
+            "logging.level",
+            format!(
+                "must be a level ({}) or comma-separated `target=level` directives, e.g. \
+                 `ciba_gateway=debug,pingora=warn`",
+                LOG_LEVELS.join(", ")
+            ),
+        )
+    };
+    let directives: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(bad());
+    }
+    for directive in directives {
+        let (target, level) = match directive.rsplit_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, directive),
+        };
+        if target == Some("") || !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(bad());
+        }
+    }
+    if tracing_subscriber::EnvFilter::try_new(value).is_err() {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -977,6 +1052,92 @@ mod tests {
             assert_eq!(e.key, "upstream.url");
             assert!(e.message.contains("credentials"), "{e}");
             assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn upstream_url_ports_and_hosts() {
+        let url = |u: &str| load(&format!("[upstream]\nurl = \"{u}\"\n"));
+        for bad in [
+            "http://a:99999",
+            "http://a:65536",
+            "http://a:abc",
+            "http://a:",
+            "http://a:-1",
+            "http://a:+80",
+            "http://a: 80",
+            "http://a:8o",
+            "http://a:80:80",
+            "http://:8080",
+            "http:///x",
+            "http://",
+            "https://:443/",
+            "http://[]:80",
+            "http://[::1",
+            "http://[::1]x",
+            "http://[::1]:0",
+            "http://a:00",
+        ] {
+            let e = url(bad).map(|_| ()).expect_err(bad).to_string();
+            assert!(e.starts_with("upstream.url: "), "{bad}: {e}");
+        }
+        for (good, host, port) in [
+            ("http://a:1", "a", 1),
+            ("http://a:65535/x", "a", 65535),
+            ("http://a:080", "a", 80),
+            ("https://a", "a", 443),
+            ("http://a", "a", 80),
+            ("http://[::1]:3000", "::1", 3000),
+            ("https://[::1]", "::1", 443),
+            ("http://127.0.0.1:3000/base/", "127.0.0.1", 3000),
+        ] {
+            let c = url(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(
+                (c.upstream.host.as_str(), c.upstream.port),
+                (host, port),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn logging_level_takes_known_levels_only() {
+        let level = |l: &str| {
+            load(&format!(
+                "[upstream]\nurl = \"http://a\"\n[logging]\nlevel = \"{l}\"\n"
+            ))
+        };
+        for good in [
+            "info",
+            "INFO",
+            "Warn",
+            "off",
+            "trace",
+            "ciba_gateway=debug,pingora=warn",
+            "warn,ciba_gateway=debug",
+            "info,",
+        ] {
+            assert!(level(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "verbose",
+            "infoo",
+            "ciba_gateway=loud",
+            "ciba_gateway",
+            "",
+            ",",
+            "=info",
+            "info,bogus",
+            "3",
+            "ciba_gateway=info=debug",
+            "info, access=off",
+        ] {
+            let e = level(bad).map(|_| ()).expect_err(bad).to_string();
+            assert!(e.starts_with("logging.level: "), "{bad}: {e}");
+            assert!(
+                e.contains("trace, debug, info, warn, error, off"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -22,6 +22,7 @@ pub mod polling;
 pub mod profile;
 pub mod proxy;
 pub mod rate_limit;
+pub mod redact;
 pub mod redis_store;
 pub mod request_id;
 pub mod resolve;

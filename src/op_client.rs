@@ -126,9 +126,13 @@ impl Answer {
 
 /// Sends one request with a complete body and reads the whole answer, within the deadline.
 ///
-/// A pooled connection that the OP closed while idle fails before any answer arrives; such
-/// a failure is retried once on a fresh connection. Nothing else is retried: a CIBA request
-/// is not idempotent (a second one would wake the user's device twice).
+/// A CIBA request is not idempotent: a second backchannel request wakes the user's device
+/// twice. So a request goes to the OP at most once: it is retried on a fresh connection
+/// only when a pooled connection failed before any byte of it was written (the OP closed
+/// the idle connection and the header write itself failed). Once anything was written
+/// (the OP may have read the request), a failure is final and the client gets a
+/// `server_error` (see `failure_error` in the proxy); a fresh connection is never retried.
+/// The discovery GET follows the same rule.
 pub async fn exchange(
     connector: &Connector,
     peer: &HttpPeer,
@@ -138,10 +142,10 @@ pub async fn exchange(
 ) -> Result<Answer, Failure> {
     let work = async {
         match attempt(connector, peer, request.clone(), body.clone()).await {
-            Err((Failure::Reset, true)) => attempt(connector, peer, request, body)
+            Err(failed) if failed.retryable() => attempt(connector, peer, request, body)
                 .await
-                .map_err(|(f, _)| f),
-            other => other.map_err(|(f, _)| f),
+                .map_err(|f| f.failure),
+            other => other.map_err(|f| f.failure),
         }
     };
     match tokio::time::timeout(deadline, work).await {
@@ -150,39 +154,79 @@ pub async fn exchange(
     }
 }
 
-/// One try; the error carries whether the connection came from the pool.
+/// How one try failed, and how far it got: what decides whether it may be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failed {
+    /// Why it failed.
+    pub failure: Failure,
+    /// The connection came from the pool rather than being opened for this try.
+    pub reused: bool,
+    /// Some of the request may have reached the OP: the header write completed, or a
+    /// later step (body, answer) failed.
+    pub written: bool,
+}
+
+impl Failed {
+    /// Whether the request may be sent again on a fresh connection: only when a pooled
+    /// connection broke before anything of the request was written, so the OP cannot
+    /// have seen it.
+    pub fn retryable(self) -> bool {
+        self.reused && !self.written && self.failure == Failure::Reset
+    }
+}
+
+/// One try on a pooled or a new connection.
 async fn attempt(
     connector: &Connector,
     peer: &HttpPeer,
     request: RequestHeader,
     body: Bytes,
-) -> Result<Answer, (Failure, bool)> {
-    let fail =
-        |reused: bool| move |e: Box<pingora::Error>| (Failure::from_error_type(e.etype()), reused);
+) -> Result<Answer, Failed> {
+    let fail = |reused: bool, written: bool| {
+        move |e: Box<pingora::Error>| Failed {
+            failure: Failure::from_error_type(e.etype()),
+            reused,
+            written,
+        }
+    };
     let (mut session, reused) = match connector.reused_http_session(peer).await {
         Some(pooled) => (pooled, true),
         // Boxed: connecting (TCP, TLS) is about 9 KiB of future state, which inline would
         // be copied on every exchange, pooled or not.
         None => Box::pin(connector.get_http_session(peer))
             .await
-            .map_err(fail(false))?,
+            .map_err(fail(false, false))?,
     };
+    // A failed header write may still have put part of the header on the wire, but never
+    // a whole one: the OP cannot have acted on it.
     session
         .write_request_header(Box::new(request))
         .await
-        .map_err(fail(reused))?;
+        .map_err(fail(reused, false))?;
     if !body.is_empty() {
-        session.write_body(&body).await.map_err(fail(reused))?;
+        session
+            .write_body(&body)
+            .await
+            .map_err(fail(reused, true))?;
     }
-    session.finish_body().await.map_err(fail(reused))?;
-    session.read_response().await.map_err(fail(reused))?;
-    let header = session.resp_header().ok_or((Failure::BadResponse, false))?;
+    session.finish_body().await.map_err(fail(reused, true))?;
+    session.read_response().await.map_err(fail(reused, true))?;
+    let bad = Failed {
+        failure: Failure::BadResponse,
+        reused,
+        written: true,
+    };
+    let header = session.resp_header().ok_or(bad)?;
     let status = header.status.as_u16();
     let headers = header.headers.clone();
     let mut buf = BytesMut::new();
-    while let Some(chunk) = session.read_body_bytes().await.map_err(fail(false))? {
+    while let Some(chunk) = session
+        .read_body_bytes()
+        .await
+        .map_err(fail(reused, true))?
+    {
         if buf.len() + chunk.len() > MAX_ANSWER {
-            return Err((Failure::BadResponse, false));
+            return Err(bad);
         }
         buf.extend_from_slice(&chunk);
     }
@@ -211,4 +255,32 @@ pub fn get_request(upstream: &Upstream, path: &str) -> Result<RequestHeader, Str
         })
         .map_err(|e| format!("cannot build request: {e}"))?;
     Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_pooled_connection_that_failed_before_writing_is_retried() {
+        let all = [
+            Failure::Connect,
+            Failure::Timeout,
+            Failure::Reset,
+            Failure::BadResponse,
+        ];
+        for failure in all {
+            for reused in [false, true] {
+                for written in [false, true] {
+                    let f = Failed {
+                        failure,
+                        reused,
+                        written,
+                    };
+                    let want = failure == Failure::Reset && reused && !written;
+                    assert_eq!(f.retryable(), want, "{f:?}");
+                }
+            }
+        }
+    }
 }

@@ -17,6 +17,7 @@ use crate::pipeline::{self, Endpoint, Outbound};
 use crate::poll_store::{Full, Polled};
 use crate::polling::OpVerdict;
 use crate::rate_limit::{self, Limited, RateLimits};
+use crate::redact;
 use crate::request_id::{RequestId, RequestIds};
 use crate::state::{Store, Unavailable, UNAVAILABLE_RETRY};
 use crate::translate;
@@ -369,7 +370,7 @@ impl ProxyHttp for Gateway {
             target: "access",
             request_id = %ctx.request_id,
             method = %session.req_header().method,
-            path = %session.req_header().uri.path(),
+            path = %self.logged_path(session),
             endpoint,
             client_id = ctx.client.as_ref().map(ClientId::as_str).unwrap_or("-"),
             status,
@@ -383,11 +384,24 @@ impl ProxyHttp for Gateway {
     /// a query string may carry a hint or a token.
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
         let req = session.req_header();
-        format!("{} {} id={}", req.method, req.uri.path(), ctx.request_id)
+        format!(
+            "{} {} id={}",
+            req.method,
+            self.logged_path(session),
+            ctx.request_id
+        )
     }
 }
 
 impl Gateway {
+    /// The request's path as logs print it: without an `auth_req_id` (see [`redact`]).
+    fn logged_path<'a>(&self, session: &'a Session) -> std::borrow::Cow<'a, str> {
+        redact::logged_path(
+            session.req_header().uri.path(),
+            self.cfg.polling.cancel.as_ref(),
+        )
+    }
+
     async fn serve_ciba(
         &self,
         session: &mut Session,
@@ -415,10 +429,14 @@ impl Gateway {
             Err(e) => return refuse(session, ctx, endpoint, e).await,
         };
         let req = session.req_header();
+        let authorization = match single_authorization(req) {
+            Ok(a) => a,
+            Err(e) => return refuse(session, ctx, endpoint, e).await,
+        };
         let inbound = pipeline::Inbound {
             endpoint,
             content_type: header_str(req, "content-type"),
-            authorization: header_str(req, "authorization"),
+            authorization,
             body: &body,
         };
         let now_unix = std::time::SystemTime::now()
@@ -952,6 +970,28 @@ pub fn failure_error(f: Failure) -> OAuthError {
     }
 }
 
+/// The one `Authorization` header of a CIBA request. Two of them, or one that is not
+/// visible ASCII, are refused: the gateway would read one credential and the OP another,
+/// past the client-identity and one-method checks.
+fn single_authorization(req: &RequestHeader) -> Result<Option<&str>, OAuthError> {
+    let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(
+            OAuthError::invalid_request("the Authorization header is sent more than once")
+                .with_reason("client_auth_methods"),
+        );
+    }
+    first.to_str().map(Some).map_err(|_| {
+        OAuthError::new(
+            ErrorCode::InvalidClient,
+            "the Authorization header is not visible ASCII",
+        )
+    })
+}
+
 fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -1023,6 +1063,27 @@ fn outcome(ctx: &RequestCtx) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_plain_authorization_header_at_most() {
+        let req = |values: &[&[u8]]| {
+            let mut r = RequestHeader::build("POST", b"/token", None).unwrap();
+            for v in values {
+                r.append_header("authorization", http::HeaderValue::from_bytes(v).unwrap())
+                    .unwrap();
+            }
+            r
+        };
+        assert_eq!(single_authorization(&req(&[])).unwrap(), None);
+        assert_eq!(
+            single_authorization(&req(&[b"Basic YTpi"])).unwrap(),
+            Some("Basic YTpi")
+        );
+        let two = single_authorization(&req(&[b"Bearer x", b"Basic YTpi"])).unwrap_err();
+        assert_eq!((two.code, two.status), (ErrorCode::InvalidRequest, 400));
+        let opaque = single_authorization(&req(&[b"Basic \xe9"])).unwrap_err();
+        assert_eq!(opaque.code, ErrorCode::InvalidClient);
+    }
+
     use super::*;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

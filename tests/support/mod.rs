@@ -669,8 +669,9 @@ impl Drop for Stub {
     }
 }
 
-/// A stub OP that keeps connections alive but drops each one, unanswered, at its second
-/// request: what a pooled connection looks like when the OP closed it while it sat idle.
+/// A stub OP that keeps connections alive but drops each one, unanswered, once it has read
+/// a whole request at a given position on it (the second by default): what a pooled
+/// connection looks like when the OP closes it after reading a request.
 pub struct DroppingStub {
     /// Its port.
     pub port: u16,
@@ -682,8 +683,15 @@ pub struct DroppingStub {
 }
 
 impl DroppingStub {
-    /// Starts the stub; `answer` is the whole response to each connection's first request.
+    /// Starts the stub; `answer` is the whole response to each connection's first request,
+    /// and the second is read whole and left unanswered.
     pub fn start(answer: &'static [u8]) -> DroppingStub {
+        DroppingStub::closing_at(2, answer)
+    }
+
+    /// Starts the stub; each connection's requests before the `nth` get `answer`, the
+    /// `nth` is read whole and the connection closed without an answer.
+    pub fn closing_at(nth: usize, answer: &'static [u8]) -> DroppingStub {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -703,13 +711,14 @@ impl DroppingStub {
                 thread::spawn(move || {
                     s.set_nonblocking(false).unwrap();
                     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                    if read_request(&mut s).is_none() {
-                        return;
-                    }
-                    reqs.fetch_add(1, Ordering::SeqCst);
-                    let _ = s.write_all(answer);
-                    if read_request(&mut s).is_some() {
+                    for n in 1..=nth {
+                        if read_request(&mut s).is_none() {
+                            return;
+                        }
                         reqs.fetch_add(1, Ordering::SeqCst);
+                        if n < nth {
+                            let _ = s.write_all(answer);
+                        }
                     }
                     // Dropped here: closed without an answer.
                 });

@@ -25,6 +25,7 @@ pub mod rate_limit;
 pub mod redis_store;
 pub mod request_id;
 pub mod resolve;
+pub mod routing;
 pub mod server;
 pub mod state;
 pub mod translate;

@@ -885,4 +885,92 @@ mod tests {
         assert_eq!(v, Variants::Refuse);
         assert_eq!(Variants::default(), Variants::Normalize);
     }
+
+    /// The fuzz target's properties (fuzz/fuzz_targets/routing.rs) over targets built from
+    /// the pieces routers disagree on, so that `cargo test` checks them too.
+    #[test]
+    fn properties_hold_on_generated_targets() {
+        const PIECES: &[&str] = &[
+            "/",
+            "//",
+            "\\",
+            ".",
+            "..",
+            "..;",
+            ";x",
+            "%2e",
+            "%2E%2e",
+            "%2F",
+            "%252F",
+            "%25",
+            "%00",
+            "%3F",
+            "%23",
+            "%",
+            "%4",
+            "%74",
+            "%6F",
+            "token",
+            "TOKEN",
+            "backchannel",
+            ".well-known",
+            "openid-configuration",
+            "op",
+            "connect",
+            "ciba",
+            "ı",
+            "ſ",
+            "\u{FB01}",
+            "İ",
+            "ｔ",
+            "\u{212A}",
+            "ẞ",
+            " ",
+            "x",
+            "http://h",
+            "http://a@b",
+            "?q",
+            "#f",
+            "*",
+            "%C4%B1",
+            "%FF",
+            "%0A",
+            "ʼN",
+        ];
+        let r = Routes::new(&[
+            (Target::Backchannel, "/backchannel", "/op/connect/ciba"),
+            (Target::Token, "/token", "/token"),
+            (Target::Discovery, DISCOVERY, DISCOVERY),
+        ]);
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..60_000 {
+            let mut t = String::new();
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let n = (seed >> 60) as usize + 1;
+            for k in 0..n {
+                let pick = (seed >> (k * 5 % 59)) as usize % PIECES.len();
+                t.push_str(PIECES[pick]);
+            }
+            let d = r.classify(t.as_bytes());
+            let (n_out, r_out) = (d.outcome(Variants::Normalize), d.outcome(Variants::Refuse));
+            match d {
+                Decision::Variant(x) => {
+                    assert_eq!((n_out, r_out), (Outcome::Serve(x), Outcome::NotFound))
+                }
+                _ => assert_eq!(n_out, r_out, "{t:?}"),
+            }
+            let Ok(c) = canonical_path(t.as_bytes()) else {
+                continue;
+            };
+            assert_eq!(canonical_path(c.as_bytes()).as_ref(), Ok(&c), "{t:?}");
+            if let Decision::Exact(x) | Decision::Variant(x) = d {
+                assert!(
+                    matches!(r.classify(c.as_bytes()), Decision::Exact(y) | Decision::Variant(y) if y == x),
+                    "{t:?} -> {c:?}"
+                );
+            }
+        }
+    }
 }

@@ -63,6 +63,15 @@ impl Profile {
                 ));
             }
         }
+        let mut publics = std::collections::BTreeSet::new();
+        for public in self.paths.keys() {
+            if !publics.insert(routing::canonical_path(public.as_bytes()).ok()) {
+                return Err((
+                    "profile.paths".into(),
+                    format!("`{public}` is another spelling of a public path already listed"),
+                ));
+            }
+        }
         for (from, to) in &self.error_codes {
             if ErrorCode::parse(to).is_none() {
                 return Err((
@@ -310,6 +319,10 @@ mod tests {
         let cases = [
             ("[paths]\n\"backchannel\" = \"/x\"\n", "profile.paths"),
             ("[paths]\n\"/a\" = \"/x\"\n\"/b\" = \"/x\"\n", "one to one"),
+            (
+                "[paths]\n\"/a\" = \"/x\"\n\"/A/\" = \"/y\"\n",
+                "another spelling",
+            ),
             (
                 "[error_codes]\npending = \"nearly_done\"\n",
                 "profile.error_codes.pending",

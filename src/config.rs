@@ -13,6 +13,7 @@ use crate::polling::PollPolicy;
 use crate::profile::Profile;
 use crate::rate_limit::RateLimitConfig;
 use crate::redis_store::{FailureMode, RedisConfig};
+use crate::routing::{self, Variants};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -60,6 +61,18 @@ pub struct FileConfig {
     /// `[logging]`.
     #[serde(default)]
     pub logging: LoggingSection,
+    /// `[routing]`: how other spellings of the gateway's paths are treated.
+    #[serde(default)]
+    pub routing: RoutingSection,
+}
+
+/// `[routing]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSection {
+    /// `normalize` (default) or `refuse`: what a variant spelling of an endpoint's path gets.
+    #[serde(default)]
+    pub variants: Variants,
 }
 
 /// `[state]` as written.
@@ -247,15 +260,13 @@ pub struct CancelRoute {
 }
 
 impl CancelRoute {
-    /// The `auth_req_id` a request cancels, when it is the cancel call.
-    pub fn auth_req_id<'a>(&self, method: &http::Method, path: &'a str) -> Option<&'a str> {
+    /// The `auth_req_id` a request cancels, when it is the cancel call: its request-target
+    /// (as received) matches the path under the routing rule (`routing::template_param`).
+    pub fn auth_req_id(&self, method: &http::Method, target: &[u8]) -> Option<String> {
         if *method != self.method {
             return None;
         }
-        let id = path
-            .strip_prefix(&self.prefix)?
-            .strip_suffix(&self.suffix)?;
-        (!id.is_empty() && !id.contains('/')).then_some(id)
+        routing::template_param(&self.prefix, &self.suffix, target)
     }
 }
 
@@ -380,6 +391,8 @@ pub struct Config {
     pub client_labels: Vec<String>,
     /// The OP's dialect.
     pub profile: Profile,
+    /// What a variant spelling of an endpoint's path gets (`[routing] variants`).
+    pub variants: Variants,
     /// Where state lives.
     pub state: StateBackend,
     /// Backchannel request validation and `login_hint_token` normalization.
@@ -487,6 +500,15 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     upstream.backchannel_path =
         check_path("upstream.backchannel_path", file.upstream.backchannel_path)?;
     upstream.token_path = check_path("upstream.token_path", file.upstream.token_path)?;
+    if let (Some(b), Some(t)) = (&upstream.backchannel_path, &upstream.token_path) {
+        // The routing rule folds spellings together; two endpoints must stay two.
+        if routing::canonical_path(b.as_bytes()) == routing::canonical_path(t.as_bytes()) {
+            return Err(err(
+                "upstream.token_path",
+                "names the same path as upstream.backchannel_path once letter case, slashes and encodings are folded",
+            ));
+        }
+    }
     upstream.connect_timeout = millis(
         "upstream.connect_timeout_ms",
         file.upstream.connect_timeout_ms,
@@ -573,6 +595,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         rate_limit,
         client_labels,
         profile,
+        variants: file.routing.variants,
         state,
         rules: Arc::new(Rules {
             validation,
@@ -1032,14 +1055,25 @@ mod tests {
             .cancel
             .unwrap();
         let del = http::Method::DELETE;
-        assert_eq!(c.auth_req_id(&del, "/op/api/v1/ciba/abc-1"), Some("abc-1"));
+        let id = |m: &http::Method, t: &str| c.auth_req_id(m, t.as_bytes());
+        assert_eq!(id(&del, "/op/api/v1/ciba/abc-1").as_deref(), Some("abc-1"));
+        assert_eq!(id(&http::Method::GET, "/op/api/v1/ciba/abc-1"), None);
+        assert_eq!(id(&del, "/op/api/v1/ciba/"), None);
+        assert_eq!(id(&del, "/op/api/v1/ciba/a/b"), None);
+        assert_eq!(id(&del, "/other/abc"), None);
+        // Other spellings of the same path, under the routing rule; the id keeps its case.
         assert_eq!(
-            c.auth_req_id(&http::Method::GET, "/op/api/v1/ciba/abc-1"),
-            None
+            id(&del, "/OP/Api/v1//ciba/AbC-1/").as_deref(),
+            Some("AbC-1")
         );
-        assert_eq!(c.auth_req_id(&del, "/op/api/v1/ciba/"), None);
-        assert_eq!(c.auth_req_id(&del, "/op/api/v1/ciba/a/b"), None);
-        assert_eq!(c.auth_req_id(&del, "/other/abc"), None);
+        assert_eq!(
+            id(&del, "/op/api/x/../v1/ciba/%61bc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            id(&del, "http://h/op/api/v1/ciba/abc?x=1").as_deref(),
+            Some("abc")
+        );
     }
 
     #[test]
@@ -1158,6 +1192,14 @@ mod tests {
             (
                 "[upstream]\nurl=\"http://a\"\nbackchannel_path = \"ciba\"\n",
                 "upstream.backchannel_path",
+            ),
+            (
+                "[upstream]\nurl=\"http://a\"\nbackchannel_path = \"/Token\"\ntoken_path = \"/token/\"\n",
+                "upstream.token_path",
+            ),
+            (
+                "[routing]\nvariants = \"lenient\"\n[upstream]\nurl=\"http://a\"\n",
+                "unknown variant `lenient`, expected `normalize` or `refuse`",
             ),
             (
                 "[server]\nmax_body_bytes = 1000000\n[upstream]\nurl=\"http://a\"\n",

@@ -26,6 +26,7 @@ pub mod redact;
 pub mod redis_store;
 pub mod request_id;
 pub mod resolve;
+pub mod routing;
 pub mod server;
 pub mod state;
 pub mod translate;

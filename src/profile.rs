@@ -6,6 +6,7 @@
 
 use crate::error::ErrorCode;
 use crate::pipeline::Endpoint;
+use crate::routing;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -55,10 +56,19 @@ impl Profile {
         }
         let mut seen = std::collections::BTreeSet::new();
         for op in self.paths.values() {
-            if !seen.insert(op) {
+            if !seen.insert(routing::canonical_path(op.as_bytes()).ok()) {
                 return Err((
                     "profile.paths".into(),
                     format!("two public paths map to `{op}`; the mapping must be one to one"),
+                ));
+            }
+        }
+        let mut publics = std::collections::BTreeSet::new();
+        for public in self.paths.keys() {
+            if !publics.insert(routing::canonical_path(public.as_bytes()).ok()) {
+                return Err((
+                    "profile.paths".into(),
+                    format!("`{public}` is another spelling of a public path already listed"),
                 ));
             }
         }
@@ -87,17 +97,41 @@ impl Profile {
         Ok(())
     }
 
-    /// The OP's path for a public path.
+    /// The OP's path for a public path, which may be spelled in any way the routing rule
+    /// folds together (`routing::canonical_path`).
     pub fn to_op_path<'a>(&'a self, public: &'a str) -> Cow<'a, str> {
-        match self.paths.get(public) {
-            Some(op) => Cow::Borrowed(op.as_str()),
+        match self.op_path(public) {
+            Some(op) => Cow::Borrowed(op),
             None => Cow::Borrowed(public),
         }
     }
 
-    /// The public path for one of the OP's paths.
+    /// The OP's path when `public` is one of the profile's public paths, in any spelling.
+    pub fn op_path(&self, public: &str) -> Option<&str> {
+        if self.paths.is_empty() {
+            return None;
+        }
+        if let Some(op) = self.paths.get(public) {
+            return Some(op);
+        }
+        let wanted = routing::canonical_path(public.as_bytes()).ok()?;
+        self.paths
+            .iter()
+            .find(|(p, _)| routing::canonical_path(p.as_bytes()).ok().as_ref() == Some(&wanted))
+            .map(|(_, op)| op.as_str())
+    }
+
+    /// The public path for one of the OP's paths, in any spelling.
     pub fn to_public_path<'a>(&'a self, op: &'a str) -> Cow<'a, str> {
-        match self.paths.iter().find(|(_, o)| o.as_str() == op) {
+        if let Some((public, _)) = self.paths.iter().find(|(_, o)| o.as_str() == op) {
+            return Cow::Borrowed(public.as_str());
+        }
+        let wanted = routing::canonical_path(op.as_bytes()).ok();
+        match self
+            .paths
+            .iter()
+            .find(|(_, o)| wanted.is_some() && routing::canonical_path(o.as_bytes()).ok() == wanted)
+        {
             Some((public, _)) => Cow::Borrowed(public.as_str()),
             None => Cow::Borrowed(op),
         }
@@ -209,6 +243,11 @@ mod tests {
         assert_eq!(p.to_public_path("/legacy/token"), "/token");
         assert_eq!(p.to_public_path("/other"), "/other");
         assert!(p.validate().is_ok());
+        // Every spelling the routing rule folds together maps the same way.
+        assert_eq!(p.to_op_path("/BACKCHANNEL/"), "/legacy/ciba");
+        assert_eq!(p.to_op_path("/./%74oken"), "/legacy/token");
+        assert_eq!(p.to_op_path("/tokenx"), "/tokenx");
+        assert_eq!(p.to_public_path("/Legacy//Token"), "/token");
     }
 
     #[test]
@@ -280,6 +319,10 @@ mod tests {
         let cases = [
             ("[paths]\n\"backchannel\" = \"/x\"\n", "profile.paths"),
             ("[paths]\n\"/a\" = \"/x\"\n\"/b\" = \"/x\"\n", "one to one"),
+            (
+                "[paths]\n\"/a\" = \"/x\"\n\"/A/\" = \"/y\"\n",
+                "another spelling",
+            ),
             (
                 "[error_codes]\npending = \"nearly_done\"\n",
                 "profile.error_codes.pending",

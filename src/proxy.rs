@@ -19,6 +19,7 @@ use crate::polling::OpVerdict;
 use crate::rate_limit::{self, Limited, RateLimits};
 use crate::redact;
 use crate::request_id::{RequestId, RequestIds};
+use crate::routing::{Outcome, Refusal, Routes, Target, Variants};
 use crate::state::{Store, Unavailable, UNAVAILABLE_RETRY};
 use crate::translate;
 use arc_swap::ArcSwapOption;
@@ -101,6 +102,8 @@ pub struct Gateway {
     request_metrics: metrics::RequestMetrics,
     /// The OP's `Host`, parsed once.
     host: HeaderValue,
+    /// The gateway's paths under the routing rule, built once the endpoints are known.
+    routes: OnceLock<Routes>,
 }
 
 impl Gateway {
@@ -126,7 +129,13 @@ impl Gateway {
             ids: RequestIds::new(),
             request_metrics: metrics::RequestMetrics::default(),
             host,
+            routes: OnceLock::new(),
         }
+    }
+
+    /// The routes for the known endpoints, built on first use.
+    fn routes(&self, endpoints: &Endpoints) -> &Routes {
+        self.routes.get_or_init(|| routes_for(endpoints, &self.cfg))
     }
 }
 
@@ -207,18 +216,21 @@ impl ProxyHttp for Gateway {
                 .with_retry_after(self.cfg.upstream.discovery_retry.as_secs().max(1));
             return answer_error(session, ctx, e).await;
         };
-        ctx.route = route(
+        ctx.route = match route(
             session.req_header(),
-            endpoints,
-            &self.cfg.upstream.base_path,
-        );
+            self.routes(endpoints),
+            self.cfg.variants,
+        ) {
+            Ok(r) => r,
+            Err(e) => return answer_error(session, ctx, e).await,
+        };
         match ctx.route {
             Route::PassThrough => {
                 if let Some(cancel) = &self.cfg.polling.cancel {
                     let req = session.req_header();
                     ctx.cancel = cancel
-                        .auth_req_id(&req.method, req.uri.path())
-                        .map(AuthReqId::new);
+                        .auth_req_id(&req.method, req.raw_path())
+                        .map(|id| AuthReqId::new(&id));
                 }
                 Ok(false)
             }
@@ -253,9 +265,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_request.insert_header(http::header::HOST, self.host.clone())?;
-        let paths = &self.cfg.profile.paths;
-        if !paths.is_empty() && paths.contains_key(session.req_header().uri.path()) {
-            let mapped = self.op_path_and_query(&session.req_header().uri);
+        if self
+            .cfg
+            .profile
+            .op_path(session.req_header().uri.path())
+            .is_some()
+        {
+            let mapped = self.op_path_and_query(&session.req_header().uri, None);
             upstream_request.set_uri(mapped.parse().map_err(|_| {
                 pingora::Error::explain(
                     ErrorType::InternalError,
@@ -590,9 +606,10 @@ impl Gateway {
         )
     }
 
-    /// The OP's path (the profile's mapping of the public one) with the request's query.
-    fn op_path_and_query(&self, uri: &http::Uri) -> String {
-        let path = self.cfg.profile.to_op_path(uri.path());
+    /// The OP's path (the profile's mapping of the public one, `public` when routed to one
+    /// of the gateway's paths) with the request's query.
+    fn op_path_and_query(&self, uri: &http::Uri, public: Option<&str>) -> String {
+        let path = self.cfg.profile.to_op_path(public.unwrap_or(uri.path()));
         match uri.query() {
             Some(q) => format!("{path}?{q}"),
             None => path.into_owned(),
@@ -710,7 +727,15 @@ impl Gateway {
         body_len: usize,
     ) -> Result<RequestHeader> {
         let src = session.req_header();
-        let path = self.op_path_and_query(&src.uri);
+        // The endpoint's own path, whichever spelling of it the client used.
+        let public = match ctx.route {
+            Route::Ciba(Endpoint::Backchannel) => Some(Target::Backchannel),
+            Route::Ciba(Endpoint::Token) => Some(Target::Token),
+            Route::Discovery => Some(Target::Discovery),
+            Route::PassThrough => None,
+        }
+        .and_then(|t| self.routes.get()?.public_path(t));
+        let path = self.op_path_and_query(&src.uri, public);
         let mut req = RequestHeader::build(
             src.method.clone(),
             path.as_bytes(),
@@ -762,20 +787,52 @@ impl Gateway {
     }
 }
 
-/// Decides the route from method-independent facts: the path.
-pub fn route(req: &RequestHeader, endpoints: &Endpoints, base_path: &str) -> Route {
-    let path = req.uri.path();
-    if path == endpoints.backchannel {
-        Route::Ciba(Endpoint::Backchannel)
-    } else if path == endpoints.token {
-        Route::Ciba(Endpoint::Token)
-    } else if path.strip_prefix(base_path) == Some(DISCOVERY_PATH)
-        && matches!(req.method, http::Method::GET | http::Method::HEAD)
-    {
-        Route::Discovery
-    } else {
-        Route::PassThrough
+/// The gateway's paths: the CIBA endpoints (public names) and the discovery document
+/// under the upstream's base path, each also under the name the profile gives it on the OP.
+pub fn routes_for(endpoints: &Endpoints, cfg: &Config) -> Routes {
+    let discovery = format!("{}{}", cfg.upstream.base_path, DISCOVERY_PATH);
+    let op = |p: &str| cfg.profile.to_op_path(p).into_owned();
+    Routes::new(&[
+        (
+            Target::Backchannel,
+            &endpoints.backchannel,
+            &op(&endpoints.backchannel),
+        ),
+        (Target::Token, &endpoints.token, &op(&endpoints.token)),
+        (Target::Discovery, &discovery, &op(&discovery)),
+    ])
+}
+
+/// Decides the route from the request-target as received (`routing::Routes::classify`,
+/// the one rule for every spelling) and the method (discovery is GET and HEAD only); an
+/// error is answered locally.
+pub fn route(
+    req: &RequestHeader,
+    routes: &Routes,
+    variants: Variants,
+) -> Result<Route, OAuthError> {
+    match routes.classify(req.raw_path()).outcome(variants) {
+        Outcome::PassThrough => Ok(Route::PassThrough),
+        Outcome::Serve(Target::Backchannel) => Ok(Route::Ciba(Endpoint::Backchannel)),
+        Outcome::Serve(Target::Token) => Ok(Route::Ciba(Endpoint::Token)),
+        Outcome::Serve(Target::Discovery) => {
+            Ok(if matches!(req.method, http::Method::GET | http::Method::HEAD) {
+                Route::Discovery
+            } else {
+                Route::PassThrough
+            })
+        }
+        Outcome::NotFound => Err(OAuthError::invalid_request(
+            "no such endpoint: this spelling of the path is not served; use the path from the discovery document",
+        )
+        .with_status(404)
+        .with_reason("path_variant")),
+        Outcome::Malformed(r) => Err(malformed_target(r)),
     }
+}
+
+fn malformed_target(r: Refusal) -> OAuthError {
+    OAuthError::invalid_request(r.describe()).with_reason("malformed_target")
 }
 
 /// A request with both `Content-Length` and `Transfer-Encoding` is a smuggling vector

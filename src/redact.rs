@@ -9,6 +9,7 @@
 //! too. Printing less is the safe way to be wrong.
 
 use crate::config::CancelRoute;
+use crate::routing;
 use std::borrow::Cow;
 
 /// What the placeholder prints as.
@@ -25,13 +26,28 @@ pub fn logged_path<'a>(path: &'a str, cancel: Option<&CancelRoute>) -> Cow<'a, s
     }
 }
 
-/// Whether `path`, loosely read, holds the cancel call's fixed part before the id.
+/// Whether `path`, loosely read or read as the router reads it (`routing::canonical_path`),
+/// holds the cancel call's fixed part before the id.
 fn may_name_an_id(path: &str, route: &CancelRoute) -> bool {
-    let prefix = loose(&route.prefix);
-    let path = loose(path);
-    // The prefix ends where the id begins; keep its closing slash so `/ciba/` does not
-    // match `/cibax`, and match a path that is exactly the prefix without it.
-    path.contains(prefix.as_str()) || path.ends_with(prefix.trim_end_matches('/'))
+    let holds = |prefix: &str, path: &str| {
+        // The prefix ends where the id begins; keep its closing slash so `/ciba/` does not
+        // match `/cibax`, and match a path that is exactly the prefix without it.
+        path.contains(prefix) || path.ends_with(prefix.trim_end_matches('/'))
+    };
+    let canonical = |p: &str| routing::canonical_path(p.as_bytes()).ok();
+    // The canonical form drops a trailing slash; the prefix's closing one goes back on.
+    let canonical_prefix = canonical(&route.prefix).map(|p| {
+        if route.prefix.ends_with('/') && !p.ends_with('/') {
+            p + "/"
+        } else {
+            p
+        }
+    });
+    holds(&loose(&route.prefix), &loose(path))
+        || matches!(
+            (canonical_prefix, canonical(path)),
+            (Some(prefix), Some(path)) if holds(&prefix, &path)
+        )
 }
 
 /// Percent-decoded (lossily), lower-cased, with empty and `.` segments dropped; a trailing

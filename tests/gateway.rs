@@ -3,6 +3,7 @@
 
 mod poll_state;
 mod redis_store;
+mod routing;
 mod support;
 
 mod edge_rules;

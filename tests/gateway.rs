@@ -1,6 +1,7 @@
 //! Integration tests: the real `ciba-gateway` binary on loopback in front of
 //! node-oidc-provider (tests/op), plus stub upstreams for faults a real OP cannot produce.
 
+mod edge;
 mod redis_store;
 mod support;
 

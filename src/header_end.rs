@@ -194,6 +194,38 @@ mod tests {
         }
     }
 
+    /// The fuzz target's reference: skip leading CR/LF, then the first LF [CR] LF.
+    fn reference(data: &[u8]) -> Option<usize> {
+        let start = data.iter().position(|b| *b != b'\r' && *b != b'\n')?;
+        (start..data.len()).find_map(|i| match (data[i], data.get(i + 1), data.get(i + 2)) {
+            (b'\n', Some(b'\n'), _) => Some(i + 2),
+            (b'\n', Some(b'\r'), Some(b'\n')) => Some(i + 3),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn agrees_with_a_reference_scan_on_random_line_noise() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet = b"a:\r\n \0";
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..24);
+            let data: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
+            let step = rng.gen_range(1..6);
+            assert_eq!(
+                in_steps(&data, step),
+                reference(&data),
+                "{data:?} by {step}"
+            );
+            if let Some(n) = httparse_len(&data).filter(|n| *n > 0) {
+                assert_eq!(header_len(&data), Some(n), "{data:?}");
+            }
+        }
+    }
+
     #[test]
     fn after_the_end_the_length_stays() {
         let mut s = HeaderEnd::new();

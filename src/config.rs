@@ -166,6 +166,16 @@ pub struct ServerSection {
     pub shutdown_grace_seconds: Option<u64>,
     /// Seconds an idle kept-alive client connection is held open.
     pub keepalive_timeout_seconds: Option<u64>,
+    /// Seconds a client has to send a whole request header.
+    pub client_header_timeout_seconds: Option<u64>,
+    /// Seconds a client has to send a CIBA request's whole body (per read elsewhere).
+    pub client_body_timeout_seconds: Option<u64>,
+    /// Largest request header, in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Concurrent client connections, overall.
+    pub max_connections: Option<usize>,
+    /// Concurrent client connections from one source address.
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// `[upstream]` as written.
@@ -381,6 +391,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long an idle kept-alive client connection is held open, in whole seconds.
     pub keepalive_timeout_seconds: u64,
+    /// Deadlines, header cap and connection caps for client connections.
+    pub edge: EdgeLimits,
     /// The OP.
     pub upstream: Upstream,
     /// Poll enforcement.
@@ -486,6 +498,8 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         ));
     }
 
+    let edge = validate_edge(&file.server)?;
+
     let url = o
         .upstream
         .as_deref()
@@ -590,6 +604,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         max_body_bytes,
         shutdown_grace,
         keepalive_timeout_seconds,
+        edge,
         upstream,
         polling,
         rate_limit,
@@ -603,6 +618,75 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         }),
         log_level,
         log_format,
+    })
+}
+
+/// What a client connection may hold: deadlines, the header cap, connection caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// Deadline for a whole request header (from accept for the first request on a
+    /// connection, from its first byte for later ones).
+    pub header_timeout: Duration,
+    /// Deadline for a whole CIBA request body; per read on passed-through paths.
+    pub body_timeout: Duration,
+    /// Largest request header in bytes, leading empty lines included.
+    pub max_header_bytes: usize,
+    /// Concurrent client connections, overall.
+    pub max_connections: usize,
+    /// Concurrent client connections per source address (trusted proxies exempt).
+    pub max_connections_per_address: usize,
+}
+
+/// The smallest header cap: a request line and a few ordinary headers must fit.
+pub const MIN_HEADER_BYTES: usize = 1024;
+/// The largest header cap: pingora's own buffer limit (1 MiB).
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024 - 1;
+
+fn validate_edge(s: &ServerSection) -> Result<EdgeLimits, ConfigError> {
+    let seconds = |key: &str, v: Option<u64>, default: u64| {
+        let v = v.unwrap_or(default);
+        if v == 0 || v > 3600 {
+            return Err(err(key, "must be between 1 and 3600"));
+        }
+        Ok(Duration::from_secs(v))
+    };
+    let header_timeout = seconds(
+        "server.client_header_timeout_seconds",
+        s.client_header_timeout_seconds,
+        10,
+    )?;
+    let body_timeout = seconds(
+        "server.client_body_timeout_seconds",
+        s.client_body_timeout_seconds,
+        10,
+    )?;
+    let max_header_bytes = s.max_header_bytes.unwrap_or(32 * 1024);
+    if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&max_header_bytes) {
+        return Err(err(
+            "server.max_header_bytes",
+            format!("must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES} (pingora's own header limit); 32768 suits most clients"),
+        ));
+    }
+    let max_connections = s.max_connections.unwrap_or(10_000);
+    if !(1..=1_000_000).contains(&max_connections) {
+        return Err(err(
+            "server.max_connections",
+            "must be between 1 and 1000000 (and below the process's open-file limit)",
+        ));
+    }
+    let max_connections_per_address = s.max_connections_per_address.unwrap_or(256);
+    if max_connections_per_address == 0 || max_connections_per_address > max_connections {
+        return Err(err(
+            "server.max_connections_per_address",
+            "must be between 1 and server.max_connections; a load balancer in rate_limit.trusted_proxies is exempt",
+        ));
+    }
+    Ok(EdgeLimits {
+        header_timeout,
+        body_timeout,
+        max_header_bytes,
+        max_connections,
+        max_connections_per_address,
     })
 }
 
@@ -1232,6 +1316,60 @@ mod tests {
         for (text, expect) in cases {
             let e = load(text).expect_err(text).to_string();
             assert!(e.contains(expect), "{text:?} gave {e:?}");
+        }
+    }
+
+    #[test]
+    fn edge_limits_have_defaults_and_bounds() {
+        let c = load("[upstream]\nurl = \"http://a:1\"\n").unwrap();
+        assert_eq!(
+            c.edge,
+            EdgeLimits {
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(10),
+                max_header_bytes: 32 * 1024,
+                max_connections: 10_000,
+                max_connections_per_address: 256,
+            }
+        );
+        let set = load("[server]\nclient_header_timeout_seconds = 1\nclient_body_timeout_seconds = 2\nmax_header_bytes = 1024\nmax_connections = 5\nmax_connections_per_address = 5\n[upstream]\nurl = \"http://a:1\"\n").unwrap();
+        assert_eq!(
+            (
+                set.edge.header_timeout,
+                set.edge.body_timeout,
+                set.edge.max_header_bytes
+            ),
+            (Duration::from_secs(1), Duration::from_secs(2), 1024)
+        );
+        let bad = [
+            (
+                "client_header_timeout_seconds = 0",
+                "server.client_header_timeout_seconds",
+            ),
+            (
+                "client_header_timeout_seconds = 3601",
+                "server.client_header_timeout_seconds",
+            ),
+            (
+                "client_body_timeout_seconds = 0",
+                "server.client_body_timeout_seconds",
+            ),
+            ("max_header_bytes = 1023", "server.max_header_bytes"),
+            ("max_header_bytes = 1048576", "server.max_header_bytes"),
+            ("max_connections = 0", "server.max_connections"),
+            (
+                "max_connections_per_address = 0",
+                "server.max_connections_per_address",
+            ),
+            (
+                "max_connections = 10\nmax_connections_per_address = 11",
+                "server.max_connections_per_address",
+            ),
+        ];
+        for (line, key) in bad {
+            let text = format!("[server]\n{line}\n[upstream]\nurl = \"http://a:1\"\n");
+            let e = load(&text).expect_err(line).to_string();
+            assert!(e.starts_with(key), "{line:?} gave {e:?}");
         }
     }
 }

@@ -150,6 +150,34 @@ pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Client connections or requests cut at the edge, by reason.
+pub static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_connections_refused_total",
+        "Client connections refused or cut by the edge guard, by reason (header_timeout, header_too_large, body_timeout, max_connections, max_connections_per_address).",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+
+/// Client connections open now.
+pub static CLIENT_CONNECTIONS: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "ciba_gateway_client_connections",
+        "Client connections open on the proxy listener (those holding a place under server.max_connections)."
+    )
+    .expect("metric registers once")
+});
+
+/// The reasons `CONNECTIONS_REFUSED` counts, so every series exists from the first scrape.
+pub const REFUSAL_REASONS: [&str; 5] = [
+    "header_timeout",
+    "header_too_large",
+    "body_timeout",
+    "max_connections",
+    "max_connections_per_address",
+];
+
 /// Touches every metric so that all series families appear from the first scrape.
 pub fn init() {
     BUILD_INFO
@@ -166,6 +194,10 @@ pub fn init() {
     Lazy::force(&STORE_ERRORS);
     Lazy::force(&UPSTREAM_SECONDS);
     Lazy::force(&UPSTREAM_RESOLVE_FAILURES);
+    for reason in REFUSAL_REASONS {
+        CONNECTIONS_REFUSED.with_label_values(&[reason]);
+    }
+    Lazy::force(&CLIENT_CONNECTIONS);
     READY.set(0);
     TRACKED.set(0);
 }

@@ -196,6 +196,9 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Some(Instant::now());
         bound_keepalive(session, self.cfg.keepalive_timeout_seconds);
+        // Per read on passed-through bodies (nginx's client_body_timeout); the CIBA
+        // endpoints also hold the whole body to this deadline (`read_body`).
+        session.set_read_timeout(Some(self.cfg.edge.body_timeout));
         ctx.request_id = self
             .ids
             .for_request(session.req_header().headers.get("x-request-id"));
@@ -321,6 +324,7 @@ impl ProxyHttp for Gateway {
             }
             pingora::ErrorSource::Downstream => match e.etype() {
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
+                ErrorType::ReadTimedout => Some(body_timeout()),
                 _ => Some(OAuthError::invalid_request("the request could not be read")),
             },
             _ => Some(
@@ -440,10 +444,11 @@ impl Gateway {
                 .with_reason("method");
             return refuse(session, ctx, endpoint, e).await;
         }
-        let body = match read_body(session, self.cfg.max_body_bytes).await {
-            Ok(b) => b,
-            Err(e) => return refuse(session, ctx, endpoint, e).await,
-        };
+        let body =
+            match read_body(session, self.cfg.max_body_bytes, self.cfg.edge.body_timeout).await {
+                Ok(b) => b,
+                Err(e) => return refuse(session, ctx, endpoint, e).await,
+            };
         let req = session.req_header();
         let authorization = match single_authorization(req) {
             Ok(a) => a,
@@ -857,8 +862,35 @@ fn framing_error(session: &Session) -> Option<OAuthError> {
     })
 }
 
+/// Reads the whole body within `deadline` (408 after it), refusing more than `limit` bytes
+/// without buffering them.
+///
+/// pingora's own client read timeout is per read, so a body trickled a byte at a time
+/// would hold the connection for as long as the client likes; the deadline is for the
+/// whole body, from the end of the header.
+async fn read_body(
+    session: &mut Session,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, OAuthError> {
+    match tokio::time::timeout(deadline, read_body_unbounded(session, limit)).await {
+        Ok(read) => read,
+        Err(_) => Err(body_timeout()),
+    }
+}
+
+/// The 408 for a body not received in time, counted as an edge refusal.
+fn body_timeout() -> OAuthError {
+    metrics::CONNECTIONS_REFUSED
+        .with_label_values(&["body_timeout"])
+        .inc();
+    OAuthError::invalid_request("the request body was not received in time")
+        .with_status(408)
+        .with_reason("body_timeout")
+}
+
 /// Reads the whole body, refusing more than `limit` bytes without buffering them.
-async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, OAuthError> {
+async fn read_body_unbounded(session: &mut Session, limit: usize) -> Result<Bytes, OAuthError> {
     let too_large = || {
         OAuthError::invalid_request(format!("the request body exceeds {limit} bytes"))
             .with_status(413)
@@ -878,6 +910,8 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, OAuthEr
                 buf.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(buf.freeze()),
+            // pingora's per-read timeout (`server.client_body_timeout_seconds` too).
+            Err(e) if e.etype() == &ErrorType::ReadTimedout => return Err(body_timeout()),
             Err(_) => {
                 return Err(OAuthError::invalid_request(
                     "the request body could not be read",

@@ -4,6 +4,7 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::config::StateBackend;
 use crate::discovery;
+use crate::edge_guard::EdgeGuard;
 use crate::in_flight;
 use crate::metrics;
 use crate::op_client::{self, Connector};
@@ -15,6 +16,7 @@ use crate::resolve;
 use crate::state::{StateStore, Store};
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -49,10 +51,9 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
         ),
     });
     let limits = Arc::new(RateLimits::new(&cfg.rate_limit));
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(cfg.clone(), shared.clone(), store.clone(), limits.clone()),
-        "ciba-gateway",
+    let mut proxy = Service::new(
+        "ciba-gateway".to_string(),
+        guarded_proxy(&server, &cfg, shared.clone(), store.clone(), limits.clone()),
     );
     proxy.add_tcp(&cfg.listen.to_string());
 
@@ -101,6 +102,29 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
     server.add_service(ops);
     server.add_service(discovery);
     (server, shared)
+}
+
+/// The proxy app behind the edge guard (connection caps, header deadline and cap).
+///
+/// pingora's `http_proxy_service_with_name` would serve the proxy app directly; the guard
+/// takes its place as the listener's app and runs it on each guarded connection.
+fn guarded_proxy(
+    server: &Server,
+    cfg: &Arc<Config>,
+    shared: Arc<Shared>,
+    store: Store,
+    limits: Arc<RateLimits>,
+) -> EdgeGuard<HttpProxy<Gateway>> {
+    let proxy = pingora::proxy::http_proxy(
+        &server.configuration,
+        Gateway::new(cfg.clone(), shared, store, limits),
+    );
+    EdgeGuard::new(
+        proxy,
+        cfg.edge,
+        std::time::Duration::from_secs(cfg.keepalive_timeout_seconds),
+        cfg.rate_limit.trusted_proxies.clone(),
+    )
 }
 
 /// Follows the OP's host name in DNS, pointing new upstream connections at its address.

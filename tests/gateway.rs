@@ -2,6 +2,7 @@
 //! node-oidc-provider (tests/op), plus stub upstreams for faults a real OP cannot produce.
 
 mod poll_state;
+mod edge;
 mod redis_store;
 mod routing;
 mod support;

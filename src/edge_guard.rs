@@ -1,0 +1,737 @@
+//! The edge guard: what a client connection may hold before pingora's HTTP code sees it.
+//!
+//! pingora 0.9.1 has no deadline for a whole request header (its client read timeout is per
+//! read, 60 s, and while a kept-alive connection waits its keep-alive timeout is per read
+//! too), buffers an unfinished header up to a constant 1 MiB, and has no cap on client
+//! connections. So the proxy app is wrapped: [`EdgeGuard`] is the listening service's
+//! `ServerApp` and, for each connection,
+//!
+//! 1. takes a place under `server.max_connections` and `server.max_connections_per_address`
+//!    (a [`Permit`] held as long as the connection), or answers 503 and closes;
+//! 2. reads each request header itself, up to its empty line (`header_end`), within
+//!    `server.client_header_timeout_seconds` and `server.max_header_bytes`, answering 408
+//!    or 431 itself and closing;
+//! 3. hands pingora's HTTP/1 session a [`Replay`] stream that gives back those bytes first,
+//!    so pingora parses a header that is already complete, and runs the proxy on it;
+//! 4. on keep-alive, waits for the next request's first byte at most
+//!    `server.keepalive_timeout_seconds`, then gives that header its own deadline.
+//!
+//! This is the loop pingora's blanket `ServerApp` impl for HTTP apps runs, with the reads
+//! guarded: pingora runs keep-alive reuse inside that loop, never handing a reused
+//! connection back to the listener, so the guard owns the loop rather than wrapping it.
+//! Request bytes are never logged: `Replay`'s `Debug` prints only how many it holds.
+
+use crate::config::EdgeLimits;
+use crate::conn_limit::{ConnLimits, Permit, Refused};
+use crate::error::{ErrorCode, OAuthError};
+use crate::header_end::HeaderEnd;
+use crate::metrics;
+use async_trait::async_trait;
+use bytes::{Buf, BufMut, Bytes};
+use ipnet::IpNet;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::{SslDigest, TlsRef};
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use pingora::server::ShutdownWatch;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
+
+/// How long a refused connection is drained before it is closed, so that the client reads
+/// the answer instead of a reset (closing with unread bytes sends RST, which can discard
+/// the answer in the client's buffer).
+const LINGER: Duration = Duration::from_secs(1);
+/// At most this much is drained from a refused connection.
+const LINGER_BYTES: usize = 64 * 1024;
+/// How long writing a refusal may take.
+const REFUSAL_WRITE: Duration = Duration::from_secs(2);
+/// The first allocation for a header; it grows by doubling up to the cap.
+const FIRST_BUF: usize = 1024;
+/// `Retry-After` on a 503 for a connection over a cap.
+const BUSY_RETRY_SECONDS: u64 = 1;
+
+/// The proxy app behind connection caps, header deadlines and the header cap.
+pub struct EdgeGuard<A> {
+    inner: Arc<A>,
+    limits: EdgeLimits,
+    keepalive: Duration,
+    conns: Arc<ConnLimits>,
+    trusted: Vec<IpNet>,
+}
+
+impl<A> EdgeGuard<A> {
+    /// Wraps `inner`; `trusted` proxies are exempt from the per-address cap.
+    pub fn new(inner: A, limits: EdgeLimits, keepalive: Duration, trusted: Vec<IpNet>) -> Self {
+        EdgeGuard {
+            inner: Arc::new(inner),
+            conns: ConnLimits::new(limits.max_connections, limits.max_connections_per_address),
+            limits,
+            keepalive,
+            trusted,
+        }
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for EdgeGuard<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// Runs once per accepted connection and serves it to the end; returns `None` (the
+    /// connection is never handed back to the listener).
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let accepted = Instant::now();
+        let peer = peer_ip(&stream);
+        let exempt = peer.is_some_and(|ip| self.trusted.iter().any(|n| n.contains(&ip)));
+        let _open = match self.conns.acquire(peer, exempt) {
+            Ok(p) => Open::new(p),
+            Err(why) => {
+                refuse_connection(stream, why).await;
+                return None;
+            }
+        };
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            // HTTP/2 (only over TLS with ALPN, which this gateway does not listen for) has
+            // its own framing and limits: counted, then served by pingora as it is.
+            return self.inner.process_new(stream, shutdown).await;
+        }
+        self.serve_http1(stream, accepted, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}
+
+impl<A> EdgeGuard<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// Serves every request of one HTTP/1 connection, each header read by the guard.
+    async fn serve_http1(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        accepted: Instant,
+        shutdown: &ShutdownWatch,
+    ) {
+        let mut carried = Bytes::new();
+        let mut settings: Option<HttpPersistentSettings> = None;
+        let mut first = true;
+        loop {
+            let read = {
+                let guarded = self.next_header(&mut stream, carried, first, accepted);
+                tokio::select! {
+                    biased;
+                    r = guarded => r,
+                    _ = stopping(shutdown) => return,
+                }
+            };
+            let header = match read {
+                HeaderRead::Complete(bytes) => bytes,
+                HeaderRead::Idle | HeaderRead::Closed => return,
+                HeaderRead::TimedOut { received: true } => {
+                    return refuse_request(stream, Cut::HeaderTimeout).await
+                }
+                HeaderRead::TimedOut { received: false } => {
+                    // A connection that never said anything: cut it like nginx does,
+                    // without an answer to a request that does not exist.
+                    metrics::CONNECTIONS_REFUSED
+                        .with_label_values(&[Cut::HeaderTimeout.reason()])
+                        .inc();
+                    return;
+                }
+                HeaderRead::TooLarge => return refuse_request(stream, Cut::HeaderTooLarge).await,
+            };
+            let mut session = ServerSession::new_http1(Box::new(Replay::new(stream, header)));
+            // As pingora's own loop does: no reuse once shutting down; the proxy bounds
+            // the keep-alive on each request (`proxy::bound_keepalive`).
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            } else {
+                session.set_keepalive(Some(self.keepalive.as_secs()));
+            }
+            session.set_keepalive_reuses_remaining(
+                self.inner
+                    .server_options()
+                    .and_then(|o| o.keepalive_request_limit),
+            );
+            if let Some(s) = settings.take() {
+                s.apply_to_session(&mut session);
+            }
+            let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
+                return;
+            };
+            let (s, next) = reused.consume();
+            (stream, carried) = Replay::unwrap(s);
+            settings = next;
+            first = false;
+        }
+    }
+
+    /// Reads the next request header: for the first request on a connection within the
+    /// header deadline from accept; for a later one, after at most the keep-alive timeout
+    /// idle, within the header deadline from its first byte.
+    async fn next_header(
+        &self,
+        stream: &mut Stream,
+        carried: Bytes,
+        first: bool,
+        accepted: Instant,
+    ) -> HeaderRead {
+        let cap = self.limits.max_header_bytes;
+        let mut buf = Vec::with_capacity(FIRST_BUF.min(cap).max(carried.len()));
+        buf.extend_from_slice(&carried);
+        let deadline = if first {
+            accepted + self.limits.header_timeout
+        } else {
+            if buf.is_empty() {
+                match tokio::time::timeout(self.keepalive, read_some(stream, &mut buf, cap)).await {
+                    Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return HeaderRead::Idle,
+                    Ok(Ok(_)) => {}
+                }
+            }
+            Instant::now() + self.limits.header_timeout
+        };
+        read_header(stream, buf, cap, deadline).await
+    }
+}
+
+/// How a header read ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeaderRead {
+    /// The whole header, and whatever followed it in the same reads.
+    Complete(Bytes),
+    /// The deadline passed first; `received` says whether any byte had arrived.
+    TimedOut {
+        /// Whether the client had sent anything of the header.
+        received: bool,
+    },
+    /// The header reached the cap without ending.
+    TooLarge,
+    /// The client closed the connection (or it failed) first.
+    Closed,
+    /// A kept-alive connection stayed idle past the keep-alive timeout.
+    Idle,
+}
+
+/// Reads until the header in `buf` (which may hold its start already) is complete, the
+/// cap is reached, or `deadline` passes. Memory grows with what arrived, never past `cap`.
+pub async fn read_header<R>(
+    r: &mut R,
+    mut buf: Vec<u8>,
+    cap: usize,
+    deadline: Instant,
+) -> HeaderRead
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    let mut scan = HeaderEnd::new();
+    let mut scanned = 0;
+    loop {
+        if let Some(end) = scan.feed(&buf[scanned..]) {
+            return if end > cap {
+                HeaderRead::TooLarge
+            } else {
+                HeaderRead::Complete(Bytes::from(buf))
+            };
+        }
+        scanned = buf.len();
+        if buf.len() >= cap {
+            return HeaderRead::TooLarge;
+        }
+        match tokio::time::timeout_at(deadline, read_some(r, &mut buf, cap)).await {
+            Err(_) => {
+                return HeaderRead::TimedOut {
+                    received: !buf.is_empty(),
+                }
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => return HeaderRead::Closed,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// One read into `buf`, growing it by doubling but never past `cap` bytes.
+async fn read_some<R>(r: &mut R, buf: &mut Vec<u8>, cap: usize) -> io::Result<usize>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    let room = cap.saturating_sub(buf.len());
+    if buf.capacity() == buf.len() {
+        let grow = buf.len().max(FIRST_BUF).min(room);
+        buf.reserve_exact(grow);
+    }
+    let limit = room.min(buf.capacity() - buf.len());
+    r.read_buf(&mut buf.limit(limit)).await
+}
+
+/// Resolves once the server is shutting down.
+async fn stopping(shutdown: &ShutdownWatch) {
+    let mut w = shutdown.clone();
+    if w.wait_for(|down| *down).await.is_err() {
+        // The sender is gone: the server is going away; never resolve, the connection ends
+        // with the process or by its own deadlines.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The client's IP address, IPv4-mapped IPv6 written as IPv4.
+fn peer_ip(stream: &Stream) -> Option<IpAddr> {
+    let digest = stream.get_socket_digest()?;
+    let addr = digest.peer_addr()?.as_inet()?;
+    Some(addr.ip().to_canonical())
+}
+
+/// A connection counted as open (gauge) while its permit is held.
+struct Open(#[allow(dead_code)] Permit);
+
+impl Open {
+    fn new(p: Permit) -> Self {
+        metrics::CLIENT_CONNECTIONS.inc();
+        Open(p)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::CLIENT_CONNECTIONS.dec();
+    }
+}
+
+/// Why the guard cut a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    HeaderTimeout,
+    HeaderTooLarge,
+}
+
+impl Cut {
+    fn reason(self) -> &'static str {
+        match self {
+            Cut::HeaderTimeout => "header_timeout",
+            Cut::HeaderTooLarge => "header_too_large",
+        }
+    }
+
+    fn error(self) -> OAuthError {
+        match self {
+            Cut::HeaderTimeout => {
+                OAuthError::invalid_request("the request header was not received in time")
+                    .with_status(408)
+            }
+            Cut::HeaderTooLarge => {
+                OAuthError::invalid_request("the request header is too large").with_status(431)
+            }
+        }
+    }
+}
+
+/// Answers a request the guard cut, then closes.
+async fn refuse_request(stream: Stream, cut: Cut) {
+    metrics::CONNECTIONS_REFUSED
+        .with_label_values(&[cut.reason()])
+        .inc();
+    answer_and_close(stream, &cut.error()).await;
+}
+
+/// Answers a connection over a cap with 503, then closes.
+async fn refuse_connection(stream: Stream, why: Refused) {
+    metrics::CONNECTIONS_REFUSED
+        .with_label_values(&[why.as_str()])
+        .inc();
+    let e = OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        match why {
+            Refused::Total => "the gateway has too many open connections; retry shortly",
+            Refused::PerAddress => "too many open connections from this address; retry shortly",
+        },
+    )
+    .with_status(503)
+    .with_retry_after(BUSY_RETRY_SECONDS);
+    answer_and_close(stream, &e).await;
+}
+
+/// Writes `e` as a complete HTTP/1.1 answer with `Connection: close`, then closes the
+/// connection gracefully: half-close, then drain briefly so the client reads the answer.
+async fn answer_and_close(mut stream: Stream, e: &OAuthError) {
+    let wire = error_response(e);
+    let written = tokio::time::timeout(REFUSAL_WRITE, async {
+        stream.write_all(&wire).await?;
+        stream.flush().await
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        return;
+    }
+    let _ = tokio::time::timeout(REFUSAL_WRITE, AsyncWriteExt::shutdown(&mut stream)).await;
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut sink = [0u8; 2048];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// The bytes of an OAuth JSON error answer that closes the connection.
+pub fn error_response(e: &OAuthError) -> Vec<u8> {
+    let body = e.to_json();
+    let reason = http::StatusCode::from_u16(e.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let mut out = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncache-control: no-store\r\npragma: no-cache\r\nconnection: close\r\ncontent-length: {}\r\n",
+        e.status,
+        body.len()
+    );
+    if let Some(s) = e.retry_after {
+        out.push_str(&format!("retry-after: {s}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut wire = out.into_bytes();
+    wire.extend_from_slice(&body);
+    wire
+}
+
+/// A client stream that first gives back bytes the guard already read from it.
+pub struct Replay {
+    inner: Stream,
+    prefix: Bytes,
+}
+
+impl Replay {
+    /// `prefix` is read before `inner`.
+    pub fn new(inner: Stream, prefix: Bytes) -> Self {
+        Replay { inner, prefix }
+    }
+
+    /// The underlying stream and the bytes not yet given back, from a stream pingora hands
+    /// back for keep-alive (a `Replay` the guard made, or, defensively, any other stream).
+    pub fn unwrap(stream: Stream) -> (Stream, Bytes) {
+        if stream.as_any().is::<Replay>() {
+            match stream.into_any().downcast::<Replay>() {
+                Ok(r) => (r.inner, r.prefix),
+                Err(_) => unreachable!("checked with is::<Replay>()"),
+            }
+        } else {
+            (stream, Bytes::new())
+        }
+    }
+}
+
+impl std::fmt::Debug for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the bytes: they are a client's request header.
+        f.debug_struct("Replay")
+            .field("inner", &self.inner)
+            .field("prefix_len", &self.prefix.len())
+            .finish()
+    }
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // Free the header buffer now rather than with the connection.
+                self.prefix = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Replay {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for Replay {
+    async fn shutdown(&mut self) {
+        Shutdown::shutdown(&mut *self.inner).await
+    }
+}
+
+impl UniqueID for Replay {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Replay {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Replay {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Replay {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for Replay {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
+        self.inner.set_socket_digest(socket_digest)
+    }
+}
+
+#[async_trait]
+impl Peek for Replay {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        if self.prefix.is_empty() {
+            self.inner.try_peek(buf).await
+        } else {
+            // Peeking across the replayed bytes and the socket is not supported.
+            Ok(false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::duplex;
+
+    const CAP: usize = 2048;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_header_split_across_reads_is_complete_with_what_followed() {
+        let (mut client, mut server) = duplex(64 * 1024);
+        client
+            .write_all(b"\r\nPOST / HTTP/1.1\r\nContent-Le")
+            .await
+            .unwrap();
+        let reader = tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            read_header(&mut server, Vec::new(), CAP, deadline).await
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        client.write_all(b"ngth: 2\r\n\r\nok").await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(
+            got,
+            HeaderRead::Complete(Bytes::from_static(
+                b"\r\nPOST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nok"
+            ))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_header_is_cut_at_the_deadline_not_per_read() {
+        let (mut client, mut server) = duplex(64 * 1024);
+        let start = Instant::now();
+        let reader = tokio::spawn(async move {
+            read_header(&mut server, Vec::new(), CAP, start + Duration::from_secs(2)).await
+        });
+        for b in b"GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if client.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if reader.is_finished() {
+                break;
+            }
+        }
+        assert_eq!(
+            reader.await.unwrap(),
+            HeaderRead::TimedOut { received: true }
+        );
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_millis(2400),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_header_over_the_cap_is_refused_without_buffering_more() {
+        let (mut client, mut server) = duplex(256 * 1024);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Ends just past the cap: refused even though its end arrived.
+        let mut over = b"GET / HTTP/1.1\r\n".to_vec();
+        over.extend(std::iter::repeat_n(b'a', CAP - over.len() - 2));
+        over.extend_from_slice(b"\r\n\r\n");
+        client.write_all(&over).await.unwrap();
+        assert_eq!(
+            read_header(&mut server, Vec::new(), CAP, deadline).await,
+            HeaderRead::TooLarge
+        );
+
+        // Exactly at the cap: accepted.
+        let (mut client, mut server) = duplex(256 * 1024);
+        let mut exact = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        exact.extend(std::iter::repeat_n(b'a', CAP - exact.len() - 4));
+        exact.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(exact.len(), CAP);
+        client.write_all(&exact).await.unwrap();
+        client.write_all(b"GET /next").await.unwrap();
+        match read_header(&mut server, Vec::new(), CAP, deadline).await {
+            HeaderRead::Complete(b) => assert!(b.starts_with(&exact) && b.len() <= CAP),
+            other => panic!("{other:?}"),
+        }
+
+        // A line that never ends, 100 KiB of it: refused at the cap, the buffer never grew past it.
+        let (mut client, mut server) = duplex(256 * 1024);
+        client.write_all(&vec![b'a'; 100 * 1024]).await.unwrap();
+        let mut buf = Vec::new();
+        let mut total = 0;
+        loop {
+            let n = read_some(&mut server, &mut buf, CAP).await.unwrap();
+            total += n;
+            assert!(buf.capacity() <= CAP, "{}", buf.capacity());
+            if buf.len() == CAP {
+                break;
+            }
+        }
+        assert_eq!(total, CAP);
+        assert_eq!(
+            read_header(&mut server, Vec::new(), CAP, deadline).await,
+            HeaderRead::TooLarge
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_closes_mid_header_ends_the_read() {
+        let (mut client, mut server) = duplex(1024);
+        client.write_all(b"GET / HTT").await.unwrap();
+        drop(client);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(
+            read_header(&mut server, Vec::new(), CAP, deadline).await,
+            HeaderRead::Closed
+        );
+    }
+
+    #[tokio::test]
+    async fn replay_gives_back_the_prefix_then_the_stream() {
+        let (mut client, server) = duplex(1024);
+        client.write_all(b" world").await.unwrap();
+        drop(client);
+        let mut r = Replay::new(Box::new(server), Bytes::from_static(b"hello"));
+        let mut small = [0u8; 3];
+        r.read_exact(&mut small).await.unwrap();
+        assert_eq!(&small, b"hel");
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"lo world");
+        assert!(!format!("{r:?}").contains("hel"));
+        let (_, left) = Replay::unwrap(Box::new(r));
+        assert!(left.is_empty());
+    }
+
+    #[test]
+    fn refusals_are_complete_json_answers_that_close() {
+        let wire = error_response(
+            &OAuthError::new(ErrorCode::TemporarilyUnavailable, "busy")
+                .with_status(503)
+                .with_retry_after(1),
+        );
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(n) = resp.parse(&wire).unwrap() else {
+            panic!("incomplete")
+        };
+        assert_eq!(resp.code, Some(503));
+        let h = |name: &str| {
+            resp.headers
+                .iter()
+                .find(|x| x.name == name)
+                .map(|x| std::str::from_utf8(x.value).unwrap().to_string())
+        };
+        assert_eq!(h("connection").as_deref(), Some("close"));
+        assert_eq!(h("retry-after").as_deref(), Some("1"));
+        let body: serde_json::Value = serde_json::from_slice(&wire[n..]).unwrap();
+        assert_eq!(body["error"], "temporarily_unavailable");
+        assert_eq!(h("content-length").unwrap(), (wire.len() - n).to_string());
+        for (cut, status) in [(Cut::HeaderTimeout, 408), (Cut::HeaderTooLarge, 431)] {
+            let wire = error_response(&cut.error());
+            assert!(wire.starts_with(format!("HTTP/1.1 {status} ").as_bytes()));
+            assert!(String::from_utf8_lossy(&wire).contains("\"error\":\"invalid_request\""));
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! Integration tests: the real `ciba-gateway` binary on loopback in front of
 //! node-oidc-provider (tests/op), plus stub upstreams for faults a real OP cannot produce.
 
-mod poll_state;
 mod edge;
+mod poll_state;
 mod redis_store;
 mod routing;
 mod support;

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 
-use ciba_gateway::clock::{Clock, FakeClock, SystemClock};
-use ciba_gateway::ids::{AuthReqId, ClientId};
-use ciba_gateway::poll_store::{PollStore, StoreLimits};
-use ciba_gateway::polling::PollPolicy;
+use ciba_gateway::ciba::clock::{Clock, FakeClock, SystemClock};
+use ciba_gateway::ciba::ids::{AuthReqId, ClientId};
+use ciba_gateway::ciba::polling::PollPolicy;
+use ciba_gateway::state::poll_store::{PollStore, StoreLimits};
 
 const TRACKED: usize = 1_000_000;
 const CLIENTS: usize = 1_000;
@@ -108,7 +108,7 @@ fn report_rss() {
         "rss: {TRACKED} ids ({CLIENTS} clients, 43-char ids): before {before} KiB, after {after} KiB, \
          +{added} KiB = {:.1} B/entry; inserted in {took:?}; size_of PollState {} B, AuthReqId {} B",
         added as f64 * 1024.0 / TRACKED as f64,
-        std::mem::size_of::<ciba_gateway::polling::PollState>(),
+        std::mem::size_of::<ciba_gateway::ciba::polling::PollState>(),
         std::mem::size_of::<AuthReqId>(),
     );
     assert_eq!(st.len(), TRACKED);

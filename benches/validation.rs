@@ -8,7 +8,7 @@ use base64::Engine;
 // The gateway's own allocator (see src/main.rs), so the figures are the shipped binary's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use ciba_gateway::pipeline::{check_request, Endpoint, Inbound, Rules};
+use ciba_gateway::ciba::pipeline::{check_request, Endpoint, Inbound, Rules};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 /// A typical Signaturgruppen broker request body with this token.
@@ -49,11 +49,11 @@ fn bench(c: &mut Criterion) {
     // The strict form parser alone, on the same bodies: the first step of every request.
     for (name, bytes) in [("form_parse_raw_json", &raw), ("form_parse_base64", &b64)] {
         g.bench_function(name, |b| {
-            b.iter(|| ciba_gateway::form::Form::parse(black_box(bytes)).expect("valid"))
+            b.iter(|| ciba_gateway::ciba::form::Form::parse(black_box(bytes)).expect("valid"))
         });
     }
     // The token normalizer alone.
-    let lht = ciba_gateway::login_hint_token::LhtRules::default();
+    let lht = ciba_gateway::ciba::login_hint_token::LhtRules::default();
     let b64_token = base64::engine::general_purpose::STANDARD.encode(token);
     for (name, t) in [
         ("normalize_raw_json", token),
@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                ciba_gateway::login_hint_token::normalize(black_box(t), &[], &lht, 0)
+                ciba_gateway::ciba::login_hint_token::normalize(black_box(t), &[], &lht, 0)
                     .expect("valid")
             })
         });

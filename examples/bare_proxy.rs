@@ -12,7 +12,8 @@
 //! Defaults: 127.0.0.1:18090 127.0.0.1:18081 2 true
 
 use async_trait::async_trait;
-use ciba_gateway::{config, op_client, proxy};
+use ciba_gateway::config;
+use ciba_gateway::edge::{op_client, proxy};
 
 // glibc's malloc was about a sixth of the proxy's CPU under load (BENCHMARKS.md).
 #[global_allocator]

@@ -5,15 +5,16 @@
 //! with durations, parsed addresses and an upstream that is known to be reachable by URL.
 //! Validation errors name the key, e.g. `upstream.url: ...`.
 
-use crate::authorize::ValidationRules;
-use crate::login_hint_token::LhtRules;
-use crate::pipeline::Rules;
-use crate::poll_store::StoreLimits;
-use crate::polling::PollPolicy;
-use crate::profile::Profile;
-use crate::rate_limit::RateLimitConfig;
-use crate::redis_store::{FailureMode, RedisConfig};
-use crate::routing::{self, Variants};
+use crate::ciba::authorize::ValidationRules;
+use crate::ciba::login_hint_token::LhtRules;
+use crate::ciba::pipeline::Rules;
+use crate::ciba::polling::PollPolicy;
+use crate::ciba::profile::Profile;
+pub use crate::ciba::routing::CancelRoute;
+use crate::ciba::routing::{self, Variants};
+use crate::state::poll_store::StoreLimits;
+use crate::state::rate_limit::RateLimitConfig;
+use crate::state::redis_store::{FailureMode, RedisConfig};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -256,28 +257,6 @@ pub enum UnknownPolicy {
     Forward,
     /// Answer `invalid_grant` locally.
     Reject,
-}
-
-/// The OP's cancel call, e.g. `DELETE /op/api/v1/ciba/{auth_req_id}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CancelRoute {
-    /// The method.
-    pub method: http::Method,
-    /// The path before the placeholder.
-    pub prefix: String,
-    /// The path after the placeholder.
-    pub suffix: String,
-}
-
-impl CancelRoute {
-    /// The `auth_req_id` a request cancels, when it is the cancel call: its request-target
-    /// (as received) matches the path under the routing rule (`routing::template_param`).
-    pub fn auth_req_id(&self, method: &http::Method, target: &[u8]) -> Option<String> {
-        if *method != self.method {
-            return None;
-        }
-        routing::template_param(&self.prefix, &self.suffix, target)
-    }
 }
 
 /// Poll enforcement settings.

@@ -5,7 +5,7 @@ use ciba_gateway::config::{Config, LogFormat, Overrides};
 // glibc's malloc was about a sixth of the proxy's CPU under load (BENCHMARKS.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use ciba_gateway::demo_op::{DemoOp, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DENY_HINT};
+use ciba_gateway::demo::op::{DemoOp, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DENY_HINT};
 use clap::{Parser, Subcommand};
 use pingora::apps::http_app::HttpServer;
 use pingora::services::listening::Service;
@@ -103,7 +103,7 @@ fn main() -> ExitCode {
 
     let listen = cfg.listen;
     let metrics_listen = cfg.metrics_listen;
-    let (mut server, _shared) = ciba_gateway::server::build(cfg);
+    let (mut server, _shared) = ciba_gateway::edge::server::build(cfg);
     if let Some((op_listen, approve_after)) = demo {
         let op = DemoOp::new(
             &format!("http://{op_listen}"),
@@ -151,8 +151,8 @@ fn check_listeners(listeners: &[(&str, String)]) -> Result<(), String> {
 fn check_resolution(cfg: &Config) {
     use std::net::ToSocketAddrs;
     let up = &cfg.upstream;
-    if let ciba_gateway::resolve::Target::Name { host, port } =
-        ciba_gateway::resolve::Target::of(&up.host, up.port)
+    if let ciba_gateway::edge::resolve::Target::Name { host, port } =
+        ciba_gateway::edge::resolve::Target::of(&up.host, up.port)
     {
         match (host.as_str(), port).to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(addr)) => println!("ciba-gateway: upstream.url: {host} resolves to {addr}"),

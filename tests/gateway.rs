@@ -8,6 +8,7 @@ mod routing;
 mod support;
 
 mod edge_rules;
+mod layers;
 
 mod core {
     use super::support::*;
@@ -1065,7 +1066,7 @@ mod validation {
     fn every_hostile_request_is_refused_before_the_op() {
         let op = TestOp::start(&[]);
         let (gw, _d) = gateway(&op, "");
-        let cases = ciba_gateway::authorize::hostile_cases();
+        let cases = ciba_gateway::ciba::authorize::hostile_cases();
         assert!(cases.len() >= 40, "{} cases", cases.len());
         for (name, body, code, status) in cases {
             let r = post_raw(

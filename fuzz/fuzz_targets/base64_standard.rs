@@ -4,7 +4,7 @@
 
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::{alphabet, Engine};
-use ciba_gateway::login_hint_token::decode_standard_base64;
+use ciba_gateway::ciba::login_hint_token::decode_standard_base64;
 use libfuzzer_sys::fuzz_target;
 
 const LENIENT: GeneralPurpose = GeneralPurpose::new(

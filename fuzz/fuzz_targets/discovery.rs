@@ -3,7 +3,7 @@
 //! point at the gateway.
 #![no_main]
 
-use ciba_gateway::discovery::{endpoints_from, rewrite};
+use ciba_gateway::ciba::discovery::{endpoints_from, rewrite};
 use libfuzzer_sys::fuzz_target;
 
 // Input: a flags byte (bit 0: both paths configured), then the document, so that

@@ -2,7 +2,7 @@
 //! `form_urlencoded` does, and a parsed form must survive encode -> parse unchanged.
 #![no_main]
 
-use ciba_gateway::form::Form;
+use ciba_gateway::ciba::form::Form;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 //! wait for the rest with only its per-read timeout).
 #![no_main]
 
-use ciba_gateway::header_end::{header_len, HeaderEnd};
+use ciba_gateway::edge::header_end::{header_len, HeaderEnd};
 use libfuzzer_sys::fuzz_target;
 
 /// Skip leading CR/LF, then the first LF [CR] LF.

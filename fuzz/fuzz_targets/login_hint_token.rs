@@ -2,7 +2,7 @@
 //! configuration; with the permissive one, whatever it emits must be accepted again.
 #![no_main]
 
-use ciba_gateway::login_hint_token::{normalize, LhtRules, NestedJson, OutputFormat, TokenFormat};
+use ciba_gateway::ciba::login_hint_token::{normalize, LhtRules, NestedJson, OutputFormat, TokenFormat};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

@@ -4,10 +4,10 @@
 //! rewritten acknowledgement carries the values the gateway enforces.
 #![no_main]
 
-use ciba_gateway::pipeline::{check_response, Endpoint, Outbound, Upstream};
-use ciba_gateway::polling::{admit_ack, PollPolicy};
-use ciba_gateway::profile::Profile;
-use ciba_gateway::translate::{classify_token_answer, parse_ack, rewrite_ack};
+use ciba_gateway::ciba::pipeline::{check_response, Endpoint, Outbound, Upstream};
+use ciba_gateway::ciba::polling::{admit_ack, PollPolicy};
+use ciba_gateway::ciba::profile::Profile;
+use ciba_gateway::ciba::translate::{classify_token_answer, parse_ack, rewrite_ack};
 use libfuzzer_sys::fuzz_target;
 
 // Input: a flags byte (bit 0: token endpoint; bit 1: not a JSON content type), two bytes of

@@ -5,9 +5,9 @@
 //! the same client.
 #![no_main]
 
-use ciba_gateway::client_auth::claimed_client;
-use ciba_gateway::form::Form;
-use ciba_gateway::pipeline::{check_request, Endpoint, Inbound, Rules};
+use ciba_gateway::ciba::client_auth::claimed_client;
+use ciba_gateway::ciba::form::Form;
+use ciba_gateway::ciba::pipeline::{check_request, Endpoint, Inbound, Rules};
 use libfuzzer_sys::fuzz_target;
 
 // Input: a flags byte (bit 0: token endpoint; bit 1: an `Authorization` header follows, its

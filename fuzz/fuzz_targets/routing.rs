@@ -4,7 +4,7 @@
 //! names and differ only in answering a variant with a 404.
 #![no_main]
 
-use ciba_gateway::routing::{canonical_path, Decision, Outcome, Routes, Target, Variants};
+use ciba_gateway::ciba::routing::{canonical_path, Decision, Outcome, Routes, Target, Variants};
 use libfuzzer_sys::fuzz_target;
 
 fn routes() -> Routes {

@@ -3,7 +3,7 @@
 //! answer the peer itself or an untrusted address the headers name.
 #![no_main]
 
-use ciba_gateway::rate_limit::source_address;
+use ciba_gateway::state::rate_limit::source_address;
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -382,6 +382,9 @@ fn the_per_address_and_overall_connection_caps_refuse_with_503() {
             "max_connections",
         ),
     ] {
+        // Held connections idle between requests: keep them open however slow the machine.
+        let settings = format!("{settings}keepalive_timeout_seconds = 60\n");
+        let settings = settings.as_str();
         let (gw, _dir) = gateway(&op, settings);
         let mut held: Vec<TcpStream> = (0..3).map(|_| held_connection(&gw.addr())).collect();
         gw.metrics_containing(&["ciba_gateway_client_connections 3"]);

@@ -7,10 +7,10 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ciba_gateway::ids::{AuthReqId, ClientId};
-use ciba_gateway::poll_store::{FullScope, Polled, StoreLimits};
-use ciba_gateway::polling::{AckError, OpVerdict, PollDecision, PollPolicy};
-use ciba_gateway::redis_store::{
+use ciba_gateway::ciba::ids::{AuthReqId, ClientId};
+use ciba_gateway::ciba::polling::{AckError, OpVerdict, PollDecision, PollPolicy};
+use ciba_gateway::state::poll_store::{FullScope, Polled, StoreLimits};
+use ciba_gateway::state::redis_store::{
     FailureMode, RedisConfig, RedisStore, StoreErrorKind, MAX_KEY_PART,
 };
 

@@ -1,19 +1,19 @@
 //! Assembles the pingora server: the proxy, the metrics listener, endpoint discovery.
 
-use crate::clock::SystemClock;
+use crate::ciba::clock::SystemClock;
+use crate::ciba::discovery;
 use crate::config::Config;
 use crate::config::StateBackend;
-use crate::discovery;
-use crate::edge_guard::EdgeGuard;
-use crate::in_flight;
+use crate::edge::admin::OpsApp;
+use crate::edge::guard::EdgeGuard;
+use crate::edge::in_flight;
+use crate::edge::op_client::{self, Connector};
+use crate::edge::proxy::{Gateway, Shared, DISCOVERY_PATH};
+use crate::edge::resolve;
 use crate::metrics;
-use crate::op_client::{self, Connector};
-use crate::ops::OpsApp;
-use crate::poll_store::PollStore;
-use crate::proxy::{Gateway, Shared, DISCOVERY_PATH};
-use crate::rate_limit::RateLimits;
-use crate::resolve;
-use crate::state::{StateStore, Store};
+use crate::state::poll_store::PollStore;
+use crate::state::rate_limit::RateLimits;
+use crate::state::store::{StateStore, Store};
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::proxy::HttpProxy;

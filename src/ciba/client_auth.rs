@@ -7,10 +7,10 @@
 //! `client_id`, HTTP Basic credentials, and a JWT `client_assertion` (RFC 7523 3, whose `sub`
 //! is the client id; private_key_jwt and client_secret_jwt).
 
-use crate::error::{ErrorCode, OAuthError};
-use crate::form::Form;
-use crate::ids::ClientId;
-use crate::jwt::Jwt;
+use crate::ciba::error::{ErrorCode, OAuthError};
+use crate::ciba::form::Form;
+use crate::ciba::ids::ClientId;
+use crate::ciba::jwt::Jwt;
 use base64::Engine;
 
 /// RFC 7523 2.2: the `client_assertion_type` of a JWT client assertion.
@@ -252,7 +252,7 @@ mod tests {
     }
 
     fn assertion(claims: &str) -> String {
-        crate::jwt::tests::unsigned(r#"{"alg":"RS256"}"#, claims)
+        crate::ciba::jwt::tests::unsigned(r#"{"alg":"RS256"}"#, claims)
     }
 
     fn with_assertion(extra: &str, claims: &str) -> Form {

@@ -7,9 +7,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::clock;
-use crate::error::{ErrorCode, OAuthError};
-use crate::ids::ClientId;
+use crate::ciba::clock;
+use crate::ciba::error::{ErrorCode, OAuthError};
+use crate::ciba::ids::ClientId;
 
 /// The interval CIBA 7.3 tells a client to use when the OP's ack carries none.
 const SPEC_DEFAULT_INTERVAL: Duration = Duration::from_secs(5);

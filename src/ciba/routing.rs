@@ -514,6 +514,28 @@ fn strip_folded_suffix<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
     None
 }
 
+/// The OP's cancel call, e.g. `DELETE /op/api/v1/ciba/{auth_req_id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRoute {
+    /// The method.
+    pub method: http::Method,
+    /// The path before the placeholder.
+    pub prefix: String,
+    /// The path after the placeholder.
+    pub suffix: String,
+}
+
+impl CancelRoute {
+    /// The `auth_req_id` a request cancels, when it is the cancel call: its request-target
+    /// (as received) matches the path under the routing rule (`routing::template_param`).
+    pub fn auth_req_id(&self, method: &http::Method, target: &[u8]) -> Option<String> {
+        if *method != self.method {
+            return None;
+        }
+        template_param(&self.prefix, &self.suffix, target)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Polling state and rate limits shared by every gateway replica, kept in Redis.
 //!
-//! [`PollStore`](crate::poll_store::PollStore) is per process: with several replicas behind a
+//! [`PollStore`](crate::state::poll_store::PollStore) is per process: with several replicas behind a
 //! load balancer, a client alternating between them would be forwarded by each one in turn.
 //! [`RedisStore`] keeps the same state in one Redis so all replicas enforce one set of rules.
 //!
@@ -20,7 +20,7 @@
 //!
 //! - `{p}r:{auth_req_id}`: a hash `c` (client), `e` (expires_at, ms), `i` (interval, ms),
 //!   `l` (last forwarded poll, ms, `-1` before the first), `p` (phase, as
-//!   [`Phase`](crate::polling::Phase) numbers it). It expires `polling.expired_grace` after
+//!   [`Phase`](crate::ciba::polling::Phase) numbers it). It expires `polling.expired_grace` after
 //!   the request does, tombstones included, so polls after expiry keep getting
 //!   `expired_token` for that long, as with the in-memory store.
 //! - `{p}u:{len(client)}:{client}:{auth_req_id}`: the same hash for an id this gateway never
@@ -54,9 +54,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Script, ScriptInvocation};
 
-use crate::ids::{AuthReqId, ClientId};
-use crate::poll_store::{Full, FullScope, Polled, StoreLimits};
-use crate::polling::{self, Ack, AckError, OpVerdict, PollDecision, PollPolicy};
+use crate::ciba::ids::{AuthReqId, ClientId};
+use crate::ciba::polling::{self, Ack, AckError, OpVerdict, PollDecision, PollPolicy};
+use crate::state::poll_store::{Full, FullScope, Polled, StoreLimits};
 
 /// The longest id, client id or rate-limit key stored; the proxy caps `auth_req_id` at 512.
 pub const MAX_KEY_PART: usize = 512;

@@ -3,9 +3,9 @@
 //!
 //! Pure: bytes in, bytes or a classification out.
 
-use crate::error::ErrorCode;
-use crate::ids::AuthReqId;
-use crate::polling::{Ack, OpVerdict};
+use crate::ciba::error::ErrorCode;
+use crate::ciba::ids::AuthReqId;
+use crate::ciba::polling::{Ack, OpVerdict};
 use serde_json::Value;
 
 /// Longest `auth_req_id` the gateway tracks; longer ones are an upstream fault.

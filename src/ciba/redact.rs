@@ -8,8 +8,7 @@
 //! anywhere in it: an odd spelling the OP might still route to the cancel call is redacted
 //! too. Printing less is the safe way to be wrong.
 
-use crate::config::CancelRoute;
-use crate::routing;
+use crate::ciba::routing::{self, CancelRoute};
 use std::borrow::Cow;
 
 /// What the placeholder prints as.

@@ -21,11 +21,11 @@
 //! connection back to the listener, so the guard owns the loop rather than wrapping it.
 //! Request bytes are never logged: `Replay`'s `Debug` prints only how many it holds.
 
+use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::config::EdgeLimits;
-use crate::conn_limit::{ConnLimits, Permit, Refused};
-use crate::error::{ErrorCode, OAuthError};
-use crate::header_end::HeaderEnd;
+use crate::edge::header_end::HeaderEnd;
 use crate::metrics;
+use crate::state::conn_limit::{ConnLimits, Permit, Refused};
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes};
 use ipnet::IpNet;

@@ -2,7 +2,7 @@
 //!
 //! [`validate_backchannel`] checks a parsed form against the spec and the operator's
 //! [`ValidationRules`], normalizes its `login_hint_token` in place (see
-//! [`crate::login_hint_token`]), and reports what it did. Pure: time is an argument.
+//! [`crate::ciba::login_hint_token`]), and reports what it did. Pure: time is an argument.
 //!
 //! Checks run in this order, so a request with several defects gets the first one's error:
 //! request object shape (7.1.1), `scope`, the hints (7.1: exactly one), `id_token_hint`
@@ -10,11 +10,13 @@
 //! and last the `login_hint_token`, which is the only check that changes the form.
 //! Error descriptions name the parameter and the problem, never its value.
 
-use crate::error::{ErrorCode, OAuthError};
-use crate::form::Form;
-use crate::ids::ClientId;
-use crate::jwt::Jwt;
-use crate::login_hint_token::{self as lht, CompiledCache, LhtReport, LhtRules, OutputFormat};
+use crate::ciba::error::{ErrorCode, OAuthError};
+use crate::ciba::form::Form;
+use crate::ciba::ids::ClientId;
+use crate::ciba::jwt::Jwt;
+use crate::ciba::login_hint_token::{
+    self as lht, CompiledCache, LhtReport, LhtRules, OutputFormat,
+};
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 use serde_json::Value;
@@ -304,7 +306,7 @@ fn invalid(reason: &'static str, msg: impl Into<String>) -> OAuthError {
 /// Validates a backchannel authentication request and normalizes its `login_hint_token`
 /// in place; on `Err`, answer the client with it and do not forward.
 ///
-/// `client` is the id the request claims ([`crate::client_auth::claimed_client`]), used to
+/// `client` is the id the request claims ([`crate::ciba::client_auth::claimed_client`]), used to
 /// pick per-client rules; `now_unix` is the current time in seconds.
 pub fn validate_backchannel(
     form: &mut Form,
@@ -638,7 +640,7 @@ pub fn hostile_cases() -> Vec<(&'static str, String, ErrorCode, u16)> {
     let assertion = |sub: &str, iss: &str| {
         format!(
             "client_assertion_type={}&client_assertion={}",
-            enc(crate::client_auth::JWT_BEARER),
+            enc(crate::ciba::client_auth::JWT_BEARER),
             jwt(
                 rs,
                 &format!(r#"{{"sub":"{sub}","iss":"{iss}","aud":"op"}}"#)
@@ -1114,7 +1116,7 @@ pub fn hostile_cases() -> Vec<(&'static str, String, ErrorCode, u16)> {
             "client_assertion not a jwt",
             format!(
                 "client_id=client-post&client_assertion_type={}&client_assertion=abc&{ok}",
-                enc(crate::client_auth::JWT_BEARER)
+                enc(crate::ciba::client_auth::JWT_BEARER)
             ),
             InvalidClient,
         ),
@@ -1146,8 +1148,8 @@ pub fn hostile_cases() -> Vec<(&'static str, String, ErrorCode, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client_auth::claimed_client;
-    use crate::login_hint_token::{NestedJson, TokenFormat};
+    use crate::ciba::client_auth::claimed_client;
+    use crate::ciba::login_hint_token::{NestedJson, TokenFormat};
 
     const NOW: u64 = 1_700_000_000;
 
@@ -1437,7 +1439,7 @@ mod tests {
             ..Default::default()
         };
         lht.validate().unwrap();
-        let sg_base64 = crate::login_hint_token::tests::SG_BASE64;
+        let sg_base64 = crate::ciba::login_hint_token::tests::SG_BASE64;
         let body = format!(
             "{C}&scope=openid&idp_values=mitid&prompt=login&login_hint_token={}",
             form_urlencoded::byte_serialize(sg_base64.as_bytes()).collect::<String>()

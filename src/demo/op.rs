@@ -5,8 +5,8 @@
 //! each request a few seconds after it starts, and denies it when `login_hint` is `deny`.
 //! It is not an OP to put in front of users: tokens are unsigned and there is no real user.
 
-use crate::discovery::CIBA_GRANT;
-use crate::form::Form;
+use crate::ciba::discovery::CIBA_GRANT;
+use crate::ciba::form::Form;
 use async_trait::async_trait;
 use base64::Engine;
 use http::Response;

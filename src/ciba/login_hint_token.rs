@@ -24,10 +24,10 @@
 //!
 //! The token is personal data: it lives in [`Secret`] and no error description quotes it.
 
-use crate::error::{ErrorCode, OAuthError};
-use crate::form::Form;
-use crate::ids::Secret;
-use crate::jwt::{self, Jwt, KeyConfig, KeySet, Verification};
+use crate::ciba::error::{ErrorCode, OAuthError};
+use crate::ciba::form::Form;
+use crate::ciba::ids::Secret;
+use crate::ciba::jwt::{self, Jwt, KeyConfig, KeySet, Verification};
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
@@ -1611,7 +1611,7 @@ impl Tolerant<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::jwt::tests::{es256, hs256, unsigned, EC_PUBLIC_PEM, HMAC_SECRET};
+    use crate::ciba::jwt::tests::{es256, hs256, unsigned, EC_PUBLIC_PEM, HMAC_SECRET};
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     use serde_json::json;
 

@@ -6,7 +6,7 @@
 //! parameter (RFC 6749 3.2: "Request and response parameters MUST NOT be included more
 //! than once").
 
-use crate::error::OAuthError;
+use crate::ciba::error::OAuthError;
 use std::fmt;
 
 /// Parameters whose values are secrets or personal data; `Form`'s `Debug` hides them.
@@ -535,7 +535,7 @@ static HEX_VALUE: [u8; 256] = {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorCode;
+    use crate::ciba::error::ErrorCode;
 
     fn parse(s: &[u8]) -> Result<Form, OAuthError> {
         Form::parse(s)

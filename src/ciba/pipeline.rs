@@ -5,12 +5,12 @@
 //! rule plugs in here: request validation and normalization on the way in, the OP's
 //! answer on the way out.
 
-use crate::authorize::{self, Report, ValidationRules};
-use crate::client_auth::claimed_client;
-use crate::error::{ErrorCode, OAuthError};
-use crate::form::Form;
-use crate::ids::ClientId;
-use crate::login_hint_token::LhtRules;
+use crate::ciba::authorize::{self, Report, ValidationRules};
+use crate::ciba::client_auth::claimed_client;
+use crate::ciba::error::{ErrorCode, OAuthError};
+use crate::ciba::form::Form;
+use crate::ciba::ids::ClientId;
+use crate::ciba::login_hint_token::LhtRules;
 
 /// The CIBA endpoints the gateway enforces rules on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,7 +108,7 @@ pub fn check_request(
 
 /// The `auth_req_id` of a CIBA poll (CIBA 10.1), when the token request is one.
 pub fn ciba_poll(form: &Form) -> Option<&str> {
-    if form.get("grant_type") == Some(crate::discovery::CIBA_GRANT) {
+    if form.get("grant_type") == Some(crate::ciba::discovery::CIBA_GRANT) {
         form.get("auth_req_id")
     } else {
         None

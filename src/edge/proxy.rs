@@ -5,23 +5,23 @@
 //! gateway (after its own exchange with the OP, see `op_client`); every other path is
 //! proxied by pingora untouched.
 
+use crate::ciba::discovery::{self, Endpoints};
+use crate::ciba::error::{ErrorCode, OAuthError};
+use crate::ciba::ids::AuthReqId;
+use crate::ciba::ids::ClientId;
+use crate::ciba::pipeline::{self, Endpoint, Outbound};
+use crate::ciba::polling::OpVerdict;
+use crate::ciba::redact;
+use crate::ciba::routing::{Outcome, Refusal, Routes, Target, Variants};
+use crate::ciba::translate;
 use crate::config::{Config, UnknownPolicy};
-use crate::discovery::{self, Endpoints};
-use crate::error::{ErrorCode, OAuthError};
-use crate::ids::AuthReqId;
-use crate::ids::ClientId;
-use crate::in_flight::InFlight;
+use crate::edge::in_flight::InFlight;
+use crate::edge::op_client::{self, Answer, Connector, Failure};
+use crate::edge::request_id::{RequestId, RequestIds};
 use crate::metrics;
-use crate::op_client::{self, Answer, Connector, Failure};
-use crate::pipeline::{self, Endpoint, Outbound};
-use crate::poll_store::{Full, Polled};
-use crate::polling::OpVerdict;
-use crate::rate_limit::{self, Limited, RateLimits};
-use crate::redact;
-use crate::request_id::{RequestId, RequestIds};
-use crate::routing::{Outcome, Refusal, Routes, Target, Variants};
-use crate::state::{Store, Unavailable, UNAVAILABLE_RETRY};
-use crate::translate;
+use crate::state::poll_store::{Full, Polled};
+use crate::state::rate_limit::{self, Limited, RateLimits};
+use crate::state::store::{Store, Unavailable, UNAVAILABLE_RETRY};
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};

@@ -33,9 +33,9 @@ use std::time::Duration;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-use crate::clock::{self, Clock};
-use crate::ids::{AuthReqId, ClientId};
-use crate::polling::{self, Ack, AckError, OpVerdict, PollDecision, PollPolicy, PollState};
+use crate::ciba::clock::{self, Clock};
+use crate::ciba::ids::{AuthReqId, ClientId};
+use crate::ciba::polling::{self, Ack, AckError, OpVerdict, PollDecision, PollPolicy, PollState};
 
 /// An `auth_req_id` as the table knows it: its 128-bit keyed hash (see the module docs).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -407,7 +407,7 @@ impl std::fmt::Debug for PollStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::FakeClock;
+    use crate::ciba::clock::FakeClock;
     use std::collections::HashMap;
     use std::sync::Barrier;
 

@@ -5,13 +5,13 @@
 //! if the store had no objection (the OP still enforces its own rules), `closed` refuses
 //! with 503. Either way the failure is counted, and logged at most once a second.
 
-use crate::ids::{AuthReqId, ClientId};
+use crate::ciba::ids::{AuthReqId, ClientId};
+use crate::ciba::pipeline::Endpoint;
+use crate::ciba::polling::{Ack, AckError, OpVerdict};
 use crate::metrics;
-use crate::pipeline::Endpoint;
-use crate::poll_store::{Full, PollStore, Polled};
-use crate::polling::{Ack, AckError, OpVerdict};
-use crate::rate_limit::{KeyKind, Limited, RateLimits};
-use crate::redis_store::{FailureMode, RedisConfig, RedisStore, StoreError};
+use crate::state::poll_store::{Full, PollStore, Polled};
+use crate::state::rate_limit::{KeyKind, Limited, RateLimits};
+use crate::state::redis_store::{FailureMode, RedisConfig, RedisStore, StoreError};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -36,8 +36,8 @@ pub enum StateStore {
 /// delays nothing and is picked up as soon as it answers.
 pub struct Shared {
     cfg: RedisConfig,
-    policy: crate::polling::PollPolicy,
-    limits: crate::poll_store::StoreLimits,
+    policy: crate::ciba::polling::PollPolicy,
+    limits: crate::state::poll_store::StoreLimits,
     connections: Vec<OnceCell<RedisStore>>,
     next: AtomicUsize,
     started: Instant,
@@ -49,8 +49,8 @@ impl StateStore {
     pub fn redis(
         cfg: RedisConfig,
         connections: usize,
-        policy: crate::polling::PollPolicy,
-        limits: crate::poll_store::StoreLimits,
+        policy: crate::ciba::polling::PollPolicy,
+        limits: crate::state::poll_store::StoreLimits,
     ) -> Self {
         StateStore::Redis(Box::new(Shared {
             cfg,
@@ -86,7 +86,8 @@ impl StateStore {
         match self {
             StateStore::Memory(m) => m.record_ack(id, client, op_interval, op_expires_in),
             StateStore::Redis(r) => {
-                let fallback = crate::polling::admit_ack(&r.policy, op_interval, op_expires_in);
+                let fallback =
+                    crate::ciba::polling::admit_ack(&r.policy, op_interval, op_expires_in);
                 match r
                     .run("record_ack", |s| async move {
                         s.record_ack(id, client, op_interval, op_expires_in).await
@@ -269,7 +270,7 @@ impl Shared {
     async fn rate(
         &self,
         key: &str,
-        rate: crate::rate_limit::Rate,
+        rate: crate::state::rate_limit::Rate,
         kind: KeyKind,
     ) -> Result<Result<(), Limited>, Unavailable> {
         let checked = self

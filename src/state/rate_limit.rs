@@ -12,8 +12,8 @@
 //! Keyed state stays bounded: keys that look like a fresh bucket are dropped by
 //! `retain_recent`, run by the sweeper and whenever a limiter grows past `max_keys`.
 
-use crate::ids::ClientId;
-use crate::pipeline::Endpoint;
+use crate::ciba::ids::ClientId;
+use crate::ciba::pipeline::Endpoint;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;

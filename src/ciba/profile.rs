@@ -4,9 +4,9 @@
 //! the OP's error codes mapped to the spec's, acknowledgement fields under other names,
 //! and defaults for missing ones. Pure: JSON values in, JSON values out.
 
-use crate::error::ErrorCode;
-use crate::pipeline::Endpoint;
-use crate::routing;
+use crate::ciba::error::ErrorCode;
+use crate::ciba::pipeline::Endpoint;
+use crate::ciba::routing;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;

@@ -1,8 +1,8 @@
 //! The metrics listener: `/metrics`, `/healthz`, `/readyz`.
 
+use crate::edge::proxy::Shared;
 use crate::metrics;
-use crate::proxy::Shared;
-use crate::state::Store;
+use crate::state::store::Store;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;

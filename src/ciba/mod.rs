@@ -1,0 +1,20 @@
+//! The CIBA rules themselves: parsing, validation, the poll state machine, routing,
+//! translation and the error shapes. Nothing here does I/O or touches pingora, tokio or a
+//! store; time comes in as an argument (or through [`clock`]), so every rule is unit-tested
+//! without a runtime.
+
+pub mod authorize;
+pub mod client_auth;
+pub mod clock;
+pub mod discovery;
+pub mod error;
+pub mod form;
+pub mod ids;
+pub mod jwt;
+pub mod login_hint_token;
+pub mod pipeline;
+pub mod polling;
+pub mod profile;
+pub mod redact;
+pub mod routing;
+pub mod translate;

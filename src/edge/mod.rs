@@ -1,0 +1,13 @@
+//! The pingora edge: the listener's guard, the proxy hooks, the gateway's own exchanges
+//! with the OP, name resolution, the admin listener and the assembly of the server. The only
+//! layer that speaks to pingora.
+
+pub mod admin;
+pub mod guard;
+pub mod header_end;
+pub mod in_flight;
+pub mod op_client;
+pub mod proxy;
+pub mod request_id;
+pub mod resolve;
+pub mod server;

@@ -1,0 +1,9 @@
+//! Where the gateway keeps what it must remember between requests: poll state (in memory or
+//! in Redis), rate-limit buckets and connection counts. Synchronous in memory; no lock is
+//! held across an `.await`.
+
+pub mod conn_limit;
+pub mod poll_store;
+pub mod rate_limit;
+pub mod redis_store;
+pub mod store;

@@ -7,6 +7,7 @@ mod routing;
 mod support;
 
 mod edge_rules;
+mod openid_client;
 
 mod core {
     use super::support::*;

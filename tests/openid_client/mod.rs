@@ -174,7 +174,9 @@ fn local_slow_downs(gw: &Gateway) -> u64 {
 /// the only form openid-client reads besides a date).
 fn retry_after(r: &Resp) -> u64 {
     assert_eq!(r.error(), "slow_down", "{}", r.text());
-    let v = r.header("retry-after").expect("slow_down without Retry-After");
+    let v = r
+        .header("retry-after")
+        .expect("slow_down without Retry-After");
     v.parse()
         .unwrap_or_else(|_| panic!("Retry-After is not whole seconds: {v:?}"))
 }
@@ -207,8 +209,8 @@ fn openid_client_completes_a_flow_through_the_gateway() {
 
     let polls = watch.finish();
     let count = op.token_count();
-    let allowed = 1 + (elapsed.as_secs_f64() / (Duration::from_secs(1) - TOLERANCE).as_secs_f64())
-        as u64;
+    let allowed =
+        1 + (elapsed.as_secs_f64() / (Duration::from_secs(1) - TOLERANCE).as_secs_f64()) as u64;
     assert!(
         (2..=allowed).contains(&count),
         "the OP saw {count} polls in {elapsed:?}; at most {allowed} fit the interval"
@@ -331,5 +333,9 @@ fn slow_down_retry_after_names_the_wait_until_the_next_accepted_poll() {
     // Waiting exactly Retry-After gets the poll through.
     thread::sleep(Duration::from_secs(rest));
     assert_eq!(poll(&gw, POST_CLIENT, &id).error(), "authorization_pending");
-    assert_eq!(op.token_count(), 2, "the poll after Retry-After reached the OP");
+    assert_eq!(
+        op.token_count(),
+        2,
+        "the poll after Retry-After reached the OP"
+    );
 }

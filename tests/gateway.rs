@@ -9,6 +9,7 @@ mod support;
 
 mod edge_rules;
 mod layers;
+mod openid_client;
 
 mod core {
     use super::support::*;

@@ -2,7 +2,7 @@
 // Test OpenID Provider (CIBA, poll mode) for the gateway's integration tests.
 //
 //   node tests/op/server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path]
-//                            [--ignore-stdin]
+//                            [--interval N] [--ignore-stdin]
 //
 // Listens on 127.0.0.1 only (or the loopback address --host names). When ready it prints exactly one line to stdout:
 //   READY <port>
@@ -26,12 +26,12 @@ const { default: Provider, errors } = await import('oidc-provider');
 // ---------------------------------------------------------------- CLI
 function usage(msg) {
   if (msg) process.stderr.write(`server.mjs: ${msg}\n`);
-  process.stderr.write('usage: node server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path] [--ignore-stdin]\n');
+  process.stderr.write('usage: node server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path] [--interval N] [--ignore-stdin]\n');
   process.exit(2);
 }
 
 const opts = {
-  host: '127.0.0.1', port: 0, backchannelPath: '/backchannel', tokenPath: '/token', ignoreStdin: false,
+  host: '127.0.0.1', port: 0, backchannelPath: '/backchannel', tokenPath: '/token', interval: null, ignoreStdin: false,
 };
 {
   const argv = process.argv.slice(2);
@@ -59,6 +59,12 @@ const opts = {
       case '--host': opts.host = take(); break;
       case '--backchannel-path': opts.backchannelPath = take(); break;
       case '--token-path': opts.tokenPath = take(); break;
+      case '--interval': {
+        const v = take();
+        if (!/^\d+$/.test(v) || +v < 1 || +v > 3600) usage(`invalid interval: ${v}`);
+        opts.interval = +v;
+        break;
+      }
       case '--ignore-stdin': opts.ignoreStdin = true; break;
       case '-h': case '--help': usage(); break;
       default: usage(`unknown argument: ${arg}`);
@@ -329,6 +335,11 @@ provider.use(async (ctx, next) => {
     x_request_id: ctx.get('x-request-id') || null,
   };
   await next();
+  // oidc-provider's ack has no interval; --interval adds one, as many OPs send it.
+  if (opts.interval !== null && ctx.path === opts.backchannelPath && ctx.status === 200
+      && ctx.body && typeof ctx.body === 'object' && ctx.body.auth_req_id) {
+    ctx.body = { ...ctx.body, interval: opts.interval };
+  }
 });
 
 provider.on('server_error', (ctx, err) => {

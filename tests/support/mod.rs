@@ -35,12 +35,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Installs the test OP's npm packages once, if they are missing.
+/// Installs the test OP's npm packages (the OP and the client library) once, if any is missing.
 fn ensure_op_installed() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let dir = root().join("tests/op");
-        if dir.join("node_modules/oidc-provider").exists() {
+        let modules = dir.join("node_modules");
+        if ["oidc-provider", "openid-client"]
+            .iter()
+            .all(|m| modules.join(m).exists())
+        {
             return;
         }
         let status = Command::new("npm")

@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     // The token normalizer alone.
-    let lht = ciba_gateway::ciba::login_hint_token::LhtRules::default();
+    let lht = ciba_gateway::ciba::login_hint_token::LhtPolicy::default();
     let b64_token = base64::engine::general_purpose::STANDARD.encode(token);
     for (name, t) in [
         ("normalize_raw_json", token),

@@ -10,13 +10,12 @@
 //! and last the `login_hint_token`, which is the only check that changes the form.
 //! Error descriptions name the parameter and the problem, never its value.
 
+use crate::ciba::config_error::ConfigError;
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::ciba::form::Form;
 use crate::ciba::ids::ClientId;
 use crate::ciba::jwt::Jwt;
-use crate::ciba::login_hint_token::{
-    self as lht, CompiledCache, LhtReport, LhtRules, OutputFormat,
-};
+use crate::ciba::login_hint_token::{self as lht, LhtPolicy, LhtReport, OutputFormat};
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 use serde_json::Value;
@@ -85,10 +84,6 @@ pub struct ValidationRules {
     pub delivery_mode: DeliveryMode,
     /// Overrides per `client_id`.
     pub clients: BTreeMap<String, ClientRules>,
-    /// Compiled patterns, filled on first use; not part of the file format.
-    #[serde(skip)]
-    #[doc(hidden)]
-    pub compiled: CompiledCache<Patterns>,
 }
 
 /// `[validation.clients."id"]`: overrides for one client; an absent key inherits.
@@ -119,15 +114,38 @@ impl Default for ValidationRules {
             require_user_code: false,
             delivery_mode: DeliveryMode::Poll,
             clients: BTreeMap::new(),
-            compiled: CompiledCache::default(),
         }
     }
 }
 
+/// `[validation]` checked, with its patterns compiled: what requests are validated with.
+///
+/// Only [`ValidationRules::compile`] makes one, so no request can meet a pattern that does
+/// not compile or limits that failed their check.
+#[derive(Debug, Clone)]
+pub struct ValidationPolicy {
+    rules: ValidationRules,
+    patterns: Patterns,
+}
+
+impl ValidationPolicy {
+    /// The rules as written.
+    pub fn rules(&self) -> &ValidationRules {
+        &self.rules
+    }
+}
+
+impl Default for ValidationPolicy {
+    fn default() -> Self {
+        ValidationRules::default()
+            .compile()
+            .expect("the default rules pass their own check")
+    }
+}
+
 /// Compiled binding-message patterns: the global one and per-client overrides.
-#[doc(hidden)]
 #[derive(Debug, Clone, Default)]
-pub struct Patterns {
+struct Patterns {
     global: Option<Regex>,
     clients: HashMap<String, Option<Regex>>,
 }
@@ -142,19 +160,19 @@ struct Effective<'a> {
     delivery_mode: DeliveryMode,
 }
 
-fn compile_pattern(key: &str, pattern: &str) -> Result<Regex, String> {
+fn compile_pattern(key: &str, pattern: &str) -> Result<Regex, ConfigError> {
     // Anchored so that a pattern like `[a-z]+` constrains the whole message, not a substring.
     RegexBuilder::new(&format!(r"\A(?:{pattern})\z"))
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| format!("{key}: not a valid regex: {e}"))
+        .map_err(|e| ConfigError::new(key, format!("not a valid regex: {e}")))
 }
 
 impl ValidationRules {
-    /// Checks the configuration; the message names the key, e.g.
-    /// `validation.binding_message_pattern: ...`.
-    pub fn validate(&self) -> Result<(), String> {
-        self.patterns().map_err(str::to_string)?;
+    /// Checks the rules and compiles their patterns; the error names the key, e.g.
+    /// `validation.binding_message_pattern`.
+    pub fn compile(self) -> Result<ValidationPolicy, ConfigError> {
+        let patterns = self.patterns()?;
         self.check_limits(
             "validation",
             self.binding_message_max_chars,
@@ -171,73 +189,81 @@ impl ValidationRules {
                 c.requested_expiry_max.unwrap_or(self.requested_expiry_max),
             )?;
         }
-        Ok(())
+        Ok(ValidationPolicy {
+            rules: self,
+            patterns,
+        })
     }
 
-    fn check_limits(&self, prefix: &str, chars: usize, min: u64, max: u64) -> Result<(), String> {
+    fn check_limits(
+        &self,
+        prefix: &str,
+        chars: usize,
+        min: u64,
+        max: u64,
+    ) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("{prefix}.{k}");
         if chars == 0 {
-            return Err(format!(
-                "{prefix}.binding_message_max_chars: must be at least 1"
+            return Err(ConfigError::new(
+                key("binding_message_max_chars"),
+                "must be at least 1",
             ));
         }
         if min == 0 {
-            return Err(format!(
-                "{prefix}.requested_expiry_min: must be at least 1 (CIBA 7.1: a positive integer)"
+            return Err(ConfigError::new(
+                key("requested_expiry_min"),
+                "must be at least 1 (CIBA 7.1: a positive integer)",
             ));
         }
         if min > max {
-            return Err(format!(
-                "{prefix}.requested_expiry_max: smaller than requested_expiry_min ({max} < {min})"
+            return Err(ConfigError::new(
+                key("requested_expiry_max"),
+                format!("smaller than requested_expiry_min ({max} < {min})"),
             ));
         }
         Ok(())
     }
 
-    fn patterns(&self) -> Result<&Patterns, &str> {
-        self.compiled.get_or_init(|| {
-            let mut out = Patterns::default();
-            if let Some(p) = self.binding_message_pattern.as_deref() {
-                out.global = Some(compile_pattern("validation.binding_message_pattern", p)?);
+    fn patterns(&self) -> Result<Patterns, ConfigError> {
+        let mut out = Patterns::default();
+        if let Some(p) = self.binding_message_pattern.as_deref() {
+            out.global = Some(compile_pattern("validation.binding_message_pattern", p)?);
+        }
+        for (id, c) in &self.clients {
+            if let Some(p) = c.binding_message_pattern.as_deref() {
+                let key = format!("validation.clients.\"{id}\".binding_message_pattern");
+                let re = if p.is_empty() {
+                    None
+                } else {
+                    Some(compile_pattern(&key, p)?)
+                };
+                out.clients.insert(id.clone(), re);
             }
-            for (id, c) in &self.clients {
-                if let Some(p) = c.binding_message_pattern.as_deref() {
-                    let key = format!("validation.clients.\"{id}\".binding_message_pattern");
-                    let re = if p.is_empty() {
-                        None
-                    } else {
-                        Some(compile_pattern(&key, p)?)
-                    };
-                    out.clients.insert(id.clone(), re);
-                }
-            }
-            Ok(out)
-        })
+        }
+        Ok(out)
     }
+}
 
-    fn effective(&self, client: Option<&ClientId>) -> Result<Effective<'_>, OAuthError> {
-        let patterns = self.patterns().map_err(|e| {
-            OAuthError::new(
-                ErrorCode::ServerError,
-                format!("the gateway is misconfigured: {e}"),
-            )
-            .with_status(500)
-        })?;
-        let overrides = client.and_then(|c| self.clients.get(c.as_str()));
-        let pattern = match client.and_then(|c| patterns.clients.get(c.as_str())) {
+impl ValidationPolicy {
+    /// The rules in force for `client`: its overrides over the global ones.
+    fn effective(&self, client: Option<&ClientId>) -> Effective<'_> {
+        let rules = &self.rules;
+        let overrides = client.and_then(|c| rules.clients.get(c.as_str()));
+        let pattern = match client.and_then(|c| self.patterns.clients.get(c.as_str())) {
             Some(per_client) => per_client.as_ref(),
-            None => patterns.global.as_ref(),
+            None => self.patterns.global.as_ref(),
         };
         let o = overrides.cloned().unwrap_or_default();
-        Ok(Effective {
+        Effective {
             max_chars: o
                 .binding_message_max_chars
-                .unwrap_or(self.binding_message_max_chars),
+                .unwrap_or(rules.binding_message_max_chars),
             pattern,
-            expiry_min: o.requested_expiry_min.unwrap_or(self.requested_expiry_min),
-            expiry_max: o.requested_expiry_max.unwrap_or(self.requested_expiry_max),
-            require_user_code: o.require_user_code.unwrap_or(self.require_user_code),
-            delivery_mode: o.delivery_mode.unwrap_or(self.delivery_mode),
-        })
+            expiry_min: o.requested_expiry_min.unwrap_or(rules.requested_expiry_min),
+            expiry_max: o.requested_expiry_max.unwrap_or(rules.requested_expiry_max),
+            require_user_code: o.require_user_code.unwrap_or(rules.require_user_code),
+            delivery_mode: o.delivery_mode.unwrap_or(rules.delivery_mode),
+        }
     }
 }
 
@@ -311,11 +337,11 @@ fn invalid(reason: &'static str, msg: impl Into<String>) -> OAuthError {
 pub fn validate_backchannel(
     form: &mut Form,
     client: Option<&ClientId>,
-    rules: &ValidationRules,
-    lht_rules: &LhtRules,
+    rules: &ValidationPolicy,
+    lht_rules: &LhtPolicy,
     now_unix: u64,
 ) -> Result<Report, OAuthError> {
-    let eff = rules.effective(client)?;
+    let eff = rules.effective(client);
     if form.get("request").is_some() {
         return validate_request_object(form, client, &eff, lht_rules, now_unix);
     }
@@ -333,7 +359,7 @@ fn validate_request_object(
     form: &Form,
     client: Option<&ClientId>,
     eff: &Effective<'_>,
-    lht_rules: &LhtRules,
+    lht_rules: &LhtPolicy,
     now_unix: u64,
 ) -> Result<Report, OAuthError> {
     const R: &str = "request_object";
@@ -1149,7 +1175,7 @@ pub fn hostile_cases() -> Vec<(&'static str, String, ErrorCode, u16)> {
 mod tests {
     use super::*;
     use crate::ciba::client_auth::claimed_client;
-    use crate::ciba::login_hint_token::{NestedJson, TokenFormat};
+    use crate::ciba::login_hint_token::{LhtRules, NestedJson, TokenFormat};
 
     const NOW: u64 = 1_700_000_000;
 
@@ -1159,9 +1185,11 @@ mod tests {
         rules: &ValidationRules,
         lht: &LhtRules,
     ) -> Result<(Form, Report), OAuthError> {
+        let rules = rules.clone().compile().expect("valid rules");
+        let lht = lht.clone().compile().expect("valid rules");
         let mut form = Form::parse(body.as_bytes())?;
         let client = claimed_client(&form, None)?;
-        let report = validate_backchannel(&mut form, client.as_ref(), rules, lht, NOW)?;
+        let report = validate_backchannel(&mut form, client.as_ref(), &rules, &lht, NOW)?;
         Ok((form, report))
     }
 
@@ -1245,7 +1273,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        rules.validate().unwrap();
+        rules.clone().compile().unwrap();
         let lht = LhtRules::default();
         let body = |client: &str, m: &str| {
             format!("client_id={client}&scope=openid&login_hint=a&binding_message={m}")
@@ -1289,25 +1317,21 @@ mod tests {
         ];
         for (toml_text, prefix) in cases {
             let rules: ValidationRules = toml::from_str(toml_text).unwrap();
-            let e = rules.validate().unwrap_err();
+            let e = rules.compile().unwrap_err().to_string();
             assert!(e.starts_with(prefix), "{toml_text}: {e}");
         }
         assert!(toml::from_str::<ValidationRules>("binding_message_max = 3").is_err());
         assert!(toml::from_str::<ValidationRules>("delivery_mode = \"carrier-pigeon\"").is_err());
         assert!(toml::from_str::<ValidationRules>("[clients.c]\nfoo = 1").is_err());
-        ValidationRules::default().validate().unwrap();
-        // An unvalidated broken pattern is a server error, not a client one.
-        let rules = ValidationRules {
+        ValidationRules::default().compile().unwrap();
+        // A broken pattern never reaches a request: only a compiled policy validates one.
+        let e = ValidationRules {
             binding_message_pattern: Some("(".into()),
             ..Default::default()
-        };
-        let e = run(
-            &format!("{C}&scope=openid&login_hint=a"),
-            &rules,
-            &LhtRules::default(),
-        )
+        }
+        .compile()
         .unwrap_err();
-        assert_eq!(e.code, ErrorCode::ServerError);
+        assert_eq!(e.key, "validation.binding_message_pattern");
     }
 
     #[test]
@@ -1438,7 +1462,7 @@ mod tests {
             nested_json: NestedJson::String,
             ..Default::default()
         };
-        lht.validate().unwrap();
+        lht.clone().compile().unwrap();
         let sg_base64 = crate::ciba::login_hint_token::tests::SG_BASE64;
         let body = format!(
             "{C}&scope=openid&idp_values=mitid&prompt=login&login_hint_token={}",
@@ -1536,8 +1560,8 @@ mod tests {
             "#,
         )
         .unwrap();
-        f.validation.validate().unwrap();
-        f.login_hint_token.validate().unwrap();
+        f.validation.clone().compile().unwrap();
+        f.login_hint_token.clone().compile().unwrap();
         assert_eq!(
             f.validation.clients["client-ping"].delivery_mode,
             Some(DeliveryMode::Ping)

@@ -5,6 +5,7 @@
 //! read a claim or two. Only a `login_hint_token` may be verified here, with keys from the
 //! configuration ([`KeyConfig`]). Nothing in this module reads a clock.
 
+use crate::ciba::config_error::ConfigError;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
@@ -208,13 +209,14 @@ impl KeyConfig {
     }
 
     /// Parses every key; the error names the offending entry relative to `prefix`.
-    pub fn compile(&self, prefix: &str) -> Result<KeySet, String> {
+    pub fn compile(&self, prefix: &str) -> Result<KeySet, ConfigError> {
         let mut keys = Vec::new();
         for (i, secret) in self.hmac_secrets.iter().enumerate() {
             // RFC 7518 3.2: an HS256 key must be at least as long as the hash output.
             if secret.len() < 32 {
-                return Err(format!(
-                    "{prefix}.hmac_secrets[{i}]: shorter than 32 bytes; use a longer random secret"
+                return Err(ConfigError::new(
+                    format!("{prefix}.hmac_secrets[{i}]"),
+                    "shorter than 32 bytes; use a longer random secret",
                 ));
             }
             keys.push(Key {
@@ -232,8 +234,9 @@ impl KeyConfig {
             } else if let Ok(k) = DecodingKey::from_ed_pem(pem) {
                 (Family::Ed, k)
             } else {
-                return Err(format!(
-                    "{prefix}.public_keys_pem[{i}]: not an RSA, EC or Ed25519 public key in PEM"
+                return Err(ConfigError::new(
+                    format!("{prefix}.public_keys_pem[{i}]"),
+                    "not an RSA, EC or Ed25519 public key in PEM",
                 ));
             };
             keys.push(Key {
@@ -243,8 +246,12 @@ impl KeyConfig {
             });
         }
         if let Some(jwks) = &self.jwks {
-            let set: JwkSet = serde_json::from_str(jwks)
-                .map_err(|e| format!("{prefix}.jwks: not a JWK Set document: {e}"))?;
+            let set: JwkSet = serde_json::from_str(jwks).map_err(|e| {
+                ConfigError::new(
+                    format!("{prefix}.jwks"),
+                    format!("not a JWK Set document: {e}"),
+                )
+            })?;
             for (i, jwk) in set.keys.iter().enumerate() {
                 let family = match &jwk.algorithm {
                     AlgorithmParameters::RSA(_) => Family::Rsa,
@@ -252,8 +259,12 @@ impl KeyConfig {
                     AlgorithmParameters::OctetKeyPair(_) => Family::Ed,
                     AlgorithmParameters::OctetKey(_) => Family::Hmac,
                 };
-                let key = DecodingKey::from_jwk(jwk)
-                    .map_err(|e| format!("{prefix}.jwks: key #{i} is unusable: {e}"))?;
+                let key = DecodingKey::from_jwk(jwk).map_err(|e| {
+                    ConfigError::new(
+                        format!("{prefix}.jwks"),
+                        format!("key #{i} is unusable: {e}"),
+                    )
+                })?;
                 keys.push(Key {
                     kid: jwk.common.key_id.clone(),
                     family,
@@ -521,17 +532,14 @@ LwV5HYXN62mYDHU1BoQPjkD8av0pjyP0YSFc29aCvNfw/d/JfBu/fyQs7Q==
         }
         .compile("login_hint_token.keys")
         .unwrap_err();
-        assert!(
-            e.starts_with("login_hint_token.keys.public_keys_pem[0]:"),
-            "{e}"
-        );
+        assert_eq!(e.key, "login_hint_token.keys.public_keys_pem[0]", "{e}");
         let e = KeyConfig {
             hmac_secrets: vec!["short".into()],
             ..Default::default()
         }
         .compile("k")
         .unwrap_err();
-        assert!(e.contains("hmac_secrets[0]"));
+        assert_eq!(e.key, "k.hmac_secrets[0]", "{e}");
         let cfg = KeyConfig {
             hmac_secrets: vec![HMAC_SECRET.into()],
             ..Default::default()

@@ -16,7 +16,7 @@
 //!   `require_signed = true`, which needs keys and refuses every unsigned or non-JWT form.
 //! - `alg: none` is refused unless `allow_unsigned_jwt = true` (and then never "verified").
 //! - `output = "unchanged"` forwards the client's exact bytes; since that cannot carry a
-//!   repair or a fold, [`LhtRules::validate`] refuses it together with
+//!   repair or a fold, [`LhtRules::compile`] refuses it together with
 //!   `repair_unescaped_json = true` or a non-empty `fold_params`.
 //! - Duplicate keys in the token are refused: the OP's JSON parser might pick the other one.
 //! - A JSON token that needed no change and is already compact is forwarded as written (it
@@ -24,6 +24,7 @@
 //!
 //! The token is personal data: it lives in [`Secret`] and no error description quotes it.
 
+use crate::ciba::config_error::ConfigError;
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::ciba::form::Form;
 use crate::ciba::ids::Secret;
@@ -35,7 +36,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 /// The form parameter this module owns.
 pub const PARAM: &str = "login_hint_token";
@@ -160,28 +160,30 @@ pub struct LhtRules {
     pub nested_json: NestedJson,
     /// Top-level fields that hold nested JSON (as an object or a string of JSON text).
     pub nested_json_fields: Vec<String>,
-    /// Parsed keys, filled on first use; not part of the file format.
-    #[serde(skip)]
-    #[doc(hidden)]
-    pub compiled: CompiledCache<KeySet>,
 }
 
-/// A value compiled from configuration on first use (keys, regexes), so a request never
-/// parses configuration again. Public only so that struct-update syntax works outside.
-#[doc(hidden)]
+/// `[login_hint_token]` checked, with its keys parsed: what requests are normalized with.
+///
+/// Only [`LhtRules::compile`] makes one, so no request can meet rules that failed their
+/// check or keys that do not parse.
 #[derive(Debug, Clone)]
-pub struct CompiledCache<T>(OnceLock<Result<T, String>>);
+pub struct LhtPolicy {
+    rules: LhtRules,
+    keys: KeySet,
+}
 
-impl<T> Default for CompiledCache<T> {
-    fn default() -> Self {
-        CompiledCache(OnceLock::new())
+impl LhtPolicy {
+    /// The rules as written.
+    pub fn rules(&self) -> &LhtRules {
+        &self.rules
     }
 }
 
-impl<T> CompiledCache<T> {
-    /// The compiled value, compiling it with `f` on first use.
-    pub fn get_or_init(&self, f: impl FnOnce() -> Result<T, String>) -> Result<&T, &str> {
-        self.0.get_or_init(f).as_ref().map_err(String::as_str)
+impl Default for LhtPolicy {
+    fn default() -> Self {
+        LhtRules::default()
+            .compile()
+            .expect("the default rules pass their own check")
     }
 }
 
@@ -203,68 +205,74 @@ impl Default for LhtRules {
             output: OutputFormat::Json,
             nested_json: NestedJson::String,
             nested_json_fields: vec!["idp_params".to_string()],
-            compiled: CompiledCache::default(),
         }
     }
 }
 
 impl LhtRules {
-    /// Checks the configuration; the message names the key, e.g. `login_hint_token.max_depth: ...`.
-    pub fn validate(&self) -> Result<(), String> {
-        let p = "login_hint_token";
+    /// Checks the rules and parses their keys; the error names the key, e.g.
+    /// `login_hint_token.max_depth`.
+    pub fn compile(self) -> Result<LhtPolicy, ConfigError> {
+        let key = |k: &str| format!("login_hint_token.{k}");
+        let fail = |k: &str, message: String| Err(ConfigError::new(key(k), message));
         if self.max_bytes == 0 || self.max_bytes > 64 * 1024 {
-            return Err(format!(
-                "{p}.max_bytes: must be between 1 and 65536 (the gateway's body limit)"
-            ));
+            return fail(
+                "max_bytes",
+                "must be between 1 and 65536 (the gateway's body limit)".into(),
+            );
         }
         if self.max_depth == 0 || self.max_depth > HARD_MAX_DEPTH {
-            return Err(format!(
-                "{p}.max_depth: must be between 1 and {HARD_MAX_DEPTH}"
-            ));
+            return fail(
+                "max_depth",
+                format!("must be between 1 and {HARD_MAX_DEPTH}"),
+            );
         }
-        let keys = self.key_set().map_err(str::to_string)?;
+        let keys = self.keys.compile(&key("keys"))?;
         if self.require_signed && keys.is_empty() {
-            return Err(format!(
-                "{p}.require_signed: needs at least one key in [{p}.keys] to verify with"
-            ));
+            return fail(
+                "require_signed",
+                "needs at least one key in [login_hint_token.keys] to verify with".into(),
+            );
         }
         if self.require_signed && self.allow_unsigned_jwt {
-            return Err(format!(
-                "{p}.allow_unsigned_jwt: contradicts require_signed = true; drop one of them"
-            ));
+            return fail(
+                "allow_unsigned_jwt",
+                "contradicts require_signed = true; drop one of them".into(),
+            );
         }
         if self.output == OutputFormat::Unchanged && self.repair_unescaped_json {
-            return Err(format!(
-                "{p}.output: \"unchanged\" cannot carry a repaired token; \
+            return fail(
+                "output",
+                "\"unchanged\" cannot carry a repaired token; \
                  set repair_unescaped_json = false or choose another output"
-            ));
+                    .into(),
+            );
         }
         if self.output == OutputFormat::Unchanged && !self.fold_params.is_empty() {
-            return Err(format!(
-                "{p}.output: \"unchanged\" cannot carry folded parameters; \
+            return fail(
+                "output",
+                "\"unchanged\" cannot carry folded parameters; \
                  empty fold_params or choose another output"
-            ));
+                    .into(),
+            );
         }
         for name in &self.fold_params {
             if name.is_empty() || UNFOLDABLE.contains(&name.as_str()) {
-                return Err(format!(
-                    "{p}.fold_params: `{name}` is an OAuth/CIBA parameter and cannot be folded"
-                ));
+                return fail(
+                    "fold_params",
+                    format!("`{name}` is an OAuth/CIBA parameter and cannot be folded"),
+                );
             }
         }
-        for (key, values) in &self.allowed_values {
+        for (k, values) in &self.allowed_values {
             if values.is_empty() {
-                return Err(format!(
-                    "{p}.allowed_values.{key}: empty list would refuse every token; remove the key"
-                ));
+                return fail(
+                    &format!("allowed_values.{k}"),
+                    "empty list would refuse every token; remove the key".into(),
+                );
             }
         }
-        Ok(())
-    }
-
-    fn key_set(&self) -> Result<&KeySet, &str> {
-        self.compiled
-            .get_or_init(|| self.keys.compile("login_hint_token.keys"))
+        Ok(LhtPolicy { rules: self, keys })
     }
 }
 
@@ -359,22 +367,23 @@ fn bad(msg: impl Into<String>) -> OAuthError {
 /// `Ok(None)` when the form has no token (then fold parameters stay where they are).
 pub fn normalize_in_form(
     form: &mut Form,
-    rules: &LhtRules,
+    policy: &LhtPolicy,
     now_unix: u64,
 ) -> Result<Option<LhtReport>, OAuthError> {
     let Some(token) = form.get(PARAM) else {
         return Ok(None);
     };
-    let folds: Vec<(&str, &str)> = rules
+    let folds: Vec<(&str, &str)> = policy
+        .rules
         .fold_params
         .iter()
         .filter_map(|p| form.get(p).map(|v| (p.as_str(), v)))
         .collect();
-    let normalized = normalize(token, &folds, rules, now_unix)?;
+    let normalized = normalize(token, &folds, policy, now_unix)?;
     // An unchanged value keeps its received encoding in the forwarded form. (Folded
     // parameters are never this one: the configuration refuses CIBA names there.)
     let changed = token != normalized.token.expose().as_str();
-    for p in &rules.fold_params {
+    for p in &policy.rules.fold_params {
         form.remove(p);
     }
     if changed {
@@ -388,9 +397,10 @@ pub fn normalize_in_form(
 pub fn normalize(
     token: &str,
     folds: &[(&str, &str)],
-    rules: &LhtRules,
+    policy: &LhtPolicy,
     now_unix: u64,
 ) -> Result<Normalized, OAuthError> {
+    let (rules, keys) = (&policy.rules, &policy.keys);
     if token.len() > rules.max_bytes {
         return Err(bad(format!(
             "longer than {} bytes (login_hint_token.max_bytes)",
@@ -409,13 +419,6 @@ pub fn normalize(
             },
         });
     }
-    let keys = rules.key_set().map_err(|e| {
-        OAuthError::new(
-            ErrorCode::ServerError,
-            format!("the gateway is misconfigured: {e}"),
-        )
-        .with_status(500)
-    })?;
     let trimmed = token.trim_matches(|c: char| c.is_ascii_whitespace());
     // `{` never starts a JWT or Base64, so raw JSON skips those checks.
     if trimmed.starts_with('{') && !rules.require_signed {
@@ -1629,8 +1632,13 @@ pub(crate) mod tests {
         }
     }
 
+    /// The rules checked as the configuration checks them.
+    fn policy(rules: &LhtRules) -> LhtPolicy {
+        rules.clone().compile().expect("valid rules")
+    }
+
     fn norm(token: &str, rules: &LhtRules) -> Result<Normalized, OAuthError> {
-        normalize(token, &[], rules, NOW)
+        normalize(token, &[], &policy(rules), NOW)
     }
 
     fn json_of(n: &Normalized) -> Value {
@@ -1721,7 +1729,7 @@ pub(crate) mod tests {
             output: OutputFormat::Unchanged,
             ..Default::default()
         };
-        rules.validate().unwrap();
+        rules.clone().compile().unwrap();
         let token = r#" {"idp" : "mitid"} "#;
         assert_eq!(norm(token, &rules).unwrap().token.expose(), token);
         assert!(norm(SG_RAW, &rules).is_err());
@@ -1729,8 +1737,9 @@ pub(crate) mod tests {
             output: OutputFormat::Unchanged,
             ..repairing()
         }
-        .validate()
+        .compile()
         .unwrap_err()
+        .to_string()
         .starts_with("login_hint_token.output:"));
     }
 
@@ -2146,7 +2155,7 @@ pub(crate) mod tests {
             form_urlencoded::byte_serialize(compact.as_bytes()).collect::<String>()
         );
         let mut form = Form::parse(body.as_bytes()).unwrap();
-        normalize_in_form(&mut form, &repairing(), 0).unwrap();
+        normalize_in_form(&mut form, &policy(&repairing()), 0).unwrap();
         assert_eq!(form.encode(), body.as_bytes());
     }
 
@@ -2158,7 +2167,7 @@ pub(crate) mod tests {
             allowed_idps: vec!["mitid".into(), "nemlogin".into()],
             ..Default::default()
         };
-        rules.validate().unwrap();
+        rules.clone().compile().unwrap();
         let ok = r#"{"flow_type":"broker_oidc","idp_values":"mitid nemlogin","idp":"mitid"}"#;
         assert!(norm(ok, &rules).is_ok());
         for (token, expect) in [
@@ -2183,30 +2192,41 @@ pub(crate) mod tests {
             fold_params: vec!["idp_values".into(), "prompt".into()],
             ..Default::default()
         };
-        rules.validate().unwrap();
+        rules.clone().compile().unwrap();
         let mut form = Form::parse(
             b"scope=openid&idp_values=mitid&prompt=login&login_hint_token=%7B%22idp_values%22%3A%22mitid%22%7D",
         )
         .unwrap();
-        let report = normalize_in_form(&mut form, &rules, NOW).unwrap().unwrap();
+        let report = normalize_in_form(&mut form, &policy(&rules), NOW)
+            .unwrap()
+            .unwrap();
         assert_eq!(report.folded, ["idp_values", "prompt"]);
         assert!(!form.contains("idp_values") && !form.contains("prompt"));
         let v: Value = serde_json::from_str(form.get(PARAM).unwrap()).unwrap();
         assert_eq!(v, json!({"idp_values": "mitid", "prompt": "login"}));
 
-        let e = normalize(r#"{"prompt":"none"}"#, &[("prompt", "login")], &rules, NOW).unwrap_err();
+        let e = normalize(
+            r#"{"prompt":"none"}"#,
+            &[("prompt", "login")],
+            &policy(&rules),
+            NOW,
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(e.description.contains("`prompt` differs"));
         // Without a token there is nothing to fold into.
         let mut form = Form::parse(b"login_hint=x&prompt=login").unwrap();
-        assert_eq!(normalize_in_form(&mut form, &rules, NOW).unwrap(), None);
+        assert_eq!(
+            normalize_in_form(&mut form, &policy(&rules), NOW).unwrap(),
+            None
+        );
         assert!(form.contains("prompt"));
         // Folding core parameters is a configuration error.
         let bad = LhtRules {
             fold_params: vec!["scope".into()],
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().contains("`scope`"));
+        assert!(bad.compile().unwrap_err().message.contains("`scope`"));
     }
 
     #[test]
@@ -2265,7 +2285,7 @@ pub(crate) mod tests {
             },
             ..Default::default()
         };
-        rules.validate().unwrap();
+        rules.clone().compile().unwrap();
         let claims = json!({"sub": "x"});
         for token in [hs256(&claims, None), es256(&claims)] {
             assert_eq!(
@@ -2282,8 +2302,9 @@ pub(crate) mod tests {
             require_signed: true,
             ..Default::default()
         }
-        .validate()
+        .compile()
         .unwrap_err()
+        .to_string()
         .starts_with("login_hint_token.require_signed:"));
     }
 
@@ -2294,11 +2315,11 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let token = hs256(&json!({"idp_values": "mitid"}), None);
-        let n = normalize(&token, &[("idp_values", "mitid")], &rules, NOW).unwrap();
+        let n = normalize(&token, &[("idp_values", "mitid")], &policy(&rules), NOW).unwrap();
         assert_eq!(n.report.folded, ["idp_values"]);
         assert_eq!(n.token.expose(), &token);
         let token = hs256(&json!({}), None);
-        let e = normalize(&token, &[("idp_values", "mitid")], &rules, NOW).unwrap_err();
+        let e = normalize(&token, &[("idp_values", "mitid")], &policy(&rules), NOW).unwrap_err();
         assert!(e.description.contains("cannot be folded"));
     }
 
@@ -2329,12 +2350,12 @@ pub(crate) mod tests {
             "#,
         )
         .unwrap();
-        rules.validate().unwrap();
+        rules.clone().compile().unwrap();
         assert_eq!(rules.output, OutputFormat::Base64url);
         assert!(!format!("{rules:?}").contains("0123456789abcdef"));
         assert!(toml::from_str::<LhtRules>("repair_unescaped = true").is_err());
         assert!(toml::from_str::<LhtRules>("output = \"xml\"").is_err());
-        LhtRules::default().validate().unwrap();
+        LhtRules::default().compile().unwrap();
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod clock;
+pub mod config_error;
 pub mod discovery;
 pub mod error;
 pub mod form;

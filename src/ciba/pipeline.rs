@@ -5,12 +5,12 @@
 //! rule plugs in here: request validation and normalization on the way in, the OP's
 //! answer on the way out.
 
-use crate::ciba::authorize::{self, Report, ValidationRules};
+use crate::ciba::authorize::{self, Report, ValidationPolicy};
 use crate::ciba::client_auth::claimed_client;
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::ciba::form::Form;
 use crate::ciba::ids::ClientId;
-use crate::ciba::login_hint_token::LhtRules;
+use crate::ciba::login_hint_token::LhtPolicy;
 
 /// The CIBA endpoints the gateway enforces rules on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,13 +39,13 @@ impl Endpoint {
     }
 }
 
-/// The validation and normalization rules from the configuration.
+/// The validation and normalization rules from the configuration, checked and compiled.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     /// `[validation]`.
-    pub validation: ValidationRules,
+    pub validation: ValidationPolicy,
     /// `[login_hint_token]`.
-    pub login_hint_token: LhtRules,
+    pub login_hint_token: LhtPolicy,
 }
 
 /// A request as the proxy read it.

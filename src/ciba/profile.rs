@@ -4,6 +4,7 @@
 //! the OP's error codes mapped to the spec's, acknowledgement fields under other names,
 //! and defaults for missing ones. Pure: JSON values in, JSON values out.
 
+use crate::ciba::config_error::ConfigError;
 use crate::ciba::error::ErrorCode;
 use crate::ciba::pipeline::Endpoint;
 use crate::ciba::routing;
@@ -42,13 +43,16 @@ pub struct Translated {
 }
 
 impl Profile {
-    /// Checks the profile; errors name the key.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    /// Checks the profile; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for (public, op) in &self.paths {
-            for (key, p) in [("profile.paths", public), ("profile.paths", op)] {
-                if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
-                    return Err((
-                        key.into(),
+            for p in [public, op] {
+                if !p.starts_with('/')
+                    || p.contains(['?', '#', ' '])
+                    || p.parse::<http::uri::PathAndQuery>().is_err()
+                {
+                    return Err(ConfigError::new(
+                        "profile.paths",
                         format!("`{p}` is not an absolute path without query"),
                     ));
                 }
@@ -57,8 +61,8 @@ impl Profile {
         let mut seen = std::collections::BTreeSet::new();
         for op in self.paths.values() {
             if !seen.insert(routing::canonical_path(op.as_bytes()).ok()) {
-                return Err((
-                    "profile.paths".into(),
+                return Err(ConfigError::new(
+                    "profile.paths",
                     format!("two public paths map to `{op}`; the mapping must be one to one"),
                 ));
             }
@@ -66,15 +70,15 @@ impl Profile {
         let mut publics = std::collections::BTreeSet::new();
         for public in self.paths.keys() {
             if !publics.insert(routing::canonical_path(public.as_bytes()).ok()) {
-                return Err((
-                    "profile.paths".into(),
+                return Err(ConfigError::new(
+                    "profile.paths",
                     format!("`{public}` is another spelling of a public path already listed"),
                 ));
             }
         }
         for (from, to) in &self.error_codes {
             if ErrorCode::parse(to).is_none() {
-                return Err((
+                return Err(ConfigError::new(
                     format!("profile.error_codes.{from}"),
                     format!("`{to}` is not a CIBA or OAuth error code"),
                 ));
@@ -82,16 +86,16 @@ impl Profile {
         }
         for spec in self.ack_fields.keys() {
             if !matches!(spec.as_str(), "auth_req_id" | "expires_in" | "interval") {
-                return Err((
+                return Err(ConfigError::new(
                     format!("profile.ack_fields.{spec}"),
-                    "only auth_req_id, expires_in and interval can be renamed".into(),
+                    "only auth_req_id, expires_in and interval can be renamed",
                 ));
             }
         }
         if self.default_expires_in == Some(0) {
-            return Err((
-                "profile.default_expires_in".into(),
-                "must be at least 1".into(),
+            return Err(ConfigError::new(
+                "profile.default_expires_in",
+                "must be at least 1",
             ));
         }
         Ok(())
@@ -318,6 +322,10 @@ mod tests {
     fn bad_profiles_name_the_key() {
         let cases = [
             ("[paths]\n\"backchannel\" = \"/x\"\n", "profile.paths"),
+            (
+                "[paths]\n\"/a\" = \"/x\\u007f\"\n",
+                "profile.paths: `/x\u{7f}`",
+            ),
             ("[paths]\n\"/a\" = \"/x\"\n\"/b\" = \"/x\"\n", "one to one"),
             (
                 "[paths]\n\"/a\" = \"/x\"\n\"/A/\" = \"/y\"\n",
@@ -332,11 +340,8 @@ mod tests {
         ];
         for (text, expect) in cases {
             let p: Profile = toml::from_str(text).unwrap();
-            let (key, msg) = p.validate().unwrap_err();
-            assert!(
-                format!("{key}: {msg}").contains(expect),
-                "{text}: {key}: {msg}"
-            );
+            let e = p.validate().unwrap_err().to_string();
+            assert!(e.contains(expect), "{text}: {e}");
         }
     }
 }

@@ -61,8 +61,9 @@ use crate::state::poll_store::{Full, FullScope, Polled, StoreLimits};
 /// The longest id, client id or rate-limit key stored; the proxy caps `auth_req_id` at 512.
 pub const MAX_KEY_PART: usize = 512;
 
-/// What the proxy should do when Redis cannot answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What the proxy should do when Redis cannot answer (`state.failure_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FailureMode {
     /// Carry on without the shared state: forward polls, pass acks through.
     #[default]

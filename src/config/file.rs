@@ -1,0 +1,188 @@
+//! The configuration file as written: one struct per section, every one
+//! `deny_unknown_fields`, so a typo is an error rather than a silently ignored key.
+//!
+//! An absent key is `None` here; its default is applied by validation (the sections' own
+//! modules), so each default is stated once. Closed sets of words are enums, so a wrong
+//! word is refused by the parser with the allowed ones listed.
+
+use super::logging::LogFormat;
+use super::polling::UnknownPolicy;
+use super::state::BackendKind;
+use crate::ciba::authorize::ValidationRules;
+use crate::ciba::login_hint_token::LhtRules;
+use crate::ciba::profile::Profile;
+use crate::ciba::routing::Variants;
+use crate::state::rate_limit::RateLimitConfig;
+use crate::state::redis_store::FailureMode;
+use serde::Deserialize;
+
+/// The file as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[server]`: listeners and process settings.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[upstream]`: the OP behind the gateway.
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+    /// `[polling]`: poll enforcement per `auth_req_id`.
+    #[serde(default)]
+    pub polling: PollingSection,
+    /// `[rate_limit]`: per-client and per-address limits.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// `[profile]`: the OP's dialect.
+    #[serde(default)]
+    pub profile: Profile,
+    /// `[validation]`: backchannel request rules.
+    #[serde(default)]
+    pub validation: ValidationRules,
+    /// `[login_hint_token]`: normalization rules.
+    #[serde(default)]
+    pub login_hint_token: LhtRules,
+    /// `[state]`: where poll state and rate limits live.
+    #[serde(default)]
+    pub state: StateSection,
+    /// `[logging]`.
+    #[serde(default)]
+    pub logging: LoggingSection,
+    /// `[routing]`: how other spellings of the gateway's paths are treated.
+    #[serde(default)]
+    pub routing: RoutingSection,
+}
+
+/// `[routing]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSection {
+    /// `normalize` (default) or `refuse`: what a variant spelling of an endpoint's path gets.
+    #[serde(default)]
+    pub variants: Variants,
+}
+
+/// `[state]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// `memory` (default) or `redis`.
+    pub backend: Option<BackendKind>,
+    /// `redis://host:port/db`; may carry a password.
+    pub redis_url: Option<String>,
+    /// Prefix of every key.
+    pub redis_key_prefix: Option<String>,
+    /// Milliseconds each Redis operation may take.
+    pub redis_timeout_ms: Option<u64>,
+    /// Multiplexed connections to Redis.
+    pub redis_connections: Option<usize>,
+    /// `open` or `closed`: what to do while Redis cannot answer.
+    pub failure_mode: Option<FailureMode>,
+}
+
+/// `[metrics]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Client ids that get their own `client` label value; all others are `other`.
+    #[serde(default)]
+    pub client_labels: Vec<String>,
+}
+
+/// `[polling]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PollingSection {
+    /// Smallest interval the gateway enforces, in seconds (CIBA's default is 5).
+    pub min_interval_seconds: Option<u64>,
+    /// Largest `expires_in` passed on to clients, in seconds.
+    pub max_expires_in_seconds: Option<u64>,
+    /// Milliseconds of network jitter forgiven when a poll comes early.
+    pub tolerance_ms: Option<u64>,
+    /// `forward` or `reject`: what to do with a poll for an `auth_req_id` the gateway never saw.
+    pub unknown_auth_req_id: Option<UnknownPolicy>,
+    /// Where `slow_down` stops growing the interval, in seconds.
+    pub max_interval_seconds: Option<u64>,
+    /// Seconds after expiry during which polls are still answered `expired_token`.
+    pub expired_grace_seconds: Option<u64>,
+    /// Seconds the OP's answer about an `auth_req_id` the gateway never saw is remembered.
+    pub remember_seconds: Option<u64>,
+    /// Outstanding requests tracked across all clients.
+    pub max_tracked: Option<usize>,
+    /// Outstanding requests tracked per client.
+    pub max_tracked_per_client: Option<usize>,
+    /// Seconds between sweeps of expired entries.
+    pub sweep_interval_seconds: Option<u64>,
+    /// HTTP method of the OP's cancel call, e.g. `DELETE`.
+    pub cancel_method: Option<String>,
+    /// Path of the OP's cancel call with an `{auth_req_id}` placeholder.
+    pub cancel_path: Option<String>,
+}
+
+/// `[server]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address the proxy listens on.
+    pub listen: Option<String>,
+    /// Address of the metrics/health listener.
+    pub metrics_listen: Option<String>,
+    /// The gateway's public base URL, used in the rewritten discovery document.
+    pub public_url: Option<String>,
+    /// Worker threads for the proxy service.
+    pub threads: Option<usize>,
+    /// Whether the proxy's worker threads share one work-stealing runtime.
+    pub work_stealing: Option<bool>,
+    /// Largest accepted body on a CIBA endpoint, in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Seconds an idle kept-alive client connection is held open.
+    pub keepalive_timeout_seconds: Option<u64>,
+    /// Seconds a client has to send a whole request header.
+    pub client_header_timeout_seconds: Option<u64>,
+    /// Seconds a client has to send a CIBA request's whole body (per read elsewhere).
+    pub client_body_timeout_seconds: Option<u64>,
+    /// Largest request header, in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Concurrent client connections, overall.
+    pub max_connections: Option<usize>,
+    /// Concurrent client connections from one source address.
+    pub max_connections_per_address: Option<usize>,
+}
+
+/// `[upstream]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// Base URL of the OP, e.g. `https://op.internal:8443` or `http://127.0.0.1:3000/op`.
+    pub url: Option<String>,
+    /// Path of the backchannel authentication endpoint on the OP (skips discovery for it).
+    pub backchannel_path: Option<String>,
+    /// Path of the token endpoint on the OP (skips discovery for it).
+    pub token_path: Option<String>,
+    /// Milliseconds to establish a TCP (and TLS) connection.
+    pub connect_timeout_ms: Option<u64>,
+    /// Milliseconds to wait for each read from the OP.
+    pub read_timeout_ms: Option<u64>,
+    /// Milliseconds to wait for each write to the OP.
+    pub write_timeout_ms: Option<u64>,
+    /// Seconds between discovery attempts while the OP's discovery document is unavailable.
+    pub discovery_retry_seconds: Option<u64>,
+    /// Seconds between lookups of the OP's host name, when `url` names a host.
+    pub resolve_interval_seconds: Option<u64>,
+    /// Verify the OP's TLS certificate (default true).
+    pub tls_verify: Option<bool>,
+}
+
+/// `[logging]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSection {
+    /// A `tracing` filter such as `info` or `ciba_gateway=debug`.
+    pub level: Option<String>,
+    /// `text` or `json`.
+    pub format: Option<LogFormat>,
+}

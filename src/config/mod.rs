@@ -16,6 +16,8 @@ mod state;
 mod upstream;
 
 #[cfg(test)]
+mod keys;
+#[cfg(test)]
 mod tests;
 
 pub use crate::ciba::config_error::ConfigError;

@@ -314,3 +314,47 @@ fn edge_limits_have_defaults_and_bounds() {
         assert!(e.starts_with(key), "{line:?} gave {e:?}");
     }
 }
+
+#[test]
+fn a_word_outside_a_closed_set_names_its_key_and_the_allowed_words() {
+    let cases = [
+        (
+            "[state]\nbackend = \"etcd\"\n",
+            "state.backend",
+            "`memory` or `redis`",
+        ),
+        (
+            "[state]\nbackend = \"redis\"\nredis_url = \"redis://x\"\nfailure_mode = \"maybe\"\n",
+            "state.failure_mode",
+            "`open` or `closed`",
+        ),
+        (
+            "[polling]\nunknown_auth_req_id = \"drop\"\n",
+            "polling.unknown_auth_req_id",
+            "`forward` or `reject`",
+        ),
+        (
+            "[logging]\nformat = \"xml\"\n",
+            "logging.format",
+            "`text` or `json`",
+        ),
+        (
+            "[routing]\nvariants = \"lenient\"\n",
+            "routing.variants",
+            "`normalize` or `refuse`",
+        ),
+        (
+            "[validation.clients.\"c\"]\ndelivery_mode = \"pigeon\"\n",
+            "validation.clients.c.delivery_mode",
+            "`poll`, `ping`, `push`",
+        ),
+    ];
+    for (text, key, allowed) in cases {
+        let e = parse_file(&format!("[upstream]\nurl = \"http://a\"\n{text}")).unwrap_err();
+        assert_eq!(e.key, key, "{text:?}: {e}");
+        assert!(e.message.contains(allowed), "{text:?}: {e}");
+        assert!(e.message.contains("line "), "{text:?}: {e}");
+    }
+    // A syntax error has no key; `Config::load` names the file instead.
+    assert_eq!(parse_file("not toml [").unwrap_err().key, "");
+}

@@ -5,7 +5,8 @@ use ciba_gateway::config::{Config, LogFormat, Overrides};
 // glibc's malloc was about a sixth of the proxy's CPU under load (BENCHMARKS.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use ciba_gateway::demo::op::{DemoOp, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DENY_HINT};
+use ciba_gateway::demo::op::DemoOp;
+use ciba_gateway::demo::walkthrough;
 use clap::{Parser, Subcommand};
 use pingora::apps::http_app::HttpServer;
 use pingora::services::listening::Service;
@@ -46,9 +47,13 @@ enum Command {
         /// Address of the demo OP.
         #[arg(long, default_value = "127.0.0.1:3999")]
         op_listen: String,
-        /// Seconds before the simulated device approves.
-        #[arg(long, default_value_t = 5)]
+        /// Seconds before the simulated device approves (or refuses, for login_hint=deny).
+        #[arg(long, default_value_t = 10)]
         approve_after: u64,
+        /// The interval the demo OP announces in its acknowledgements, in seconds; by
+        /// default none, like node-oidc-provider, and the gateway adds CIBA's 5 s.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        op_interval: Option<u64>,
     },
 }
 
@@ -64,9 +69,10 @@ fn main() -> ExitCode {
         Some(Command::Demo {
             op_listen,
             approve_after,
+            op_interval,
         }) => {
             overrides.upstream = Some(format!("http://{op_listen}"));
-            Some((op_listen.clone(), *approve_after))
+            Some((op_listen.clone(), *approve_after, *op_interval))
         }
         None => None,
     };
@@ -91,7 +97,7 @@ fn main() -> ExitCode {
         ("server.listen", cfg.listen.to_string()),
         ("server.metrics_listen", cfg.metrics_listen.to_string()),
     ];
-    if let Some((op_listen, _)) = &demo {
+    if let Some((op_listen, _, _)) = &demo {
         listeners.push(("--op-listen", op_listen.clone()));
     }
     if let Err(e) = check_listeners(&listeners) {
@@ -103,20 +109,30 @@ fn main() -> ExitCode {
 
     let listen = cfg.listen;
     let metrics_listen = cfg.metrics_listen;
+    // The demo's issuer is the gateway's public URL (see demo/op.rs); its walkthrough is
+    // computed before `cfg` moves into the server.
+    let demo = demo.map(|(op_listen, approve_after, op_interval)| {
+        let gateway = format!("http://{listen}");
+        let issuer = cfg.public_url.clone().unwrap_or_else(|| gateway.clone());
+        let (interval, slowed_interval) = walkthrough::intervals(&cfg.polling.policy, op_interval);
+        let text = walkthrough::text(&walkthrough::Demo {
+            gateway,
+            metrics: metrics_listen.to_string(),
+            approve_after,
+            interval,
+            slowed_interval,
+        });
+        let op = DemoOp::new(&issuer, Duration::from_secs(approve_after))
+            .announcing_interval(op_interval);
+        (op_listen, op, text)
+    });
     let (mut server, _shared) = ciba_gateway::edge::server::build(cfg);
-    if let Some((op_listen, approve_after)) = demo {
-        let op = DemoOp::new(
-            &format!("http://{op_listen}"),
-            Duration::from_secs(approve_after),
-        );
+    if let Some((op_listen, op, text)) = demo {
         let mut svc = Service::new("demo-op".to_string(), HttpServer::new_app(op));
         svc.add_tcp(&op_listen);
         server.add_service(svc);
-        print_walkthrough(
-            &listen.to_string(),
-            &metrics_listen.to_string(),
-            approve_after,
-        );
+        print!("{text}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
     }
     tracing::info!(%listen, %metrics_listen, "ciba-gateway starting");
     server.run_forever();
@@ -179,38 +195,4 @@ fn init_logging(cfg: &Config) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-}
-
-fn print_walkthrough(listen: &str, metrics: &str, approve_after: u64) {
-    let gw = format!("http://{listen}");
-    println!(
-        r#"
-ciba-gateway demo: the gateway on {gw}, in front of a built-in demo OP.
-The demo client is {DEMO_CLIENT_ID} / {DEMO_CLIENT_SECRET}; the simulated device approves
-{approve_after} s after a request starts, and refuses when login_hint={DENY_HINT}.
-
-1. Discovery, rewritten to point at the gateway:
-   curl -s {gw}/.well-known/openid-configuration
-
-2. Start a backchannel authentication:
-   curl -s {gw}/backchannel -d client_id={DEMO_CLIENT_ID} -d client_secret={DEMO_CLIENT_SECRET} \
-        -d scope=openid -d login_hint=alice
-   -> {{"auth_req_id":"...","expires_in":120}}
-
-3. Poll the token endpoint with that auth_req_id:
-   curl -s {gw}/token -d client_id={DEMO_CLIENT_ID} -d client_secret={DEMO_CLIENT_SECRET} \
-        -d grant_type=urn:openid:params:grant-type:ciba -d auth_req_id=PASTE_IT_HERE
-   -> before approval: {{"error":"authorization_pending",...}}
-   -> after {approve_after} s:      {{"access_token":"...","token_type":"Bearer","id_token":"...",...}}
-   -> once more:        {{"error":"invalid_grant",...}}
-
-4. A request the gateway refuses itself (a repeated parameter):
-   curl -s {gw}/backchannel -d client_id={DEMO_CLIENT_ID} -d scope=openid -d scope=openid
-   -> {{"error":"invalid_request","error_description":"parameter `scope` appears more than once"}}
-
-5. Metrics and health: curl -s http://{metrics}/metrics ; curl -s http://{metrics}/readyz
-
-Stop with Ctrl-C.
-"#
-    );
 }

@@ -1,3 +1,5 @@
-//! The built-in demo OP that `ciba-gateway demo` runs behind the gateway.
+//! `ciba-gateway demo`: the built-in demo OP it runs behind the gateway, and the walkthrough
+//! it prints.
 
 pub mod op;
+pub mod walkthrough;

@@ -4,6 +4,10 @@
 //! endpoint, a token endpoint and an empty JWKS. A simulated authentication device approves
 //! each request a few seconds after it starts, and denies it when `login_hint` is `deny`.
 //! It is not an OP to put in front of users: tokens are unsigned and there is no real user.
+//!
+//! Its issuer is the gateway's public URL, not its own address: clients only ever see it
+//! through the gateway, whose rewritten discovery document keeps the OP's issuer, and an
+//! OpenID client library checks that the issuer is the URL it discovered from.
 
 use crate::ciba::discovery::CIBA_GRANT;
 use crate::ciba::form::Form;
@@ -25,8 +29,8 @@ pub const DEMO_CLIENT_SECRET: &str = "demo-secret";
 /// The `login_hint` the simulated device refuses.
 pub const DENY_HINT: &str = "deny";
 
-/// Lifetime of a demo `auth_req_id`.
-const EXPIRES_IN: u64 = 120;
+/// Lifetime of a demo `auth_req_id`, in seconds.
+pub const EXPIRES_IN: u64 = 120;
 
 struct Pending {
     decided_at: Instant,
@@ -39,6 +43,7 @@ struct Pending {
 pub struct DemoOp {
     issuer: String,
     approve_after: Duration,
+    interval: Option<u64>,
     // std Mutex, not tokio's: nothing is awaited while it is held.
     pending: Mutex<HashMap<String, Pending>>,
 }
@@ -49,8 +54,14 @@ impl DemoOp {
         DemoOp {
             issuer: issuer.trim_end_matches('/').to_string(),
             approve_after,
+            interval: None,
             pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same OP, announcing `interval` seconds in every acknowledgement (as many OPs do).
+    pub fn announcing_interval(self, interval: Option<u64>) -> Self {
+        DemoOp { interval, ..self }
     }
 
     fn discovery(&self) -> (u16, serde_json::Value) {
@@ -67,6 +78,10 @@ impl DemoOp {
                 "backchannel_token_delivery_modes_supported": ["poll"],
                 "backchannel_user_code_parameter_supported": false,
                 "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                // Its ID tokens are unsigned; said here so a client library accepts them
+                // (OpenID Connect allows `none` when, as in CIBA, no ID token comes from
+                // the authorization endpoint).
+                "id_token_signing_alg_values_supported": ["none"],
             }),
         )
     }
@@ -106,8 +121,12 @@ impl DemoOp {
                 subject: hint.to_string(),
             },
         );
-        // Like node-oidc-provider: no `interval` in the acknowledgement.
-        (200, json!({"auth_req_id": id, "expires_in": EXPIRES_IN}))
+        // By default like node-oidc-provider: no `interval` in the acknowledgement.
+        let mut ack = json!({"auth_req_id": id, "expires_in": EXPIRES_IN});
+        if let Some(interval) = self.interval {
+            ack["interval"] = json!(interval);
+        }
+        (200, ack)
     }
 
     fn token(&self, form: &Form, basic: Option<(String, String)>) -> (u16, serde_json::Value) {

@@ -1,5 +1,5 @@
 // A CIBA client built on openid-client 6, used exactly as an application would: a
-// Configuration from explicit server metadata, client_secret_post, then
+// Configuration from explicit server metadata (or from discovery()), client_secret_post, then
 // initiateBackchannelAuthentication and pollBackchannelAuthenticationGrant. The integration
 // tests run it against the gateway to prove that the library's polling (wait `interval`, add
 // 5 s after each slow_down, honour Retry-After) gets through.
@@ -7,10 +7,16 @@
 // Usage:
 //   CLIENT_SECRET=... node tests/op/client.mjs --issuer URL --gateway URL --client-id ID
 //       [--login-hint HINT] [--timeout-ms N]
+//   CLIENT_SECRET=... node tests/op/client.mjs --discover URL --client-id ID
+//       [--login-hint HINT] [--timeout-ms N]
+//
+// --discover URL: the Configuration comes from openid-client's discovery() at URL, unchanged
+// (the issuer in the document must be URL, as the library requires).
 //
 // The secret comes from the environment so it never shows in a process list.
 //
 // stdout carries one JSON line per event and nothing else:
+//   {"event":"discovered","issuer":"..."}   with --discover, once the document is accepted
 //   {"event":"ack","auth_req_id":"...","interval":n,"expires_in":n}   as soon as it arrives
 //   {"event":"outcome","outcome":"tokens","has_access_token":true,"elapsed_ms":n}
 //   {"event":"outcome","outcome":"error","error":"access_denied","elapsed_ms":n}
@@ -19,9 +25,11 @@
 //
 // Exit codes: 0 tokens, 1 any other outcome, 2 a bad argument.
 //
-// Why not discovery(): the gateway's rewritten discovery document keeps the OP's issuer while
-// its URL is the gateway's, and openid-client refuses a document whose issuer differs from
-// the URL it was fetched from. The metadata is therefore given explicitly.
+// Why not always discovery(): the gateway's rewritten discovery document keeps the OP's
+// issuer while its URL is the gateway's, and openid-client refuses a document whose issuer
+// differs from the URL it was fetched from. In front of node-oidc-provider (whose issuer is
+// its own address) the metadata is therefore given explicitly; the demo OP's issuer is the
+// gateway's URL, so --discover works there.
 
 import * as client from 'openid-client';
 
@@ -35,6 +43,7 @@ function parseArgs(argv) {
   const names = {
     '--issuer': 'issuer',
     '--gateway': 'gateway',
+    '--discover': 'discover',
     '--client-id': 'clientId',
     '--login-hint': 'loginHint',
     '--timeout-ms': 'timeoutMs',
@@ -44,7 +53,11 @@ function parseArgs(argv) {
     if (!key || argv[i + 1] === undefined) usage(`bad argument ${argv[i]}`);
     args[key] = argv[i + 1];
   }
-  for (const key of ['issuer', 'gateway', 'clientId']) {
+  const required = args.discover ? ['clientId'] : ['issuer', 'gateway', 'clientId'];
+  if (args.discover && (args.issuer || args.gateway)) {
+    usage('--discover replaces --issuer and --gateway');
+  }
+  for (const key of required) {
     if (!args[key]) usage(`missing --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   }
   args.timeoutMs = Number(args.timeoutMs);
@@ -65,8 +78,8 @@ function errorCode(err) {
   return err?.name ?? 'unknown';
 }
 
-async function main() {
-  const args = parseArgs(process.argv.slice(2));
+// A Configuration from explicit metadata: the OP's issuer, the gateway's endpoints.
+function explicitConfig(args) {
   const gateway = args.gateway.replace(/\/$/, '');
   const config = new client.Configuration(
     {
@@ -80,6 +93,32 @@ async function main() {
   );
   // Plain http, on loopback only.
   client.allowInsecureRequests(config);
+  return config;
+}
+
+// A Configuration from discovery() at the URL, as an application writes it.
+async function discoveredConfig(args) {
+  const config = await client.discovery(
+    new URL(args.discover),
+    args.clientId,
+    undefined,
+    client.ClientSecretPost(process.env.CLIENT_SECRET),
+    // Plain http, on loopback only.
+    { execute: [client.allowInsecureRequests] },
+  );
+  emit({ event: 'discovered', issuer: config.serverMetadata().issuer });
+  return config;
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  let config;
+  try {
+    config = args.discover ? await discoveredConfig(args) : explicitConfig(args);
+  } catch (err) {
+    emit({ event: 'outcome', outcome: 'error', error: errorCode(err), elapsed_ms: 0 });
+    return 1;
+  }
 
   const started = Date.now();
   const deadline = AbortSignal.timeout(args.timeoutMs);

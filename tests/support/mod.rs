@@ -192,6 +192,13 @@ impl Drop for TestOp {
     }
 }
 
+/// node-oidc-provider with its defaults, and the gateway with its defaults in front of it.
+pub fn flow_setup() -> (TestOp, Gateway) {
+    let op = TestOp::start(&[]);
+    let gw = Gateway::start(&op.url(), &[]);
+    (op, gw)
+}
+
 /// The real `ciba-gateway` binary.
 pub struct Gateway {
     child: Child,
@@ -873,4 +880,65 @@ pub fn read_request(s: &mut TcpStream) -> Option<StubRequest> {
         }
         buf.extend_from_slice(&chunk[..k]);
     }
+}
+
+/// Configuration for a gateway in front of a stub, which has no discovery: the CIBA paths
+/// set, short OP timeouts, then `extra`.
+pub fn stub_config(extra: &str) -> String {
+    format!(
+        "[upstream]\nbackchannel_path = \"/backchannel\"\ntoken_path = \"/token\"\nconnect_timeout_ms = 500\nread_timeout_ms = 800\n{extra}"
+    )
+}
+
+/// A gateway in front of a stub at `upstream`, configured by [`stub_config`].
+pub fn stub_gateway(upstream: &str, extra: &str) -> (Gateway, tempfile::TempDir) {
+    Gateway::with_config(upstream, &stub_config(extra))
+}
+
+/// Asserts an answer is this OAuth error: the status, the JSON `error` code, and
+/// `Content-Type: application/json`. `what` names the case in a failure.
+pub fn assert_oauth_error(r: &Resp, status: u16, code: &str, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.text());
+    assert_eq!(r.error(), code, "{what}: {}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
+}
+
+/// Which of the test OP's counters a refused request must leave unchanged.
+#[derive(Clone, Copy, Debug)]
+pub enum OpCount {
+    /// Requests to the backchannel endpoint.
+    Backchannel,
+    /// Requests to the token endpoint.
+    Token,
+    /// Every request the OP counted.
+    Total,
+}
+
+impl TestOp {
+    /// One of its request counters.
+    pub fn count(&self, which: OpCount) -> u64 {
+        let key = match which {
+            OpCount::Backchannel => "backchannel",
+            OpCount::Token => "token",
+            OpCount::Total => "total",
+        };
+        self.stats()[key].as_u64().unwrap()
+    }
+}
+
+/// Sends a request with `send` and asserts the gateway refused it itself: the answer is
+/// the OAuth error `status` / `code` as JSON ([`assert_oauth_error`]), and the OP's `seen`
+/// counter did not move. Returns the answer for further checks.
+pub fn assert_refused_at_edge(
+    op: &TestOp,
+    seen: OpCount,
+    (status, code): (u16, &str),
+    what: &str,
+    send: impl FnOnce() -> Resp,
+) -> Resp {
+    let before = op.count(seen);
+    let r = send();
+    assert_oauth_error(&r, status, code, what);
+    assert_eq!(op.count(seen), before, "{what} reached the OP");
+    r
 }

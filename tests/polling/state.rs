@@ -5,7 +5,7 @@
 //! Intervals and lifetimes are shortened in the configuration, so no test sleeps longer
 //! than the scenario's own interval.
 
-use super::support::*;
+use crate::support::*;
 use std::time::Duration;
 
 /// One-second intervals, a three-second cap, and the given lifetimes.

@@ -5,7 +5,7 @@
 //! The test OP announces a 1 s interval (`--interval 1`) and the gateway enforces
 //! `min_interval_seconds = 1` with `max_interval_seconds = 3`, so a flow takes seconds.
 
-use super::support::*;
+use crate::support::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

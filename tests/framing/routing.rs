@@ -4,7 +4,7 @@
 //! One OP and one gateway per mode, reused across all rows: each row is one request with
 //! hand-written bytes (`raw`), so the request-target reaches the gateway exactly as spelled.
 
-use super::support::*;
+use crate::support::*;
 use std::collections::BTreeSet;
 
 const DISCOVERY: &str = "/.well-known/openid-configuration";

@@ -1,7 +1,7 @@
 //! The edge guard through the real binary: header and body deadlines, the header cap,
 //! connection caps. Deadlines are set to 1 s here so that nothing waits long.
 
-use super::support::*;
+use crate::support::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,73 @@
+//! When the OP fails: refused, hanging, resetting, answering HTML, dropping a pooled
+//! connection. The client always gets an OAuth JSON error in time, and a CIBA request
+//! reaches the OP at most once (`never_twice.rs`).
+
+mod never_twice;
+
+use crate::support::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn refused_upstream_is_a_json_503() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (gw, _dir) = stub_gateway(&dead, "");
+    let r = initiate(&gw.addr(), POST_CLIENT, "alice");
+    assert_oauth_error(&r, 503, "temporarily_unavailable", "r");
+    assert!(r.header("retry-after").is_some());
+    let other = get(&gw.addr(), "/jwks");
+    assert_oauth_error(&other, 503, "temporarily_unavailable", "other");
+}
+
+#[test]
+fn a_hanging_upstream_times_out_with_a_json_504() {
+    let stub = Stub::start(StubMode::Hang);
+    let (gw, _dir) = stub_gateway(&stub.url(), "");
+    for path in ["/token", "/jwks"] {
+        let start = Instant::now();
+        let r = if path == "/token" {
+            poll(&gw.addr(), POST_CLIENT, "some-id")
+        } else {
+            get(&gw.addr(), path)
+        };
+        let took = start.elapsed();
+        assert_oauth_error(&r, 504, "temporarily_unavailable", "r");
+        assert!(took < Duration::from_secs(5), "{path} took {took:?}");
+    }
+}
+
+#[test]
+fn a_pooled_connection_the_op_dropped_after_reading_is_not_retried() {
+    use std::sync::atomic::Ordering;
+    let stub = DroppingStub::start(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 33\r\n\r\n{\"error\":\"authorization_pending\"}",
+    );
+    let (gw, _dir) = stub_gateway(&stub.url(), "");
+    let first = poll(&gw.addr(), POST_CLIENT, "some-id");
+    assert_oauth_error(&first, 400, "authorization_pending", "first");
+    assert_eq!(stub.connections.load(Ordering::SeqCst), 1);
+    // The second poll goes out on the pooled connection; the stub reads it whole and
+    // drops the connection. The OP may have acted on it, so it is not sent again.
+    let second = poll(&gw.addr(), POST_CLIENT, "other-id");
+    assert_oauth_error(&second, 502, "server_error", "second");
+    assert_eq!(stub.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(stub.connections.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_html_500_becomes_a_json_502() {
+    let stub = Stub::start(StubMode::Answer(
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: 27\r\nConnection: close\r\n\r\n<html>secret stack</html>\r\n",
+    ));
+    let (gw, _dir) = stub_gateway(&stub.url(), "");
+    let r = poll(&gw.addr(), POST_CLIENT, "some-id");
+    assert_oauth_error(&r, 502, "server_error", "r");
+    assert!(!r.text().contains("secret stack"));
+}
+
+#[test]
+fn a_reset_upstream_is_a_json_502() {
+    let stub = Stub::start(StubMode::Reset);
+    let (gw, _dir) = stub_gateway(&stub.url(), "");
+    let r = initiate(&gw.addr(), POST_CLIENT, "alice");
+    assert_oauth_error(&r, 502, "server_error", "r");
+}

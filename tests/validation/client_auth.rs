@@ -1,0 +1,169 @@
+//! One client authentication method per request (RFC 6749 2.3), at both endpoints.
+
+use crate::support::*;
+use base64::Engine;
+
+fn assertion(client: &str) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(&format!(
+            r#"{{"iss":"{client}","sub":"{client}","aud":"op"}}"#
+        )),
+        b64("sig")
+    )
+}
+
+/// Form pairs beside the endpoint's own parameters.
+type Pairs = Vec<(&'static str, String)>;
+
+/// (name, form pairs, Authorization header).
+fn cases() -> Vec<(&'static str, Pairs, Option<String>)> {
+    let jwt = (
+        "client_assertion_type",
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+    );
+    let secret = ("client_secret", POST_CLIENT.1.to_string());
+    vec![
+        (
+            "basic and client_secret",
+            vec![secret.clone()],
+            Some(basic(POST_CLIENT)),
+        ),
+        (
+            "basic, client_id and client_secret",
+            vec![("client_id", POST_CLIENT.0.into()), secret.clone()],
+            Some(basic(POST_CLIENT)),
+        ),
+        (
+            "basic and empty client_secret",
+            vec![("client_secret", String::new())],
+            Some(basic(POST_CLIENT)),
+        ),
+        (
+            "client_assertion and client_secret",
+            vec![
+                ("client_id", POST_CLIENT.0.into()),
+                secret.clone(),
+                jwt.clone(),
+                ("client_assertion", assertion(POST_CLIENT.0)),
+            ],
+            None,
+        ),
+        (
+            "basic and client_assertion",
+            vec![jwt, ("client_assertion", assertion(POST_CLIENT.0))],
+            Some(basic(POST_CLIENT)),
+        ),
+    ]
+}
+
+fn send(
+    gw: &Gateway,
+    path: &str,
+    own: &[(&str, &str)],
+    pairs: &[(&'static str, String)],
+    auth: Option<&str>,
+) -> Resp {
+    let mut form: Vec<(&str, &str)> = own.to_vec();
+    form.extend(pairs.iter().map(|(k, v)| (*k, v.as_str())));
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+    post_form(&gw.addr(), path, &form, &headers)
+}
+
+#[test]
+fn two_methods_are_refused_at_both_endpoints_before_the_op() {
+    let op = TestOp::start(&[]);
+    let (gw, _d) = Gateway::with_config(&op.url(), "[rate_limit]\nenabled = false\n");
+    let backchannel = [("scope", "openid"), ("login_hint", "alice")];
+    let token = [("grant_type", CIBA_GRANT), ("auth_req_id", "some-id")];
+    for (name, pairs, auth) in cases() {
+        for (path, own, seen) in [
+            ("/backchannel", &backchannel[..], OpCount::Backchannel),
+            ("/token", &token[..], OpCount::Token),
+        ] {
+            let what = format!("{name} at {path}");
+            let r = assert_refused_at_edge(&op, seen, (400, "invalid_request"), &what, || {
+                send(&gw, path, own, &pairs, auth.as_deref())
+            });
+            assert!(r.text().contains("RFC 6749 2.3"), "{name}: {}", r.text());
+            assert!(
+                !r.text().contains(POST_CLIENT.1),
+                "{name}: echoes the secret"
+            );
+        }
+        assert_eq!(op.backchannel_count(), 0, "{name} reached the OP");
+        assert_eq!(op.token_count(), 0, "{name} reached the OP");
+    }
+    // A second Authorization header would let the OP read a credential the gateway
+    // did not: refused, whichever comes first.
+    let form = "application/x-www-form-urlencoded";
+    let bodies = [
+        (
+            "/backchannel",
+            "scope=openid&login_hint=alice",
+            OpCount::Backchannel,
+        ),
+        (
+            "/token",
+            "grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id=x",
+            OpCount::Token,
+        ),
+    ];
+    let headers = [
+        format!(
+            "Authorization: Bearer x\r\nAuthorization: {}\r\n",
+            basic(POST_CLIENT)
+        ),
+        format!(
+            "Authorization: {}\r\nAuthorization: {}\r\n",
+            basic(POST_CLIENT),
+            basic(BASIC_CLIENT)
+        ),
+    ];
+    for (path, body, seen) in bodies {
+        for extra in &headers {
+            assert_refused_at_edge(&op, seen, (400, "invalid_request"), path, || {
+                post_raw(&gw.addr(), path, form, body.as_bytes(), extra)
+            });
+        }
+    }
+    assert_eq!(
+        op.backchannel_count(),
+        0,
+        "two Authorization headers reached the OP"
+    );
+    assert_eq!(
+        op.token_count(),
+        0,
+        "two Authorization headers reached the OP"
+    );
+    // One method, with an agreeing client_id beside Basic, still goes through, so the
+    // counts above could move.
+    let auth = basic(BASIC_CLIENT);
+    let ack = send(
+        &gw,
+        "/backchannel",
+        &backchannel,
+        &[("client_id", BASIC_CLIENT.0.into())],
+        Some(&auth),
+    );
+    assert_eq!(ack.status, 200, "{}", ack.text());
+    assert_eq!(op.backchannel_count(), 1);
+    let id = auth_req_id(&ack);
+    let pending = send(
+        &gw,
+        "/token",
+        &[("grant_type", CIBA_GRANT), ("auth_req_id", &id)],
+        &[("client_id", BASIC_CLIENT.0.into())],
+        Some(&auth),
+    );
+    assert_eq!(
+        pending.error(),
+        "authorization_pending",
+        "{}",
+        pending.text()
+    );
+    assert_eq!(op.token_count(), 1);
+}

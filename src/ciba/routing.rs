@@ -61,8 +61,10 @@ pub enum Target {
     Backchannel,
     /// The token endpoint.
     Token,
-    /// The discovery document.
+    /// The discovery document (OpenID Connect Discovery 1.0).
     Discovery,
+    /// The authorization server metadata (RFC 8414).
+    Metadata,
 }
 
 /// Why a request-target is refused whatever its method and the mode.
@@ -541,12 +543,14 @@ mod tests {
     use super::*;
 
     const DISCOVERY: &str = "/.well-known/openid-configuration";
+    const METADATA: &str = "/.well-known/oauth-authorization-server";
 
     fn routes() -> Routes {
         Routes::new(&[
             (Target::Backchannel, "/backchannel", "/backchannel"),
             (Target::Token, "/token", "/token"),
             (Target::Discovery, DISCOVERY, DISCOVERY),
+            (Target::Metadata, METADATA, METADATA),
         ])
     }
 
@@ -710,6 +714,24 @@ mod tests {
     }
 
     #[test]
+    fn metadata_spellings_are_the_metadata_document() {
+        must_match(
+            Target::Metadata,
+            METADATA,
+            &[
+                "/.WELL-KNOWN/OAUTH-AUTHORIZATION-SERVER",
+                "/.well-known/oauth-authorızation-server",
+                "/.well-known//oauth-authorization-server/",
+                "/.well-known/oauth-authorization-server;x=1",
+                "/.well-known%2Foauth-authorization-server",
+                "/.well-known/oauth-authorization-%73erver",
+                "/x/../.well-known/oauth-authorization-server",
+                "/.well-known/oauth-authorization-ſerver",
+            ],
+        );
+    }
+
+    #[test]
     fn other_paths_are_not_endpoints() {
         let r = routes();
         for s in [
@@ -738,7 +760,8 @@ mod tests {
             "/x/token",
             "/backchannel/token/extra",
             "/.well-known/openid-configuration/jwks",
-            "/.well-known/oauth-authorization-server",
+            "/.well-known/oauth-authorization-serverx",
+            "/.well-known/oauth-authorization-server/jwks",
             "/well-known/openid-configuration",
             "/openid-configuration",
             "*",

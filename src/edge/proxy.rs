@@ -34,6 +34,26 @@ use std::time::Instant;
 
 /// The well-known discovery path (OpenID Connect Discovery 1.0, section 4).
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+/// The well-known authorization server metadata path (RFC 8414, section 3).
+pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+
+/// The metadata documents the gateway serves rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    /// OpenID Connect Discovery 1.0; the OP must publish it.
+    OpenId,
+    /// OAuth 2.0 Authorization Server Metadata (RFC 8414); served when the OP publishes it.
+    OAuth,
+}
+
+impl Document {
+    fn target(self) -> Target {
+        match self {
+            Document::OpenId => Target::Discovery,
+            Document::OAuth => Target::Metadata,
+        }
+    }
+}
 
 /// Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus the ones the
 /// gateway sets itself.
@@ -147,8 +167,8 @@ pub enum Route {
     PassThrough,
     /// A CIBA endpoint.
     Ciba(Endpoint),
-    /// The discovery document, served rewritten.
-    Discovery,
+    /// A metadata document, served rewritten.
+    Discovery(Document),
 }
 
 impl Route {
@@ -157,7 +177,7 @@ impl Route {
         match self {
             Route::PassThrough => "other",
             Route::Ciba(e) => e.as_str(),
-            Route::Discovery => "discovery",
+            Route::Discovery(_) => "discovery",
         }
     }
 }
@@ -203,9 +223,6 @@ impl ProxyHttp for Gateway {
             .ids
             .for_request(session.req_header().headers.get("x-request-id"));
 
-        if let Some(e) = framing_error(session) {
-            return answer_error(session, ctx, e).await;
-        }
         // Until the CIBA paths are known the gateway cannot tell a poll from any other
         // request; letting it through would skip every rule. So nothing passes, and nothing
         // passes before the OP's host name has resolved either.
@@ -239,7 +256,9 @@ impl ProxyHttp for Gateway {
             }
             // Boxed: their exchanges with the OP are several KiB of future state, which
             // inline would be copied on every request, passed through or not.
-            Route::Discovery => Box::pin(self.serve_discovery(session, ctx, endpoints)).await,
+            Route::Discovery(doc) => {
+                Box::pin(self.serve_discovery(session, ctx, endpoints, doc)).await
+            }
             Route::Ciba(endpoint) => Box::pin(self.serve_ciba(session, ctx, endpoint)).await,
         }
     }
@@ -684,6 +703,7 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
         endpoints: &Endpoints,
+        doc: Document,
     ) -> Result<bool> {
         let public_base = match &self.cfg.public_url {
             Some(u) => u.clone(),
@@ -694,6 +714,12 @@ impl Gateway {
             Ok(a) => a,
             Err(f) => return answer_error(session, ctx, failure_error(f)).await,
         };
+        if answer.status == 404 && doc == Document::OAuth {
+            // Optional metadata the OP does not publish.
+            let e = OAuthError::invalid_request("the OpenID Provider publishes no such document")
+                .with_status(404);
+            return answer_error(session, ctx, e).await;
+        }
         if answer.status != 200 {
             let e = OAuthError::new(
                 ErrorCode::ServerError,
@@ -736,7 +762,7 @@ impl Gateway {
         let public = match ctx.route {
             Route::Ciba(Endpoint::Backchannel) => Some(Target::Backchannel),
             Route::Ciba(Endpoint::Token) => Some(Target::Token),
-            Route::Discovery => Some(Target::Discovery),
+            Route::Discovery(doc) => Some(doc.target()),
             Route::PassThrough => None,
         }
         .and_then(|t| self.routes.get()?.public_path(t));
@@ -796,6 +822,7 @@ impl Gateway {
 /// under the upstream's base path, each also under the name the profile gives it on the OP.
 pub fn routes_for(endpoints: &Endpoints, cfg: &Config) -> Routes {
     let discovery = format!("{}{}", cfg.upstream.base_path, DISCOVERY_PATH);
+    let metadata = format!("{}{}", cfg.upstream.base_path, METADATA_PATH);
     let op = |p: &str| cfg.profile.to_op_path(p).into_owned();
     Routes::new(&[
         (
@@ -805,12 +832,13 @@ pub fn routes_for(endpoints: &Endpoints, cfg: &Config) -> Routes {
         ),
         (Target::Token, &endpoints.token, &op(&endpoints.token)),
         (Target::Discovery, &discovery, &op(&discovery)),
+        (Target::Metadata, &metadata, &op(&metadata)),
     ])
 }
 
 /// Decides the route from the request-target as received (`routing::Routes::classify`,
-/// the one rule for every spelling) and the method (discovery is GET and HEAD only); an
-/// error is answered locally.
+/// the one rule for every spelling) and the method (a metadata document is GET and HEAD
+/// only); an error is answered locally.
 pub fn route(
     req: &RequestHeader,
     routes: &Routes,
@@ -820,13 +848,8 @@ pub fn route(
         Outcome::PassThrough => Ok(Route::PassThrough),
         Outcome::Serve(Target::Backchannel) => Ok(Route::Ciba(Endpoint::Backchannel)),
         Outcome::Serve(Target::Token) => Ok(Route::Ciba(Endpoint::Token)),
-        Outcome::Serve(Target::Discovery) => {
-            Ok(if matches!(req.method, http::Method::GET | http::Method::HEAD) {
-                Route::Discovery
-            } else {
-                Route::PassThrough
-            })
-        }
+        Outcome::Serve(Target::Discovery) => discovery(req, Document::OpenId),
+        Outcome::Serve(Target::Metadata) => discovery(req, Document::OAuth),
         Outcome::NotFound => Err(OAuthError::invalid_request(
             "no such endpoint: this spelling of the path is not served; use the path from the discovery document",
         )
@@ -836,30 +859,22 @@ pub fn route(
     }
 }
 
-fn malformed_target(r: Refusal) -> OAuthError {
-    OAuthError::invalid_request(r.describe()).with_reason("malformed_target")
+/// A metadata document is read with GET or HEAD; any other method on its path is
+/// answered at the edge, never forwarded.
+fn discovery(req: &RequestHeader, doc: Document) -> Result<Route, OAuthError> {
+    if matches!(req.method, http::Method::GET | http::Method::HEAD) {
+        Ok(Route::Discovery(doc))
+    } else {
+        Err(
+            OAuthError::invalid_request("this document accepts GET and HEAD only")
+                .with_status(405)
+                .with_reason("method"),
+        )
+    }
 }
 
-/// A request with both `Content-Length` and `Transfer-Encoding` is a smuggling vector
-/// (RFC 9112 6.1); nginx refuses it and so does the gateway.
-///
-/// pingora drops `Content-Length` from the parsed header when both are present, so the
-/// raw header bytes are what tell; they are read only when `Transfer-Encoding` is there.
-fn framing_error(session: &Session) -> Option<OAuthError> {
-    if !session
-        .req_header()
-        .headers
-        .contains_key(http::header::TRANSFER_ENCODING)
-    {
-        return None;
-    }
-    let raw = session.as_http1()?.get_headers_raw_bytes();
-    let has_cl = raw
-        .split(|b| *b == b'\n')
-        .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"));
-    has_cl.then(|| {
-        OAuthError::invalid_request("the request has both Content-Length and Transfer-Encoding")
-    })
+fn malformed_target(r: Refusal) -> OAuthError {
+    OAuthError::invalid_request(r.describe()).with_reason("malformed_target")
 }
 
 /// Reads the whole body within `deadline` (408 after it), refusing more than `limit` bytes
@@ -1184,9 +1199,11 @@ mod tests {
             Route::PassThrough,
             Route::Ciba(Endpoint::Backchannel),
             Route::Ciba(Endpoint::Token),
-            Route::Discovery,
+            Route::Discovery(Document::OpenId),
+            Route::Discovery(Document::OAuth),
         ];
-        let labels: Vec<&str> = routes.iter().map(|r| r.as_str()).collect();
+        let mut labels: Vec<&str> = routes.iter().map(|r| r.as_str()).collect();
+        labels.dedup();
         assert_eq!(labels, metrics::ENDPOINT_LABELS);
     }
 

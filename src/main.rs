@@ -103,7 +103,7 @@ fn main() -> ExitCode {
 
     let listen = cfg.listen;
     let metrics_listen = cfg.metrics_listen;
-    let (mut server, _shared) = ciba_gateway::edge::server::build(cfg);
+    let (mut server, _op) = ciba_gateway::edge::server::build(cfg);
     if let Some((op_listen, approve_after)) = demo {
         let op = DemoOp::new(
             &format!("http://{op_listen}"),

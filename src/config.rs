@@ -285,7 +285,7 @@ pub enum LogFormat {
 
 /// Where the OP lives, parsed from `upstream.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
+pub struct OpSettings {
     /// `true` for `https`.
     pub tls: bool,
     /// Host name or address, used for TLS SNI.
@@ -312,7 +312,7 @@ pub struct Upstream {
     pub tls_verify: bool,
 }
 
-impl Upstream {
+impl OpSettings {
     /// `host[:port]` for the `Host` header and URLs: the port only when it is not the
     /// scheme's default, an IPv6 address in brackets.
     pub fn authority(&self) -> String {
@@ -373,7 +373,7 @@ pub struct Config {
     /// Deadlines, header cap and connection caps for client connections.
     pub edge: EdgeLimits,
     /// The OP.
-    pub upstream: Upstream,
+    pub upstream: OpSettings,
     /// Poll enforcement.
     pub polling: Polling,
     /// Rate limits.
@@ -905,7 +905,7 @@ fn parse_public_url(value: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn parse_upstream_url(value: &str) -> Result<Upstream, ConfigError> {
+fn parse_upstream_url(value: &str) -> Result<OpSettings, ConfigError> {
     let uri: http::Uri = value.parse().map_err(|_| {
         err(
             "upstream.url",
@@ -934,7 +934,7 @@ fn parse_upstream_url(value: &str) -> Result<Upstream, ConfigError> {
     }
     let port = port.unwrap_or(if tls { 443 } else { 80 });
     let base_path = uri.path().trim_end_matches('/').to_string();
-    Ok(Upstream {
+    Ok(OpSettings {
         tls,
         host,
         port,

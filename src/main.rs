@@ -151,8 +151,8 @@ fn check_listeners(listeners: &[(&str, String)]) -> Result<(), String> {
 fn check_resolution(cfg: &Config) {
     use std::net::ToSocketAddrs;
     let up = &cfg.upstream;
-    if let ciba_gateway::edge::resolve::Target::Name { host, port } =
-        ciba_gateway::edge::resolve::Target::of(&up.host, up.port)
+    if let ciba_gateway::edge::resolve::OpAddress::Name { host, port } =
+        ciba_gateway::edge::resolve::OpAddress::of(&up.host, up.port)
     {
         match (host.as_str(), port).to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(addr)) => println!("ciba-gateway: upstream.url: {host} resolves to {addr}"),

@@ -66,9 +66,9 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
     );
     ops.add_tcp(&cfg.metrics_listen.to_string());
 
-    match resolve::Target::of(&cfg.upstream.host, cfg.upstream.port) {
-        resolve::Target::Fixed(addr) => op.set_peer(op_client::peer(&cfg.upstream, addr)),
-        resolve::Target::Name { .. } => {
+    match resolve::OpAddress::of(&cfg.upstream.host, cfg.upstream.port) {
+        resolve::OpAddress::Fixed(addr) => op.set_peer(op_client::peer(&cfg.upstream, addr)),
+        resolve::OpAddress::Name { .. } => {
             server.add_service(background_service(
                 "upstream resolver",
                 Resolver {

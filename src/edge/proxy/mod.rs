@@ -91,7 +91,7 @@ pub struct Gateway {
     limits: Arc<RateLimits>,
     client_labels: std::collections::HashSet<String>,
     connector: Connector,
-    ids: RequestIds,
+    request_ids: RequestIds,
     request_metrics: metrics::RequestMetrics,
     /// The OP's `Host`, parsed once.
     host: HeaderValue,
@@ -114,7 +114,7 @@ impl Gateway {
             limits,
             client_labels,
             connector: Connector::new(None),
-            ids: RequestIds::new(),
+            request_ids: RequestIds::new(),
             request_metrics: metrics::RequestMetrics::default(),
             host,
             routes: OnceLock::new(),
@@ -138,7 +138,7 @@ pub struct RequestCtx {
     /// What the handling noted for the metrics, counted in `logging`.
     tally: Tally,
     /// The `auth_req_id` a proxied vendor cancel call names.
-    cancel: Option<AuthReqId>,
+    cancelled_id: Option<AuthReqId>,
     /// Counts this request as in flight until the context is dropped; held, never read.
     _in_flight: Option<InFlight>,
 }
@@ -164,7 +164,7 @@ impl ProxyHttp for Gateway {
         // endpoints also hold the whole body to this deadline (`read_body`).
         session.set_read_timeout(Some(self.cfg.edge.body_timeout));
         ctx.request_id = self
-            .ids
+            .request_ids
             .for_request(session.req_header().headers.get("x-request-id"));
 
         // Until the CIBA paths are known the gateway cannot tell a poll from any other
@@ -192,7 +192,7 @@ impl ProxyHttp for Gateway {
             Route::PassThrough => {
                 if let Some(cancel) = &self.cfg.polling.cancel {
                     let req = session.req_header();
-                    ctx.cancel = cancel
+                    ctx.cancelled_id = cancel
                         .auth_req_id(&req.method, req.raw_path())
                         .map(|id| AuthReqId::new(&id));
                 }
@@ -257,7 +257,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(id) = &ctx.cancel {
+        if let Some(id) = &ctx.cancelled_id {
             // Only a cancel the OP accepted ends the state; a refused one changes nothing.
             if upstream_response.status.is_success() {
                 Box::pin(self.store.cancel(id)).await;

@@ -126,7 +126,7 @@ fn main() -> ExitCode {
             .announcing_interval(op_interval);
         (op_listen, op, text)
     });
-    let (mut server, _shared) = ciba_gateway::edge::server::build(cfg);
+    let (mut server, _op) = ciba_gateway::edge::server::build(cfg);
     if let Some((op_listen, op, text)) = demo {
         let mut svc = Service::new("demo-op".to_string(), HttpServer::new_app(op));
         svc.add_tcp(&op_listen);
@@ -167,8 +167,8 @@ fn check_listeners(listeners: &[(&str, String)]) -> Result<(), String> {
 fn check_resolution(cfg: &Config) {
     use std::net::ToSocketAddrs;
     let up = &cfg.upstream;
-    if let ciba_gateway::edge::resolve::Target::Name { host, port } =
-        ciba_gateway::edge::resolve::Target::of(&up.host, up.port)
+    if let ciba_gateway::edge::resolve::OpAddress::Name { host, port } =
+        ciba_gateway::edge::resolve::OpAddress::of(&up.host, up.port)
     {
         match (host.as_str(), port).to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(addr)) => println!("ciba-gateway: upstream.url: {host} resolves to {addr}"),

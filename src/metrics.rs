@@ -154,7 +154,7 @@ pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
 pub static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "ciba_gateway_connections_refused_total",
-        "Client connections refused or cut by the edge guard, by reason (header_timeout, header_too_large, body_timeout, max_connections, max_connections_per_address).",
+        "Client connections refused or cut by the edge guard, by reason (header_timeout, header_too_large, malformed_header, body_timeout, max_connections, max_connections_per_address).",
         &["reason"]
     )
     .expect("metric registers once")
@@ -170,9 +170,10 @@ pub static CLIENT_CONNECTIONS: Lazy<IntGauge> = Lazy::new(|| {
 });
 
 /// The reasons `CONNECTIONS_REFUSED` counts, so every series exists from the first scrape.
-pub const REFUSAL_REASONS: [&str; 5] = [
+pub const REFUSAL_REASONS: [&str; 6] = [
     "header_timeout",
     "header_too_large",
+    "malformed_header",
     "body_timeout",
     "max_connections",
     "max_connections_per_address",

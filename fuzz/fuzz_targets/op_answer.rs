@@ -4,7 +4,7 @@
 //! rewritten acknowledgement carries the values the gateway enforces.
 #![no_main]
 
-use ciba_gateway::ciba::pipeline::{check_response, Endpoint, Outbound, Upstream};
+use ciba_gateway::ciba::pipeline::{check_response, Endpoint, Outbound, OpAnswer};
 use ciba_gateway::ciba::polling::{admit_ack, PollPolicy};
 use ciba_gateway::ciba::profile::Profile;
 use ciba_gateway::ciba::translate::{classify_token_answer, parse_ack, rewrite_ack};
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         "application/json"
     };
     let status = 100 + u16::from_be_bytes([*hi, *lo]) % 500;
-    let value = match check_response(Upstream {
+    let value = match check_response(OpAnswer {
         endpoint,
         status,
         content_type: Some(content_type),

@@ -16,6 +16,11 @@ fn routes() -> Routes {
             "/.well-known/openid-configuration",
             "/.well-known/openid-configuration",
         ),
+        (
+            Target::Metadata,
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/oauth-authorization-server",
+        ),
     ])
 }
 

@@ -74,6 +74,10 @@ pub struct Accepted {
 
 /// Checks a request on a CIBA endpoint; an error is answered by the gateway itself.
 ///
+/// Each error carries its endpoint's status as built: the checks both endpoints share
+/// (content type, form, client) give only codes whose status is the same at both
+/// (tested), and the rest run at the backchannel endpoint only.
+///
 /// Backchannel requests are validated (CIBA 7.1, 7.1.1, 7.2, 13) and their
 /// `login_hint_token` normalized; `now_unix` is the time for JWT expiry checks.
 pub fn check_request(
@@ -123,7 +127,7 @@ fn is_form(content_type: Option<&str>) -> bool {
 
 /// The OP's answer as the proxy buffered it.
 #[derive(Debug, Clone, Copy)]
-pub struct Upstream<'a> {
+pub struct OpAnswer<'a> {
     /// Which endpoint.
     pub endpoint: Endpoint,
     /// The OP's status.
@@ -148,7 +152,7 @@ pub enum Outbound {
 /// CIBA answers are JSON (7.3, 11, 13); anything else (an HTML error page, a proxy's text
 /// 502) is replaced by a `server_error` with status 502, so clients always parse JSON.
 /// The OP's body is never echoed: it may carry tokens or personal data.
-pub fn check_response(resp: Upstream<'_>) -> Outbound {
+pub fn check_response(resp: OpAnswer<'_>) -> Outbound {
     if is_json(resp.content_type) {
         if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_slice(resp.body) {
             return Outbound::Json(v);
@@ -178,6 +182,39 @@ fn is_json(content_type: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_at_the_token_endpoint_carry_its_status() {
+        let cases: [(Option<&str>, &[u8], Option<&str>); 6] = [
+            (None, b"a=1", None),
+            (Some("application/json"), b"{}", None),
+            (Some("application/x-www-form-urlencoded"), b"a=1&a=2", None),
+            (Some("application/x-www-form-urlencoded"), b"a=%zz", None),
+            (
+                Some("application/x-www-form-urlencoded"),
+                b"client_id=a&client_secret=s",
+                Some("Basic YjpzCg=="),
+            ),
+            (
+                Some("application/x-www-form-urlencoded"),
+                b"client_id=a",
+                Some("Basic !!"),
+            ),
+        ];
+        for (ct, body, authorization) in cases {
+            let req = Inbound {
+                endpoint: Endpoint::Token,
+                content_type: ct,
+                authorization,
+                body,
+            };
+            let e = check_request(req, &Rules::default(), 0).unwrap_err();
+            assert_eq!(e.status, Endpoint::Token.status_of(e.code), "{e:?}");
+        }
+        for code in [ErrorCode::InvalidRequest, ErrorCode::InvalidClient] {
+            assert_eq!(Endpoint::Token.status_of(code), code.status());
+        }
+    }
 
     fn inbound<'a>(ct: Option<&'a str>, body: &'a [u8]) -> Inbound<'a> {
         Inbound {
@@ -218,7 +255,7 @@ mod tests {
 
     #[test]
     fn non_json_answers_become_server_error() {
-        let html = Upstream {
+        let html = OpAnswer {
             endpoint: Endpoint::Token,
             status: 500,
             content_type: Some("text/html"),
@@ -232,7 +269,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let json = Upstream {
+        let json = OpAnswer {
             endpoint: Endpoint::Token,
             status: 400,
             content_type: Some("application/json; charset=utf-8"),
@@ -242,7 +279,7 @@ mod tests {
             check_response(json),
             Outbound::Json(serde_json::json!({"error": "authorization_pending"}))
         );
-        let lying = Upstream {
+        let lying = OpAnswer {
             content_type: Some("application/json"),
             body: b"not json",
             ..json

@@ -61,8 +61,10 @@ pub enum Target {
     Backchannel,
     /// The token endpoint.
     Token,
-    /// The discovery document.
+    /// The discovery document (OpenID Connect Discovery 1.0).
     Discovery,
+    /// The authorization server metadata (RFC 8414).
+    Metadata,
 }
 
 /// Why a request-target is refused whatever its method and the mode.
@@ -136,6 +138,19 @@ pub const MAX_DECODINGS: usize = 3;
 /// `/TOKEN`, `/token/`, `/./token`, `//token`, `/%74oken`, `/%2574oken`, `/token;x=1`,
 /// `/a/../token`, `/tok%C4%B1n`... `\token`, `http://any-host/Token?x` all give `/TOKEN`.
 pub fn canonical_path(target: &[u8]) -> Result<String, Refusal> {
+    let out = canonical_once(target)?;
+    // Folding can spell a new escape: a literal `%` (kept as `%25`) before `F` and a
+    // full-width `ａ` reads `%FA` once folded, which a router that folds before it decodes
+    // would take for a byte. Such a path has no one reading, and a canonical form must be
+    // its own canonical form; only a form with an escape in it can fail that.
+    if out.contains('%') && canonical_once(out.as_bytes()).as_deref() != Ok(out.as_str()) {
+        return Err(Refusal::TooDeeplyEncoded);
+    }
+    Ok(out)
+}
+
+/// One pass of [`canonical_path`]'s rule.
+fn canonical_once(target: &[u8]) -> Result<String, Refusal> {
     let segments = segments(target)?;
     let mut out = String::with_capacity(target.len() + 1);
     for s in &segments {
@@ -541,12 +556,14 @@ mod tests {
     use super::*;
 
     const DISCOVERY: &str = "/.well-known/openid-configuration";
+    const METADATA: &str = "/.well-known/oauth-authorization-server";
 
     fn routes() -> Routes {
         Routes::new(&[
             (Target::Backchannel, "/backchannel", "/backchannel"),
             (Target::Token, "/token", "/token"),
             (Target::Discovery, DISCOVERY, DISCOVERY),
+            (Target::Metadata, METADATA, METADATA),
         ])
     }
 
@@ -710,6 +727,24 @@ mod tests {
     }
 
     #[test]
+    fn metadata_spellings_are_the_metadata_document() {
+        must_match(
+            Target::Metadata,
+            METADATA,
+            &[
+                "/.WELL-KNOWN/OAUTH-AUTHORIZATION-SERVER",
+                "/.well-known/oauth-authorızation-server",
+                "/.well-known//oauth-authorization-server/",
+                "/.well-known/oauth-authorization-server;x=1",
+                "/.well-known%2Foauth-authorization-server",
+                "/.well-known/oauth-authorization-%73erver",
+                "/x/../.well-known/oauth-authorization-server",
+                "/.well-known/oauth-authorization-ſerver",
+            ],
+        );
+    }
+
+    #[test]
     fn other_paths_are_not_endpoints() {
         let r = routes();
         for s in [
@@ -738,7 +773,8 @@ mod tests {
             "/x/token",
             "/backchannel/token/extra",
             "/.well-known/openid-configuration/jwks",
-            "/.well-known/oauth-authorization-server",
+            "/.well-known/oauth-authorization-serverx",
+            "/.well-known/oauth-authorization-server/jwks",
             "/well-known/openid-configuration",
             "/openid-configuration",
             "*",
@@ -836,6 +872,16 @@ mod tests {
         assert_eq!(canonical_path(b"").unwrap(), "/");
         assert_eq!(canonical_path(b"/%zz%").unwrap(), "/%25ZZ%25");
         assert_eq!(canonical_path(b"/tok%C3en").unwrap(), "/TOK%C3EN");
+        // A literal `%` that folding turns into an escape (`%F` + full-width `ａ`): refused,
+        // not given two readings (found by the routing fuzz target).
+        assert_eq!(
+            canonical_path("\u{81}%Fａ\u{AC}%2F2".as_bytes()),
+            Err(Refusal::TooDeeplyEncoded)
+        );
+        assert_eq!(
+            canonical_path(b"\x81%F\xef\xbd\x81\xac%2F2"),
+            Err(Refusal::TooDeeplyEncoded)
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub use logging::LogFormat;
 pub use polling::{Polling, UnknownPolicy};
 pub use server::{EdgeLimits, MAX_BODY_LIMIT, MAX_HEADER_BYTES, MIN_HEADER_BYTES};
 pub use state::{BackendKind, StateBackend};
-pub use upstream::Upstream;
+pub use upstream::OpSettings;
 
 use crate::ciba::pipeline::Rules;
 use crate::ciba::profile::Profile;
@@ -76,7 +76,7 @@ pub struct Config {
     /// Deadlines, header cap and connection caps for client connections.
     pub edge: EdgeLimits,
     /// The OP.
-    pub upstream: Upstream,
+    pub upstream: OpSettings,
     /// Poll enforcement.
     pub polling: Polling,
     /// Rate limits.

@@ -22,7 +22,7 @@ pub const DEFAULT_TLS_VERIFY: bool = true;
 
 /// Where the OP lives, parsed from `upstream.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
+pub struct OpSettings {
     /// `true` for `https`.
     pub tls: bool,
     /// Host name or address, used for TLS SNI.
@@ -49,7 +49,7 @@ pub struct Upstream {
     pub tls_verify: bool,
 }
 
-impl Upstream {
+impl OpSettings {
     /// `host[:port]` for the `Host` header and URLs: the port only when it is not the
     /// scheme's default, an IPv6 address in brackets.
     pub fn authority(&self) -> String {
@@ -100,7 +100,7 @@ struct Address {
 pub(super) fn validate_upstream(
     u: UpstreamSection,
     o: &Overrides,
-) -> Result<Upstream, ConfigError> {
+) -> Result<OpSettings, ConfigError> {
     let url = o.upstream.as_deref().or(u.url.as_deref()).ok_or_else(|| {
         err(
             "upstream.url",
@@ -157,7 +157,7 @@ pub(super) fn validate_upstream(
             "must be between 1 and 86400",
         ));
     }
-    Ok(Upstream {
+    Ok(OpSettings {
         tls,
         host,
         port,

@@ -1,6 +1,6 @@
 //! The metrics listener: `/metrics`, `/healthz`, `/readyz`.
 
-use crate::edge::proxy::Shared;
+use crate::edge::proxy::OpLink;
 use crate::metrics;
 use crate::state::store::Store;
 use async_trait::async_trait;
@@ -10,15 +10,15 @@ use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
 /// Serves metrics and health on their own listener, away from client traffic.
-pub struct OpsApp {
+pub struct AdminApp {
     /// Readiness comes from here.
-    pub shared: Arc<Shared>,
+    pub op: Arc<OpLink>,
     /// The poll store, whose size is reported at each scrape.
     pub store: Store,
 }
 
 #[async_trait]
-impl ServeHttp for OpsApp {
+impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         let (status, content_type, body) = match path.as_str() {
@@ -28,11 +28,11 @@ impl ServeHttp for OpsApp {
                 }
                 // Read here rather than set where readiness changes: its two parts are set
                 // by different tasks, which could otherwise leave a stale value.
-                metrics::READY.set(i64::from(self.shared.is_ready()));
+                metrics::READY.set(i64::from(self.op.is_ready()));
                 (200, "text/plain; version=0.0.4", metrics::render())
             }
             "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
-            "/readyz" if self.shared.is_ready() => (200, "text/plain", b"ready\n".to_vec()),
+            "/readyz" if self.op.is_ready() => (200, "text/plain", b"ready\n".to_vec()),
             "/readyz" => (
                 503,
                 "text/plain",

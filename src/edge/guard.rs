@@ -23,6 +23,7 @@
 
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::config::EdgeLimits;
+use crate::edge::header_check::{self, Fault, Verdict};
 use crate::edge::header_end::HeaderEnd;
 use crate::metrics;
 use crate::state::conn_limit::{ConnLimits, Permit, Refused};
@@ -157,6 +158,9 @@ where
                 }
                 HeaderRead::TooLarge => return refuse_request(stream, Cut::HeaderTooLarge).await,
             };
+            if let Some(fault) = refused(&header).await {
+                return refuse_request(stream, Cut::Refused(fault)).await;
+            }
             let mut session = ServerSession::new_http1(Box::new(Replay::new(stream, header)));
             // As pingora's own loop does: no reuse once shutting down; the proxy bounds
             // the keep-alive on each request (`proxy::bound_keepalive`).
@@ -280,6 +284,29 @@ where
     r.read_buf(&mut buf.limit(limit)).await
 }
 
+/// Why a complete header is refused before pingora sees it (`header_check`), if it is.
+async fn refused(header: &Bytes) -> Option<Fault> {
+    match header_check::check(header) {
+        Verdict::Pass => None,
+        Verdict::Refuse(fault) => Some(fault),
+        // Boxed: pingora's session is only built for these rare targets.
+        Verdict::AskPingora => Box::pin(pingora_verdict(header)).await,
+    }
+}
+
+/// What pingora's own HTTP/1 reader makes of `header`: a fault where it would answer
+/// its bare 400 (or 405 for `CONNECT`), `None` where it reads a request.
+async fn pingora_verdict(header: &Bytes) -> Option<Fault> {
+    use pingora::protocols::http::v1::server::HttpSession;
+    let mut session = HttpSession::new(Box::new(io::Cursor::new(header.to_vec())));
+    match session.read_request().await {
+        Err(e) if e.etype() == &pingora::ErrorType::InvalidHTTPHeader => Some(Fault::Malformed),
+        Ok(Some(_)) if session.req_header().method == http::Method::CONNECT => Some(Fault::Connect),
+        // A request, or a header pingora would wait on or drop: its own handling stands.
+        _ => None,
+    }
+}
+
 /// Resolves once the server is shutting down.
 async fn stopping(shutdown: &ShutdownWatch) {
     let mut w = shutdown.clone();
@@ -318,6 +345,7 @@ impl Drop for Open {
 enum Cut {
     HeaderTimeout,
     HeaderTooLarge,
+    Refused(Fault),
 }
 
 impl Cut {
@@ -325,6 +353,7 @@ impl Cut {
         match self {
             Cut::HeaderTimeout => "header_timeout",
             Cut::HeaderTooLarge => "header_too_large",
+            Cut::Refused(_) => "malformed_header",
         }
     }
 
@@ -337,6 +366,7 @@ impl Cut {
             Cut::HeaderTooLarge => {
                 OAuthError::invalid_request("the request header is too large").with_status(431)
             }
+            Cut::Refused(fault) => fault.error(),
         }
     }
 }
@@ -702,6 +732,83 @@ mod tests {
         assert!(!format!("{r:?}").contains("hel"));
         let (_, left) = Replay::unwrap(Box::new(r));
         assert!(left.is_empty());
+    }
+
+    /// Whether pingora's own reader refuses `header` (its bare 400, or 405 for CONNECT).
+    async fn pingora_refuses(header: &[u8]) -> bool {
+        pingora_verdict(&Bytes::copy_from_slice(header))
+            .await
+            .is_some()
+    }
+
+    /// Every header pingora refuses, the guard refuses; the guard refuses more only for
+    /// its own framing rule and the HTTP/2 preface.
+    #[tokio::test]
+    async fn the_guard_refuses_whatever_pingora_refuses() {
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for b in 0..=255u8 {
+            for template in [
+                "G{}T /x HTTP/1.1\r\nHost: gw\r\n\r\n",
+                "GET /x{}y HTTP/1.1\r\nHost: gw\r\n\r\n",
+                "GET {}/x HTTP/1.1\r\nHost: gw\r\n\r\n",
+                "GET /x HTTP/1.1\r\nHo{}st: gw\r\n\r\n",
+                "GET /x HTTP/1.1\r\nHost: g{}w\r\n\r\n",
+                "GET /x HTTP/1.1\r\nHost: gw\r\nX: a{}b\r\n\r\n",
+                "GET http://gw/x{} HTTP/1.1\r\nHost: gw\r\n\r\n",
+                "POST /x HTTP/1.1\r\nContent-Length: 1{}\r\n\r\n",
+            ] {
+                let (head, tail) = template.split_once("{}").unwrap();
+                let mut bytes = head.as_bytes().to_vec();
+                bytes.push(b);
+                bytes.extend_from_slice(tail.as_bytes());
+                cases.push(bytes);
+            }
+        }
+        for head in [
+            "POST http://evil/token HTTP/1.1\r\nHost: gw\r\n\r\n",
+            "POST http://u@gw/token HTTP/1.1\r\nHost: gw\r\n\r\n",
+            "POST http://gw/token HTTP/1.1\r\nHost: gw\r\n\r\n",
+            "POST http:gw/token HTTP/1.1\r\nHost: gw\r\n\r\n",
+            "POST http://gw\\@evil/token HTTP/1.1\r\nHost: gw\r\n\r\n",
+            "POST HTTP://GW:80/token HTTP/1.1\r\nHost: GW:80\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nHost: gw\r\n\r\n",
+            "CONNECT gw:443 HTTP/1.1\r\nHost: gw:443\r\n\r\n",
+            "CONNECT gw:443 HTTP/1.1\r\nHost: evil:443\r\n\r\n",
+            "GET /a\"b HTTP/1.1\r\nHost: gw\r\n\r\n",
+            "GET /a b HTTP/1.1\r\nHost: gw\r\n\r\n",
+            "GET / HTTP/1.2\r\nHost: gw\r\n\r\n",
+            "GET / HTTP/2.0\r\nHost: gw\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+            "GET / HTTP/1.1\r\nTransfer-Encoding: identity, chunked\r\n\r\n",
+            "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        ] {
+            cases.push(head.as_bytes().to_vec());
+        }
+        let mut stricter = 0;
+        for case in &cases {
+            let ours = refused(&Bytes::copy_from_slice(case)).await;
+            let theirs = pingora_refuses(case).await;
+            let shown = String::from_utf8_lossy(case);
+            if theirs {
+                assert!(
+                    ours.is_some(),
+                    "pingora refuses, the guard passes: {shown:?}"
+                );
+            } else if let Some(fault) = ours {
+                assert!(
+                    matches!(fault, Fault::Framing(_) | Fault::Http2),
+                    "the guard refuses ({fault:?}), pingora reads it: {shown:?}"
+                );
+                stricter += 1;
+            }
+        }
+        assert!(stricter > 0 && stricter < 40, "{stricter}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod guard;
+pub mod header_check;
 pub mod header_end;
 pub mod in_flight;
 pub mod op_client;

@@ -10,7 +10,7 @@
 //! request forever; every peer is built here with all of them set, and every exchange has
 //! an overall deadline on top.
 
-use crate::config::Upstream;
+use crate::config::OpSettings;
 use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
@@ -32,7 +32,7 @@ const POOL_IDLE: Duration = Duration::from_secs(4);
 ///
 /// The address is resolved by the caller: pingora would resolve a name here, once, and
 /// panic when it does not resolve.
-pub fn peer(upstream: &Upstream, addr: SocketAddr) -> HttpPeer {
+pub fn peer(upstream: &OpSettings, addr: SocketAddr) -> HttpPeer {
     let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
     let o = &mut peer.options;
     o.connection_timeout = Some(upstream.connect_timeout);
@@ -46,7 +46,7 @@ pub fn peer(upstream: &Upstream, addr: SocketAddr) -> HttpPeer {
 }
 
 /// The overall deadline of one exchange: connecting plus waiting for the whole answer.
-pub fn deadline(upstream: &Upstream) -> Duration {
+pub fn deadline(upstream: &OpSettings) -> Duration {
     upstream.connect_timeout * 2 + upstream.read_timeout
 }
 
@@ -241,7 +241,7 @@ async fn attempt(
 }
 
 /// Builds a GET for `path` (under the upstream's base path) with the OP's `Host`.
-pub fn get_request(upstream: &Upstream, path: &str) -> Result<RequestHeader, String> {
+pub fn get_request(upstream: &OpSettings, path: &str) -> Result<RequestHeader, String> {
     let full_path = format!("{}{}", upstream.base_path, path);
     let mut req = RequestHeader::build("GET", full_path.as_bytes(), None)
         .map_err(|e| format!("cannot build request: {e}"))?;

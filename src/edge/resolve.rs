@@ -16,7 +16,7 @@ pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the OP's host is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum OpAddress {
     /// An IP literal: nothing to resolve.
     Fixed(SocketAddr),
     /// A host name, resolved through the system resolver.
@@ -28,12 +28,12 @@ pub enum Target {
     },
 }
 
-impl Target {
+impl OpAddress {
     /// The target for `upstream.url`'s host (IPv6 without brackets) and port.
-    pub fn of(host: &str, port: u16) -> Target {
+    pub fn of(host: &str, port: u16) -> OpAddress {
         match host.parse::<IpAddr>() {
-            Ok(ip) => Target::Fixed(SocketAddr::new(ip, port)),
-            Err(_) => Target::Name {
+            Ok(ip) => OpAddress::Fixed(SocketAddr::new(ip, port)),
+            Err(_) => OpAddress::Name {
                 host: host.to_string(),
                 port,
             },
@@ -154,19 +154,22 @@ mod tests {
     #[test]
     fn ip_literals_are_fixed_and_names_are_resolved() {
         assert_eq!(
-            Target::of("127.0.0.1", 3000),
-            Target::Fixed(addr("127.0.0.1:3000"))
+            OpAddress::of("127.0.0.1", 3000),
+            OpAddress::Fixed(addr("127.0.0.1:3000"))
         );
-        assert_eq!(Target::of("::1", 443), Target::Fixed(addr("[::1]:443")));
         assert_eq!(
-            Target::of("op.internal", 8443),
-            Target::Name {
+            OpAddress::of("::1", 443),
+            OpAddress::Fixed(addr("[::1]:443"))
+        );
+        assert_eq!(
+            OpAddress::of("op.internal", 8443),
+            OpAddress::Name {
                 host: "op.internal".into(),
                 port: 8443
             }
         );
         // Not an address: a name that happens to look numeric is left to the resolver.
-        assert!(matches!(Target::of("1.2.3", 80), Target::Name { .. }));
+        assert!(matches!(OpAddress::of("1.2.3", 80), OpAddress::Name { .. }));
     }
 
     #[test]

@@ -4,11 +4,11 @@ use crate::ciba::clock::SystemClock;
 use crate::ciba::discovery;
 use crate::config::Config;
 use crate::config::StateBackend;
-use crate::edge::admin::OpsApp;
+use crate::edge::admin::AdminApp;
 use crate::edge::guard::EdgeGuard;
 use crate::edge::in_flight;
 use crate::edge::op_client::{self, Connector};
-use crate::edge::proxy::{Gateway, Shared, DISCOVERY_PATH};
+use crate::edge::proxy::{Gateway, OpLink, DISCOVERY_PATH};
 use crate::edge::resolve;
 use crate::metrics;
 use crate::state::poll_store::PollStore;
@@ -23,8 +23,8 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::sync::Arc;
 
-/// Builds a ready-to-run server for `cfg`; `shared` exposes readiness to the caller.
-pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
+/// Builds a ready-to-run server for `cfg`; `op` exposes readiness to the caller.
+pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
     let cfg = Arc::new(cfg);
     let conf = ServerConf {
         threads: cfg.threads,
@@ -36,7 +36,7 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let shared = Arc::new(Shared::default());
+    let op = Arc::new(OpLink::default());
     let store: Store = Arc::new(match &cfg.state {
         StateBackend::Memory => StateStore::Memory(PollStore::new(
             cfg.polling.policy,
@@ -53,27 +53,27 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
     let limits = Arc::new(RateLimits::new(&cfg.rate_limit));
     let mut proxy = Service::new(
         "ciba-gateway".to_string(),
-        guarded_proxy(&server, &cfg, shared.clone(), store.clone(), limits.clone()),
+        guarded_proxy(&server, &cfg, op.clone(), store.clone(), limits.clone()),
     );
     proxy.add_tcp(&cfg.listen.to_string());
 
     let mut ops = Service::new(
         "metrics".to_string(),
-        HttpServer::new_app(OpsApp {
-            shared: shared.clone(),
+        HttpServer::new_app(AdminApp {
+            op: op.clone(),
             store: store.clone(),
         }),
     );
     ops.add_tcp(&cfg.metrics_listen.to_string());
 
-    match resolve::Target::of(&cfg.upstream.host, cfg.upstream.port) {
-        resolve::Target::Fixed(addr) => shared.set_peer(op_client::peer(&cfg.upstream, addr)),
-        resolve::Target::Name { .. } => {
+    match resolve::OpAddress::of(&cfg.upstream.host, cfg.upstream.port) {
+        resolve::OpAddress::Fixed(addr) => op.set_peer(op_client::peer(&cfg.upstream, addr)),
+        resolve::OpAddress::Name { .. } => {
             server.add_service(background_service(
                 "upstream resolver",
                 Resolver {
                     cfg: cfg.clone(),
-                    shared: shared.clone(),
+                    op: op.clone(),
                 },
             ));
         }
@@ -83,7 +83,7 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
         "discovery",
         Discovery {
             cfg: cfg.clone(),
-            shared: shared.clone(),
+            op: op.clone(),
         },
     );
 
@@ -101,7 +101,7 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
     server.add_service(sweeper);
     server.add_service(ops);
     server.add_service(discovery);
-    (server, shared)
+    (server, op)
 }
 
 /// The proxy app behind the edge guard (connection caps, header deadline and cap).
@@ -111,13 +111,13 @@ pub fn build(cfg: Config) -> (Server, Arc<Shared>) {
 fn guarded_proxy(
     server: &Server,
     cfg: &Arc<Config>,
-    shared: Arc<Shared>,
+    op: Arc<OpLink>,
     store: Store,
     limits: Arc<RateLimits>,
 ) -> EdgeGuard<HttpProxy<Gateway>> {
     let proxy = pingora::proxy::http_proxy(
         &server.configuration,
-        Gateway::new(cfg.clone(), shared, store, limits),
+        Gateway::new(cfg.clone(), op, store, limits),
     );
     EdgeGuard::new(
         proxy,
@@ -130,7 +130,7 @@ fn guarded_proxy(
 /// Follows the OP's host name in DNS, pointing new upstream connections at its address.
 struct Resolver {
     cfg: Arc<Config>,
-    shared: Arc<Shared>,
+    op: Arc<OpLink>,
 }
 
 #[async_trait]
@@ -147,7 +147,7 @@ impl BackgroundService for Resolver {
                 retry: up.discovery_retry,
             },
             resolve::lookup,
-            |addr| self.shared.set_peer(op_client::peer(up, addr)),
+            |addr| self.op.set_peer(op_client::peer(up, addr)),
             || metrics::UPSTREAM_RESOLVE_FAILURES.inc(),
             shutdown,
         )
@@ -210,7 +210,7 @@ impl BackgroundService for Sweeper {
 /// and every proxied request gets a 503 JSON error.
 struct Discovery {
     cfg: Arc<Config>,
-    shared: Arc<Shared>,
+    op: Arc<OpLink>,
 }
 
 #[async_trait]
@@ -219,7 +219,7 @@ impl BackgroundService for Discovery {
         let up = &self.cfg.upstream;
         if let (Some(b), Some(t)) = (&up.backchannel_path, &up.token_path) {
             tracing::info!(backchannel = %b, token = %t, "CIBA endpoints configured");
-            self.shared.set_endpoints(self.public(discovery::Endpoints {
+            self.op.set_endpoints(self.public(discovery::Endpoints {
                 backchannel: b.clone(),
                 token: t.clone(),
             }));
@@ -230,7 +230,7 @@ impl BackgroundService for Discovery {
             match self.attempt(&connector).await {
                 Ok(e) => {
                     tracing::info!(backchannel = %e.backchannel, token = %e.token, "CIBA endpoints discovered");
-                    self.shared.set_endpoints(self.public(e));
+                    self.op.set_endpoints(self.public(e));
                     return;
                 }
                 Err(why) => tracing::warn!(
@@ -260,10 +260,7 @@ impl Discovery {
 
     async fn attempt(&self, connector: &Connector) -> Result<discovery::Endpoints, String> {
         let up = &self.cfg.upstream;
-        let peer = self
-            .shared
-            .peer()
-            .ok_or("the host name has not resolved yet")?;
+        let peer = self.op.peer().ok_or("the host name has not resolved yet")?;
         let req = op_client::get_request(up, DISCOVERY_PATH)?;
         let answer = op_client::exchange(
             connector,

@@ -1,6 +1,6 @@
 //! The shared table of outstanding `auth_req_id`s and their polling state.
 //!
-//! Shaped like mini-redis's `db.rs`: [`PollStore`] is a cheap handle over `Arc<Shared>`, so
+//! Shaped like mini-redis's `db.rs`: [`PollStore`] is a cheap handle over `Arc<PollTable>`, so
 //! every connection task gets its own clone and no one owns the data. The maps are sharded
 //! (`DashMap`) so polls for different ids rarely contend, and every method returns owned
 //! values: callers are async, and a shard guard held across an `.await` would block every
@@ -132,10 +132,11 @@ pub enum Polled {
 /// A cheap, cloneable handle to the shared polling table.
 #[derive(Clone)]
 pub struct PollStore {
-    shared: Arc<Shared>,
+    table: Arc<PollTable>,
 }
 
-struct Shared {
+/// The table every handle shares: the poll states, their per-client counts, the limits.
+struct PollTable {
     states: DashMap<IdKey, PollState, PreHashed>,
     // The secret key of `IdKey`s.
     id_hasher: RandomState,
@@ -153,7 +154,7 @@ impl PollStore {
     /// An empty store enforcing `policy` within `limits`, reading time from `clock`.
     pub fn new(policy: PollPolicy, limits: StoreLimits, clock: Arc<dyn Clock>) -> Self {
         PollStore {
-            shared: Arc::new(Shared {
+            table: Arc::new(PollTable {
                 // Clients choose the ids they poll with, so the hash behind `IdKey` is keyed
                 // (SipHash, random keys): a predictable one would invite collision floods.
                 states: DashMap::with_hasher(PreHashed),
@@ -169,12 +170,12 @@ impl PollStore {
 
     /// The policy this store enforces.
     pub fn policy(&self) -> &PollPolicy {
-        &self.shared.policy
+        &self.table.policy
     }
 
     /// The limits this store enforces.
     pub fn limits(&self) -> &StoreLimits {
-        &self.shared.limits
+        &self.table.limits
     }
 
     /// Checks, before a backchannel request reaches the OP, that its answer could be tracked.
@@ -188,7 +189,7 @@ impl PollStore {
     /// ordered index, and entries free up continually as requests end, expire and are swept,
     /// so a short, fixed back-off is as good an estimate as a cheap one can be.
     pub fn admit(&self, client: &ClientId) -> Result<(), Full> {
-        let s = &self.shared;
+        let s = &self.table;
         let full = |scope| Full {
             retry_after: s.policy.min_interval,
             scope,
@@ -213,7 +214,7 @@ impl PollStore {
         op_interval: Option<u64>,
         op_expires_in: u64,
     ) -> Result<Ack, AckError> {
-        let s = &self.shared;
+        let s = &self.table;
         let ack = polling::admit_ack(&s.policy, op_interval, op_expires_in)?;
         let key = s.key(&id);
         let client = self.acquire(client);
@@ -236,7 +237,7 @@ impl PollStore {
     /// nor spoil what the gateway remembers of another client's ids. Probes count against
     /// the same limits as acknowledged ids, so spoofed ids cannot grow memory without bound.
     pub fn poll(&self, id: &AuthReqId, client: &ClientId, learn: bool) -> Polled {
-        let s = &self.shared;
+        let s = &self.table;
         let now = clock::millis(s.clock.now());
         if let Some(mut state) = s.states.get_mut(&s.key(id)) {
             // The write guard makes read-decide-update one step per id: two simultaneous
@@ -266,7 +267,7 @@ impl PollStore {
     /// Records what the OP answered to a poll of `id` by `client` that was forwarded (see
     /// [`polling::learn`]). Returns whether the store had state for it.
     pub fn report(&self, id: &AuthReqId, client: &ClientId, verdict: OpVerdict) -> bool {
-        let s = &self.shared;
+        let s = &self.table;
         let now = clock::millis(s.clock.now());
         let state = match s.states.get_mut(&s.key(id)) {
             Some(state) => Some(state),
@@ -283,7 +284,7 @@ impl PollStore {
 
     /// Stops tracking `id` (the request was cancelled); returns whether it was tracked.
     pub fn cancel(&self, id: &AuthReqId) -> bool {
-        let s = &self.shared;
+        let s = &self.table;
         match s.states.remove(&s.key(id)) {
             Some((_, old)) => {
                 self.forget(&old);
@@ -297,7 +298,7 @@ impl PollStore {
     ///
     /// `retain` write-locks one shard at a time, so polls on other shards proceed meanwhile.
     pub fn sweep(&self) -> usize {
-        let s = &self.shared;
+        let s = &self.table;
         let now = clock::millis(s.clock.now());
         let mut removed = 0;
         s.states.retain(|_, state| {
@@ -316,13 +317,13 @@ impl PollStore {
 
     /// Whether `id` has state (active or a tombstone).
     pub fn is_tracked(&self, id: &AuthReqId) -> bool {
-        let s = &self.shared;
+        let s = &self.table;
         s.states.contains_key(&s.key(id))
     }
 
     /// How many ids are tracked, tombstones included.
     pub fn len(&self) -> usize {
-        self.shared.tracked.load(Ordering::Relaxed)
+        self.table.tracked.load(Ordering::Relaxed)
     }
 
     /// Whether nothing is tracked.
@@ -332,13 +333,13 @@ impl PollStore {
 
     /// How many ids are tracked for `client`, tombstones included.
     pub fn tracked_for(&self, client: &ClientId) -> usize {
-        self.shared.per_client.get(client).map_or(0, |n| *n)
+        self.table.per_client.get(client).map_or(0, |n| *n)
     }
 
     /// Counts one more request for `client`; returns the client's shared `Arc` so a million
     /// entries of one client cost one allocation, not a million.
     fn acquire(&self, client: ClientId) -> ClientId {
-        match self.shared.per_client.entry(client) {
+        match self.table.per_client.entry(client) {
             Entry::Occupied(mut e) => {
                 *e.get_mut() += 1;
                 e.key().clone()
@@ -354,7 +355,7 @@ impl PollStore {
     /// Counts one request fewer for `client`, dropping the counter at zero so clients that
     /// come and go leave nothing behind.
     fn release(&self, client: &ClientId) {
-        if let Entry::Occupied(mut e) = self.shared.per_client.entry(client.clone()) {
+        if let Entry::Occupied(mut e) = self.table.per_client.entry(client.clone()) {
             let n = e.get_mut();
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -366,13 +367,13 @@ impl PollStore {
     /// Accounts for one entry removed from `states`.
     fn forget(&self, old: &PollState) {
         self.release(old.client());
-        self.shared.tracked.fetch_sub(1, Ordering::Relaxed);
+        self.table.tracked.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-impl Shared {
+impl PollTable {
     /// The table's key for what was learned about `id` from `client`'s polls; domain-separated
-    /// from [`Shared::key`] so the two never meet.
+    /// from [`PollTable::key`] so the two never meet.
     fn learned_key(&self, client: &ClientId, id: &AuthReqId) -> IdKey {
         let (c, id) = (client.as_str(), id.as_str());
         IdKey([
@@ -397,9 +398,9 @@ impl std::fmt::Debug for PollStore {
         // Ids are redeemable handles: show sizes, never contents.
         f.debug_struct("PollStore")
             .field("tracked", &self.len())
-            .field("clients", &self.shared.per_client.len())
-            .field("policy", &self.shared.policy)
-            .field("limits", &self.shared.limits)
+            .field("clients", &self.table.per_client.len())
+            .field("policy", &self.table.policy)
+            .field("limits", &self.table.limits)
             .finish()
     }
 }
@@ -451,17 +452,17 @@ mod tests {
     /// The counters agree exactly with the entries, and no zero counter lingers.
     fn assert_counts_exact(store: &PollStore) {
         let mut actual: HashMap<ClientId, usize> = HashMap::new();
-        for e in store.shared.states.iter() {
+        for e in store.table.states.iter() {
             *actual.entry(e.value().client().clone()).or_default() += 1;
         }
         let counted: HashMap<ClientId, usize> = store
-            .shared
+            .table
             .per_client
             .iter()
             .map(|e| (e.key().clone(), *e.value()))
             .collect();
         assert_eq!(counted, actual);
-        assert_eq!(store.len(), store.shared.states.len());
+        assert_eq!(store.len(), store.table.states.len());
     }
 
     #[test]
@@ -545,12 +546,12 @@ mod tests {
         st.record_ack(a.clone(), owner.clone(), None, 60).unwrap();
         assert_eq!(poll(&st, &a, &owner), Some(PollDecision::Forward));
         clock.advance(S);
-        let key = st.shared.key(&a);
-        let before = st.shared.states.get(&key).unwrap().clone();
+        let key = st.table.key(&a);
+        let before = st.table.states.get(&key).unwrap().clone();
         for _ in 0..10 {
             assert_eq!(poll(&st, &a, &thief), Some(PollDecision::WrongClient));
         }
-        assert_eq!(*st.shared.states.get(&key).unwrap(), before);
+        assert_eq!(*st.table.states.get(&key).unwrap(), before);
         clock.advance(4 * S);
         assert_eq!(poll(&st, &a, &owner), Some(PollDecision::Forward));
         // A thief never learns that the id expired, and does not remove it.
@@ -589,13 +590,13 @@ mod tests {
         let (st, _clock) = store();
         let (other, _clock) = store();
         let (a, b) = (id("req-1"), id("req-2"));
-        assert!(st.shared.key(&a) == st.shared.key(&a.clone()));
-        assert!(st.shared.key(&a) != st.shared.key(&b));
+        assert!(st.table.key(&a) == st.table.key(&a.clone()));
+        assert!(st.table.key(&a) != st.table.key(&b));
         // Another store (another process) files the same id elsewhere.
-        assert!(st.shared.key(&a) != other.shared.key(&a));
-        let [lo, hi] = st.shared.key(&a).0;
+        assert!(st.table.key(&a) != other.table.key(&a));
+        let [lo, hi] = st.table.key(&a).0;
         assert_ne!(lo, hi);
-        assert_eq!(PreHashed.hash_one(st.shared.key(&a)), lo);
+        assert_eq!(PreHashed.hash_one(st.table.key(&a)), lo);
     }
 
     #[test]
@@ -620,8 +621,8 @@ mod tests {
             assert!(!st.report(&id(&format!("spoof-{n}")), &c, OpVerdict::Ended));
         }
         assert!(st.is_empty());
-        assert!(st.shared.states.is_empty());
-        assert!(st.shared.per_client.is_empty());
+        assert!(st.table.states.is_empty());
+        assert!(st.table.per_client.is_empty());
     }
 
     #[test]
@@ -634,7 +635,7 @@ mod tests {
         );
         assert!(st.is_empty());
         assert_eq!(st.tracked_for(&c), 0);
-        assert!(st.shared.per_client.is_empty());
+        assert!(st.table.per_client.is_empty());
     }
 
     #[test]
@@ -672,8 +673,8 @@ mod tests {
                 .unwrap();
         }
         let entry = |s: &str| {
-            let key = st.shared.key(&id(s));
-            st.shared.states.get(&key).unwrap().client().clone()
+            let key = st.table.key(&id(s));
+            st.table.states.get(&key).unwrap().client().clone()
         };
         let (a, b) = (entry("req-0"), entry("req-2"));
         assert!(std::ptr::eq(a.as_str(), b.as_str()));
@@ -735,7 +736,7 @@ mod tests {
         clock.advance(60 * S + GRACE);
         assert_eq!(st.sweep(), 1);
         assert!(st.is_empty());
-        assert!(st.shared.per_client.is_empty());
+        assert!(st.table.per_client.is_empty());
         assert_eq!(st.admit(&c3), Ok(()));
     }
 
@@ -828,7 +829,7 @@ mod tests {
         clock.advance(10 * S + GRACE);
         st.sweep();
         assert!(st.is_empty());
-        assert!(st.shared.per_client.is_empty());
+        assert!(st.table.per_client.is_empty());
     }
 
     fn learn_poll(st: &PollStore, a: &AuthReqId, c: &ClientId) -> Polled {

@@ -29,12 +29,12 @@ pub enum StateStore {
     /// This process only.
     Memory(PollStore),
     /// Shared through Redis.
-    Redis(Box<Shared>),
+    Redis(Box<RedisBackend>),
 }
 
 /// The Redis side: connections made on first use, so a Redis that is down at start-up
 /// delays nothing and is picked up as soon as it answers.
-pub struct Shared {
+pub struct RedisBackend {
     cfg: RedisConfig,
     policy: crate::ciba::polling::PollPolicy,
     limits: crate::state::poll_store::StoreLimits,
@@ -52,7 +52,7 @@ impl StateStore {
         policy: crate::ciba::polling::PollPolicy,
         limits: crate::state::poll_store::StoreLimits,
     ) -> Self {
-        StateStore::Redis(Box::new(Shared {
+        StateStore::Redis(Box::new(RedisBackend {
             cfg,
             policy,
             limits,
@@ -209,7 +209,7 @@ impl StateStore {
     }
 }
 
-impl Shared {
+impl RedisBackend {
     async fn store(&self) -> Result<&RedisStore, StoreError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         self.connections[i]

@@ -8,6 +8,7 @@ use crate::support::*;
 use std::collections::BTreeSet;
 
 const DISCOVERY: &str = "/.well-known/openid-configuration";
+const METADATA: &str = "/.well-known/oauth-authorization-server";
 const CONFIG: &str = "[polling]\nmin_interval_seconds = 1\n\
     [rate_limit]\nenabled = false\n";
 
@@ -279,6 +280,19 @@ fn normalize_sends_every_spelling_through_the_pipeline() {
         );
     }
 
+    // RFC 8414 metadata, which the test OP publishes too: rewritten the same way.
+    for row in rows(METADATA, &addr) {
+        let r = send(&addr, "GET", &row, "", "");
+        assert_eq!(r.status, 200, "{}: {}", row.label, r.text());
+        assert_eq!(
+            r.json()["token_endpoint"],
+            format!("http://{}/token", row.host),
+            "{}",
+            row.label
+        );
+    }
+    other_methods_on_the_documents_are_refused(&op, &addr, 405);
+
     // A variant is the endpoint all the way: the ack is tracked, the OP sees its own path.
     let ack = send(
         &addr,
@@ -318,7 +332,8 @@ fn normalize_sends_every_spelling_through_the_pipeline() {
         BTreeSet::from([
             "/backchannel".to_string(),
             "/token".into(),
-            DISCOVERY.into()
+            DISCOVERY.into(),
+            METADATA.into()
         ]),
         "the OP saw only the endpoints' own paths"
     );
@@ -349,6 +364,7 @@ fn refuse_answers_every_variant_with_a_json_404() {
         ("/backchannel", "POST", invalid_backchannel_body()),
         ("/token", "POST", poll_body(&id)),
         (DISCOVERY, "GET", String::new()),
+        (METADATA, "GET", String::new()),
     ] {
         for row in rows(path, &addr) {
             let r = send(&addr, method, &row, FORM, &body);
@@ -363,9 +379,42 @@ fn refuse_answers_every_variant_with_a_json_404() {
         }
     }
     assert_eq!(op.stats(), before, "a variant reached the OP");
+    other_methods_on_the_documents_are_refused(&op, &addr, 404);
 
     unrelated_paths_pass_through(&op, &addr);
     ambiguous_targets_are_refused(&op, &addr);
+}
+
+/// POST, PUT, DELETE, OPTIONS or PATCH on any spelling of a metadata document: a JSON 405
+/// from the gateway (or the `variant` status a spelling gets), never the OP (only GET and
+/// HEAD are served).
+fn other_methods_on_the_documents_are_refused(op: &TestOp, addr: &str, variant: u16) {
+    let before = op.stats();
+    for path in [DISCOVERY, METADATA] {
+        let mut all = rows(path, addr);
+        all.push(Row {
+            label: path.into(),
+            target: path.as_bytes().to_vec(),
+            version: "HTTP/1.1",
+            host: addr.to_string(),
+        });
+        for (i, row) in all.iter().enumerate() {
+            let method = ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"][i % 5];
+            let r = send(addr, method, row, FORM, "a=b");
+            let status = if row.target == path.as_bytes() {
+                405
+            } else {
+                variant
+            };
+            assert_eq!(r.status, status, "{method} {}: {}", row.label, r.text());
+            assert_eq!(r.error(), "invalid_request", "{}", row.label);
+        }
+    }
+    assert_eq!(
+        op.stats(),
+        before,
+        "another method on a document reached the OP"
+    );
 }
 
 /// Paths that only look like the gateway's reach the OP as they were sent.
@@ -413,4 +462,62 @@ fn ambiguous_targets_are_refused(op: &TestOp, addr: &str) {
         assert_eq!(r.error(), "invalid_request", "{target}");
     }
     assert_eq!(op.stats(), before, "an ambiguous target reached the OP");
+}
+
+/// An OP's RFC 8414 metadata is served rewritten like the discovery document (the OP's
+/// internal URLs replaced by the gateway's), under every spelling; an OP that does not
+/// publish it gets a JSON 404 in its place.
+#[test]
+fn authorization_server_metadata_is_rewritten_or_a_json_404() {
+    let internal = r#"{"issuer":"https://op.example","token_endpoint":"http://10.0.0.7:9000/token","backchannel_authentication_endpoint":"http://10.0.0.7:9000/backchannel","jwks_uri":"http://10.0.0.7:9000/jwks"}"#;
+    let path = |r: &StubRequest| r.path.split('?').next().unwrap_or("").to_string();
+    for published in [true, false] {
+        let op = ScriptedOp::start(move |req| match path(req).as_str() {
+            DISCOVERY => (200, "application/json", internal.to_string()),
+            METADATA if published => (200, "application/json", internal.to_string()),
+            _ => (404, "text/html", "<html>not found</html>".into()),
+        });
+        let fetched = || {
+            let seen = op.seen.lock().unwrap();
+            seen.iter().filter(|r| path(r) == METADATA).count()
+        };
+        let (gw, _dir) = Gateway::with_config(&op.url(), CONFIG);
+        let addr = gw.addr();
+        let mut all = rows(METADATA, &addr);
+        all.push(Row {
+            label: METADATA.into(),
+            target: METADATA.as_bytes().to_vec(),
+            version: "HTTP/1.1",
+            host: addr.clone(),
+        });
+        for row in &all {
+            let r = send(&addr, "GET", row, "", "");
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            if !published {
+                assert_eq!(r.status, 404, "{}: {}", row.label, r.text());
+                assert_eq!(r.error(), "invalid_request", "{}", row.label);
+                continue;
+            }
+            assert_eq!(r.status, 200, "{}: {}", row.label, r.text());
+            let doc = r.json();
+            assert_eq!(doc["issuer"], "https://op.example", "{}", row.label);
+            for key in [
+                "token_endpoint",
+                "backchannel_authentication_endpoint",
+                "jwks_uri",
+            ] {
+                let url = doc[key].as_str().unwrap();
+                assert!(
+                    url.starts_with(&format!("http://{}/", row.host)),
+                    "{}: {key} = {url}",
+                    row.label
+                );
+            }
+            assert!(!r.text().contains("10.0.0.7"), "{}", row.label);
+        }
+        assert_eq!(fetched(), all.len(), "each GET fetched the exact path");
+        let r = send(&addr, "POST", &all[all.len() - 1], FORM, "a=b");
+        assert_eq!(r.status, 405, "{}", r.text());
+        assert_eq!(fetched(), all.len());
+    }
 }

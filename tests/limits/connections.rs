@@ -463,3 +463,86 @@ fn a_normal_client_flows_while_slow_connections_are_open() {
         t.join().unwrap();
     }
 }
+
+/// Headers pingora would answer with its own bare 400 (or 405), or that one proxy could
+/// frame differently from the next: a JSON error from the guard, the connection closed,
+/// and the OP never sees them, on a passed-through path and on the CIBA endpoints alike.
+#[test]
+fn malformed_and_ambiguous_headers_get_json_and_never_reach_the_op() {
+    let op = TestOp::start(&[]);
+    let (gw, _dir) = gateway(&op, "");
+    let poll = encode_form(&[
+        ("client_id", POST_CLIENT.0),
+        ("client_secret", POST_CLIENT.1),
+        ("grant_type", CIBA_GRANT),
+        ("auth_req_id", "some-id"),
+    ]);
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let chunked = format!("{:x}\r\n{poll}\r\n0\r\n\r\n", poll.len());
+    let cl = poll.len();
+    // (label, request head up to its last header line, body, status)
+    let rows: Vec<(&str, String, String, u16)> = vec![
+        ("request line with a fourth word", "GET /jwks HTTP/1.1 x\r\nHost: gw\r\n".into(), String::new(), 400),
+        ("request line without a version", "GET /jwks\r\nHost: gw\r\n".into(), String::new(), 400),
+        ("unknown HTTP version", "GET /jwks HTTP/1.2\r\nHost: gw\r\n".into(), String::new(), 400),
+        ("space in a header name", "GET /jwks HTTP/1.1\r\nHost: gw\r\nX Y: 1\r\n".into(), String::new(), 400),
+        ("bad header name byte", "GET /jwks HTTP/1.1\r\nHost: gw\r\nX(Y): 1\r\n".into(), String::new(), 400),
+        ("space before the colon", format!("POST /token HTTP/1.1\r\nHost: gw\r\n{form}Transfer-Encoding : chunked\r\nContent-Length: {cl}\r\n"), poll.clone(), 400),
+        ("obs-fold", "GET /jwks HTTP/1.1\r\nHost: gw\r\nX-A: 1\r\n 2\r\n".into(), String::new(), 400),
+        ("obs-fold hiding Transfer-Encoding", format!("POST /token HTTP/1.1\r\nHost: gw\r\n{form}X-A: 1\r\n Transfer-Encoding: chunked\r\nContent-Length: {cl}\r\n"), poll.clone(), 400),
+        ("NUL in a header value", "GET /jwks HTTP/1.1\r\nHost: gw\r\nX-A: a\0b\r\n".into(), String::new(), 400),
+        ("absolute-form, another Host", "GET http://evil.example/jwks HTTP/1.1\r\nHost: gw\r\n".into(), String::new(), 400),
+        ("absolute-form CIBA, another Host", format!("POST http://evil.example/token HTTP/1.1\r\nHost: gw\r\n{form}Content-Length: {cl}\r\n"), poll.clone(), 400),
+        ("absolute-form with userinfo", "GET http://u:p@gw/jwks HTTP/1.1\r\nHost: gw\r\n".into(), String::new(), 400),
+        ("Host with userinfo", "GET /jwks HTTP/1.1\r\nHost: u@gw\r\n".into(), String::new(), 400),
+        ("two Host headers", "GET /jwks HTTP/1.1\r\nHost: gw\r\nHost: evil.example\r\n".into(), String::new(), 400),
+        ("TE chunked, identity", "POST /jwks HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked, identity\r\n".into(), chunked.clone(), 400),
+        ("TE identity, chunked", format!("POST /token HTTP/1.1\r\nHost: gw\r\n{form}Transfer-Encoding: identity, chunked\r\n"), chunked.clone(), 400),
+        ("TE xchunked", format!("POST /token HTTP/1.1\r\nHost: gw\r\n{form}Transfer-Encoding: xchunked\r\n"), chunked.clone(), 400),
+        ("TE vertical tab chunked", format!("POST /token HTTP/1.1\r\nHost: gw\r\n{form}Transfer-Encoding: \x0bchunked\r\n"), chunked.clone(), 400),
+        ("two TE headers", format!("POST /token HTTP/1.1\r\nHost: gw\r\n{form}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"), chunked.clone(), 400),
+        ("TE on HTTP/1.0", format!("POST /token HTTP/1.0\r\nHost: gw\r\n{form}Transfer-Encoding: chunked\r\n"), chunked.clone(), 400),
+        ("CL and TE", format!("POST /jwks HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n", chunked.len()), chunked.clone(), 400),
+        ("two different CL", format!("POST /token HTTP/1.1\r\nHost: gw\r\n{form}Content-Length: {cl}\r\nContent-Length: 1\r\n"), poll.clone(), 400),
+        ("two equal CL", format!("POST /token HTTP/1.1\r\nHost: gw\r\n{form}Content-Length: {cl}\r\nContent-Length: {cl}\r\n"), poll.clone(), 400),
+        ("CL list", format!("POST /token HTTP/1.1\r\nHost: gw\r\n{form}Content-Length: {cl}, {cl}\r\n"), poll.clone(), 400),
+        ("negative CL", format!("POST /jwks HTTP/1.1\r\nHost: gw\r\nContent-Length: -{cl}\r\n"), poll.clone(), 400),
+        ("signed CL", format!("POST /token HTTP/1.1\r\nHost: gw\r\n{form}Content-Length: +{cl}\r\n"), poll.clone(), 400),
+        ("non-digit CL", format!("POST /token HTTP/1.1\r\nHost: gw\r\n{form}Content-Length: 0x{cl:x}\r\n"), poll.clone(), 400),
+        ("CONNECT", "CONNECT gw:443 HTTP/1.1\r\nHost: gw:443\r\n".into(), String::new(), 405),
+    ];
+    let before = (op.token_count(), op.backchannel_count(), total(&op));
+    for (label, head, body, status) in &rows {
+        let mut s = TcpStream::connect(gw.addr()).unwrap();
+        s.write_all(format!("{head}\r\n{body}").as_bytes()).unwrap();
+        let r = answer_until_close(&mut s).unwrap_or_else(|| panic!("{label}: no answer"));
+        assert_eq!(r.status, *status, "{label}: {}", r.text());
+        assert_oauth(&r, *status, "invalid_request");
+    }
+    // The HTTP/2 prior-knowledge preface on the HTTP/1 listener.
+    let mut s = TcpStream::connect(gw.addr()).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    assert_oauth(
+        &answer_until_close(&mut s).expect("an answer"),
+        400,
+        "invalid_request",
+    );
+    assert_eq!(
+        (op.token_count(), op.backchannel_count(), total(&op)),
+        before,
+        "a refused header reached the OP"
+    );
+    gw.metrics_containing(&[&format!(
+        "ciba_gateway_connections_refused_total{{reason=\"malformed_header\"}} {}",
+        rows.len() + 1
+    )]);
+    // Optional whitespace around `chunked` is the same framing for everyone: passed through
+    // (the OP answers a POST to /jwks with its own 404).
+    let r = raw(
+        &gw.addr(),
+        format!("POST /jwks HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nTransfer-Encoding:   chunked \r\n\r\n{chunked}").as_bytes(),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(total(&op), before.2 + 1, "the OP read it");
+}

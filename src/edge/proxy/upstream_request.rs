@@ -1,0 +1,160 @@
+//! The gateway's own request to the OP (for the CIBA endpoints and the metadata
+//! documents), and the exchange that sends it.
+
+use super::answer::HOP_BY_HOP;
+use super::{Gateway, RequestCtx, Route};
+use crate::ciba::pipeline::Endpoint;
+use crate::ciba::routing::Target;
+use crate::edge::op_client::{self, Answer, Failure};
+use bytes::Bytes;
+use http::header::HeaderValue;
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use std::time::Instant;
+
+impl Gateway {
+    /// The request the gateway sends to the OP: the client's headers minus hop-by-hop ones,
+    /// the OP's `Host`, and the body's length.
+    pub(super) fn upstream_request(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        body_len: usize,
+    ) -> Result<RequestHeader> {
+        let src = session.req_header();
+        // The endpoint's own path, whichever spelling of it the client used.
+        let public = match ctx.route {
+            Route::Ciba(Endpoint::Backchannel) => Some(Target::Backchannel),
+            Route::Ciba(Endpoint::Token) => Some(Target::Token),
+            Route::Discovery(doc) => Some(doc.target()),
+            Route::PassThrough => None,
+        }
+        .and_then(|t| self.routes.get()?.public_path(t));
+        let path = self.op_path_and_query(&src.uri, public);
+        let mut req = RequestHeader::build(
+            src.method.clone(),
+            path.as_bytes(),
+            Some(src.headers.len() + 4),
+        )?;
+        for (name, value) in src.headers.iter() {
+            if !HOP_BY_HOP.contains(&name.as_str()) {
+                req.append_header(name.clone(), value.clone())?;
+            }
+        }
+        req.insert_header(http::header::HOST, self.host.clone())?;
+        if body_len > 0 || src.method == http::Method::POST {
+            req.insert_header("content-length", body_len.to_string())?;
+        }
+        req.insert_header("x-request-id", ctx.request_id.header_value())?;
+        append_forwarded_for(session, &mut req)?;
+        Ok(req)
+    }
+
+    /// The OP's path (the profile's mapping of the public one, `public` when routed to one
+    /// of the gateway's paths) with the request's query.
+    pub(super) fn op_path_and_query(&self, uri: &http::Uri, public: Option<&str>) -> String {
+        let path = self.cfg.profile.to_op_path(public.unwrap_or(uri.path()));
+        match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.into_owned(),
+        }
+    }
+
+    /// Sends `request` and `body` to the OP and reads its whole answer; the time it took
+    /// and a failure are recorded in `ctx`.
+    pub(super) async fn exchange(
+        &self,
+        ctx: &mut RequestCtx,
+        request: RequestHeader,
+        body: Bytes,
+    ) -> Result<Answer, Failure> {
+        let Some(peer) = self.op.peer() else {
+            ctx.tally.upstream_failure = Some(Failure::Connect);
+            return Err(Failure::Connect);
+        };
+        let start = Instant::now();
+        // Boxed: pingora's client session and the deadline make this future about 5 KiB,
+        // which inline would be copied also for the requests answered without the OP.
+        let result = Box::pin(op_client::exchange(
+            &self.connector,
+            &peer,
+            request,
+            body,
+            op_client::deadline(&self.cfg.upstream),
+        ))
+        .await;
+        ctx.upstream_seconds = Some(start.elapsed().as_secs_f64());
+        if let Err(f) = result {
+            ctx.tally.upstream_failure = Some(f);
+        }
+        result
+    }
+}
+
+/// Appends the client's address to `X-Forwarded-For`, after every earlier hop's.
+pub(super) fn append_forwarded_for(session: &Session, req: &mut RequestHeader) -> Result<()> {
+    let Some(ip) = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+    else {
+        return Ok(());
+    };
+    let mut value = Vec::with_capacity(64);
+    // Every earlier hop's list, in order: several header lines are one list (RFC 9110 5.3).
+    for prev in session.req_header().headers.get_all("x-forwarded-for") {
+        value.extend_from_slice(prev.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    push_ip(&mut value, ip);
+    let value = HeaderValue::from_bytes(&value).map_err(|_| {
+        pingora::Error::explain(ErrorType::InvalidHTTPHeader, "bad X-Forwarded-For")
+    })?;
+    req.insert_header("x-forwarded-for", value)?;
+    Ok(())
+}
+
+/// Writes an address as `Display` does; IPv4 by hand, since it is on every proxied request.
+fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        std::net::IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        let mut cases: Vec<IpAddr> = vec![
+            Ipv6Addr::LOCALHOST.into(),
+            "2001:db8::8a2e:370:7334".parse().unwrap(),
+            "::ffff:10.0.0.1".parse().unwrap(),
+        ];
+        for a in [0u8, 1, 9, 10, 42, 99, 100, 127, 199, 200, 250, 255] {
+            cases.push(Ipv4Addr::new(a, 255 - a, a / 2, 7).into());
+        }
+        for ip in cases {
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
+    }
+}

@@ -8,7 +8,7 @@
 #   a  nginx stub directly                     GET  /jwks
 #   b  nginx proxy_pass -> stub                GET  /jwks          (the reference)
 #   c  gateway -> stub, passed through         GET  /jwks
-#   d  gateway -> stub, CIBA poll forwarded    POST /token  (unknown auth_req_id)
+#   d  gateway -> stub, CIBA poll forwarded    POST /token  (a new unknown auth_req_id each time)
 #   e  gateway answers slow_down itself        POST /token  (tracked id, polled too soon)
 #   e0 nginx answers a fixed 400 itself        POST /slow_down
 #   f  gateway validates + normalizes a Base64 login_hint_token and forwards  POST /backchannel
@@ -201,12 +201,24 @@ expect g0 '"slow_down"' -X POST "http://127.0.0.1:$BARE_PORT/slow_down" -H "$for
 # --- load ----------------------------------------------------------------------------------
 cat >"$work/compare.lua" <<'LUA'
 -- One fixed request per scenario from WRK_METHOD and WRK_BODY. No request() function, so
--- wrk formats the request once per thread and sends it unchanged.
+-- wrk formats the request once per thread and sends it unchanged; except with
+-- WRK_UNIQUE_ID, where each request's auth_req_id is new: the gateway forwards an id it
+-- never saw once, then decides its later polls itself, so a fixed id would measure local
+-- answers, not forwarded polls.
 wrk.method = os.getenv("WRK_METHOD") or "GET"
 local body = os.getenv("WRK_BODY")
 if body and body ~= "" then
     wrk.body = body
     wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+end
+if (os.getenv("WRK_UNIQUE_ID") or "") ~= "" then
+    local template = body:gsub("auth_req_id=[^&]*", "auth_req_id=%%s")
+    local prefix = string.format("u%d-%d-", os.time(), math.random(1, 1000000000))
+    local n = 0
+    function request()
+        n = n + 1
+        return wrk.format(nil, nil, nil, string.format(template, prefix .. n))
+    end
 end
 -- requests/s, p50, p99, p99.9 (microseconds), requests, non-2xx/3xx answers, socket errors
 function done(summary, latency, requests)
@@ -242,7 +254,9 @@ fi
 run() { # name method url body seconds pid -> "name rps p50 p99 p999 n non2xx errors cpu_ms_per_1k"
     local out before after
     before=$(cpu_ticks "$6")
-    out=$(WRK_METHOD=$2 WRK_BODY=$4 "${load[@]}" wrk -t1 -c"$CONNECTIONS" -d"$5"s --timeout 5s \
+    local unique=""
+    [[ $1 == d ]] && unique=1
+    out=$(WRK_METHOD=$2 WRK_BODY=$4 WRK_UNIQUE_ID=$unique "${load[@]}" wrk -t1 -c"$CONNECTIONS" -d"$5"s --timeout 5s \
         --latency -s "$work/compare.lua" "$3" 2>&1) || die "$1: wrk failed: $out"
     after=$(cpu_ticks "$6")
     printf '%s\n' "$out" | awk -v n="$1" -v t=$((after - before)) -v hz="$clk_tck" \

@@ -23,17 +23,19 @@ fn gateway(op: &TestOp, config: &str) -> (Gateway, tempfile::TempDir) {
 fn every_hostile_request_is_refused_before_the_op() {
     let op = TestOp::start(&[]);
     let (gw, _d) = gateway(&op, "");
-    let cases = ciba_gateway::ciba::authorize::hostile_cases();
+    // The table the unit tests of `ciba::authorize` replay through the validator.
+    let cases: Vec<Value> =
+        serde_json::from_str(include_str!("../data/hostile_backchannel.json")).unwrap();
     assert!(cases.len() >= 40, "{} cases", cases.len());
-    for (name, body, code, status) in cases {
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let body = case["body"].as_str().unwrap();
+        let code = case["error"].as_str().unwrap();
+        let status = u16::try_from(case["status"].as_u64().unwrap()).unwrap();
         let form = "application/x-www-form-urlencoded";
-        assert_refused_at_edge(
-            &op,
-            OpCount::Backchannel,
-            (status, code.as_str()),
-            name,
-            || post_raw(&gw.addr(), "/backchannel", form, body.as_bytes(), ""),
-        );
+        assert_refused_at_edge(&op, OpCount::Backchannel, (status, code), name, || {
+            post_raw(&gw.addr(), "/backchannel", form, body.as_bytes(), "")
+        });
     }
     assert_eq!(op.backchannel_count(), 0);
     // And a valid one does reach it, so the count above could move.

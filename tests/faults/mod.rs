@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn refused_upstream_is_a_json_503() {
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = refused_url();
     let (gw, _dir) = stub_gateway(&dead, "");
     let r = initiate(&gw.addr(), POST_CLIENT, "alice");
     assert_oauth_error(&r, 503, "temporarily_unavailable", "r");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn without_discovery_the_gateway_is_not_ready_and_refuses() {
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = refused_url();
     let gw = Gateway::spawn(&dead, &[]);
     assert_eq!(get(&gw.metrics_addr(), "/healthz").status, 200);
     assert_eq!(get(&gw.metrics_addr(), "/readyz").status, 503);

@@ -26,6 +26,12 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// An OP address where every connection is refused: port 1 (tcpmux) has no listener on a
+/// test machine, and unlike a port that was free a moment ago no other test can take it.
+pub fn refused_url() -> String {
+    "http://127.0.0.1:1".to_string()
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

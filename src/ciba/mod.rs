@@ -3,6 +3,7 @@
 //! store; time comes in as an argument (or through [`clock`]), so every rule is unit-tested
 //! without a runtime.
 
+pub mod address;
 pub mod authorize;
 pub mod client_auth;
 pub mod clock;

@@ -14,6 +14,7 @@ pub mod form;
 pub mod ids;
 pub mod jwt;
 pub mod login_hint_token;
+pub mod notification;
 pub mod pipeline;
 pub mod polling;
 pub mod profile;

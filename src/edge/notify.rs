@@ -384,6 +384,11 @@ impl Notifier {
         let (mut session, _) = Box::pin(self.inner.connector.get_http_session(&peer))
             .await
             .map_err(failed(false))?;
+        // The connector does not carry the peer's read and write timeouts over to the
+        // session (pingora's proxy sets them itself), so they are set here.
+        let opts = &self.inner.opts;
+        session.read_timeout = Some(opts.read_timeout);
+        session.write_timeout = Some(opts.write_timeout);
         session
             .write_request_header(Box::new(ping.header.clone()))
             .await
@@ -391,7 +396,6 @@ impl Notifier {
         session.write_body(&ping.body).await.map_err(failed(true))?;
         session.finish_body().await.map_err(failed(true))?;
         let status = final_status(&mut session).await?;
-        let opts = &self.inner.opts;
         // Read so the endpoint can finish its answer; what it says is never looked at.
         let _ = tokio::time::timeout(opts.read_timeout, discard_body(&mut session, opts.max_body))
             .await;
@@ -622,7 +626,11 @@ mod tests {
         // the deadline, which then cuts it.
         let tries = *tries.lock().unwrap();
         assert!((2..=3).contains(&tries), "{tries}");
-        assert!(start.elapsed() <= Duration::from_secs(12), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() <= Duration::from_secs(12),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -288,21 +288,15 @@ impl Notifier {
         deadline: Instant,
     ) -> Outcome {
         let opts = &self.inner.opts;
-        retry(opts.backoff(), opts.try_limit(), deadline, |n| {
-            self.try_once(endpoint, allow_insecure, ping, n)
+        retry(opts.backoff(), opts.try_limit(), deadline, |_| {
+            self.try_once(endpoint, allow_insecure, ping)
         })
         .await
     }
 
     /// One try: resolve, check every address, then connect to the checked addresses in
     /// turn (the next only when connecting failed) and send the ping.
-    async fn try_once(
-        &self,
-        endpoint: &Endpoint,
-        allow_insecure: bool,
-        ping: &Ping,
-        _n: u32,
-    ) -> Tried {
+    async fn try_once(&self, endpoint: &Endpoint, allow_insecure: bool, ping: &Ping) -> Tried {
         let addrs = match self.candidates(endpoint, allow_insecure).await {
             Ok(addrs) => addrs,
             Err(tried) => return tried,
@@ -713,6 +707,21 @@ mod tests {
             n.candidates(&ep, false).await,
             Err(Tried::Failed(Failure::Connect))
         );
+    }
+
+    /// The caller spawns pings as tasks.
+    #[test]
+    fn a_ping_is_a_send_future() {
+        fn send<T: Send>(_: &T) {}
+        let n = notifier(&[&[]]);
+        let target = NotifyTarget {
+            url: "https://client.example/cb".parse().unwrap(),
+            allow_insecure: false,
+        };
+        let (token, id) = (Secret::new(String::new()), AuthReqId::new("i"));
+        let ping = n.ping(&target, &token, &id, std::time::Instant::now());
+        send(&ping);
+        send(&n);
     }
 
     #[test]

@@ -149,6 +149,22 @@ async fn a_200_with_a_body_is_delivered_and_the_body_left_unread() {
 }
 
 #[tokio::test]
+async fn a_2xx_whose_body_stalls_is_delivered_within_the_read_timeout() {
+    let rx = Receiver::start(vec![Reply::OkThenStall]);
+    let n = notifier(Names::with(&[]));
+    let (d, took) = ping(
+        &n,
+        &target(&rx.url(), true),
+        "id-stall",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(d, Delivery::Delivered);
+    assert_eq!(rx.requests().len(), 1);
+    assert!(took < Duration::from_millis(800), "{took:?}");
+}
+
+#[tokio::test]
 async fn a_500_then_204_is_retried_and_delivered_once() {
     let rx = Receiver::start(vec![Reply::Status(500), Reply::NoContent]);
     let n = notifier(Names::with(&[]));

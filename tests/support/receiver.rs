@@ -21,6 +21,8 @@ pub enum Reply {
     Redirect(String),
     /// Reads the request and never answers (the connection stays open).
     Hang,
+    /// 200 announcing a body of 1,000 bytes, sends 10 and then nothing more.
+    OkThenStall,
 }
 
 /// One request as the receiver read it.
@@ -122,17 +124,22 @@ fn serve(mut s: TcpStream, log: &Mutex<Vec<Received>>, script: &[Reply], stop: &
         log.push(req);
         script[(log.len() - 1).min(script.len() - 1)].clone()
     };
+    let hold = |s: TcpStream| {
+        let until = Instant::now() + Duration::from_secs(30);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+            thread::sleep(Duration::from_millis(10));
+        }
+        drop(s);
+    };
     let (status, extra, body) = match reply {
         Reply::NoContent => (204, String::new(), String::new()),
         Reply::Ok(body) => (200, "Content-Type: text/plain\r\n".into(), body),
         Reply::Status(status) => (status, String::new(), String::new()),
         Reply::Redirect(to) => (302, format!("Location: {to}\r\n"), String::new()),
-        Reply::Hang => {
-            let until = Instant::now() + Duration::from_secs(30);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
-                thread::sleep(Duration::from_millis(10));
-            }
-            return;
+        Reply::Hang => return hold(s),
+        Reply::OkThenStall => {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+            return hold(s);
         }
     };
     let length = if status == 204 {

@@ -169,6 +169,19 @@ pub static CLIENT_CONNECTIONS: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// CIBA ping notifications sent to clients, by outcome.
+pub static PINGS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_pings_total",
+        "Ping notifications to clients' endpoints (CIBA 10.2), by outcome: delivered, refused (4xx, 3xx: not retried), retried (one per try after a 5xx, timeout or connection failure), gave_up (the request expired first), blocked (the endpoint's address is refused: loopback, private, metadata...).",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// The outcomes `PINGS` counts, so every series exists from the first scrape.
+pub const PING_OUTCOMES: [&str; 5] = ["delivered", "refused", "retried", "gave_up", "blocked"];
+
 /// The reasons `CONNECTIONS_REFUSED` counts, so every series exists from the first scrape.
 pub const REFUSAL_REASONS: [&str; 6] = [
     "header_timeout",
@@ -199,6 +212,9 @@ pub fn init() {
         CONNECTIONS_REFUSED.with_label_values(&[reason]);
     }
     Lazy::force(&CLIENT_CONNECTIONS);
+    for outcome in PING_OUTCOMES {
+        PINGS.with_label_values(&[outcome]);
+    }
     READY.set(0);
     TRACKED.set(0);
 }

@@ -3,6 +3,7 @@
 //! store; time comes in as an argument (or through [`clock`]), so every rule is unit-tested
 //! without a runtime.
 
+pub mod address;
 pub mod authorize;
 pub mod client_auth;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod form;
 pub mod ids;
 pub mod jwt;
 pub mod login_hint_token;
+pub mod notification;
 pub mod pipeline;
 pub mod polling;
 pub mod profile;

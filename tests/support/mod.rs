@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod receiver;
+
 /// Client credentials registered in the test OP.
 pub const POST_CLIENT: (&str, &str) = ("client-post", "post-secret-0123456789");
 /// Client that authenticates with HTTP Basic.

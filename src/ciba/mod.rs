@@ -13,6 +13,7 @@ pub mod form;
 pub mod ids;
 pub mod jwt;
 pub mod login_hint_token;
+pub mod ping;
 pub mod pipeline;
 pub mod polling;
 pub mod profile;

@@ -12,6 +12,7 @@ mod layers;
 mod lifecycle;
 mod limits;
 mod observability;
+mod ping;
 mod polling;
 mod profiles;
 mod replicas;

@@ -349,7 +349,7 @@ mod tests {
                 Credential::from_bytes(cred.to_bytes().expose()).as_ref(),
                 Some(cred)
             );
-            assert_eq!(format!("{cred:?}").contains("[redacted]"), true);
+            assert!(format!("{cred:?}").contains("[redacted]"));
         }
         assert_ne!(post.hash_input(&c).expose(), basic.hash_input(&c).expose());
         assert_ne!(

@@ -5,6 +5,9 @@
 
 #![allow(dead_code)]
 
+mod receiver;
+pub use receiver::Receiver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -370,3 +370,68 @@ fn discovery_advertises_ping() {
         serde_json::json!(["poll", "ping"])
     );
 }
+
+#[test]
+fn concurrent_redemptions_get_the_answer_once_and_strangers_touch_nothing() {
+    let receiver = Receiver::start();
+    let (op, gw, _dir) = setup(&receiver, 100);
+    let id = auth_req_id(&start(&gw, POST_CLIENT, &[]));
+    // Another client's polls neither learn anything nor throttle the owner.
+    for _ in 0..3 {
+        assert_refused_at_edge(
+            &op,
+            OpCount::Token,
+            (400, "invalid_grant"),
+            "another client while waiting",
+            || redeem(&gw, OTHER_CLIENT, &id),
+        );
+    }
+    assert_oauth_error(
+        &redeem(&gw, (POST_CLIENT.0, "wrong"), &id),
+        401,
+        "invalid_client",
+        "a wrong secret while waiting",
+    );
+    assert_oauth_error(
+        &redeem(&gw, POST_CLIENT, &id),
+        400,
+        "authorization_pending",
+        "the owner, untouched by the strangers",
+    );
+    op.approve(&id);
+    assert_one_ping(&receiver, &id);
+    let polls = op.token_count();
+    let answers: Vec<Resp> = std::thread::scope(|s| {
+        let tries: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| redeem(&gw, POST_CLIENT, &id)))
+            .collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let ok = answers.iter().filter(|r| r.status == 200).count();
+    assert_eq!(
+        ok,
+        1,
+        "{:?}",
+        answers.iter().map(Resp::text).collect::<Vec<_>>()
+    );
+    for r in answers.iter().filter(|r| r.status != 200) {
+        assert_oauth_error(r, 400, "invalid_grant", "a racing redemption");
+    }
+    let form = encode_form(&[
+        ("client_id", POST_CLIENT.0),
+        ("client_secret", POST_CLIENT.1),
+        ("grant_type", CIBA_GRANT),
+        ("auth_req_id", &id),
+    ]);
+    let http10 = format!(
+        "POST /token HTTP/1.0\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    assert_oauth_error(
+        &raw(&gw.addr(), http10.as_bytes()),
+        400,
+        "invalid_grant",
+        "again over HTTP/1.0",
+    );
+    assert_eq!(op.token_count(), polls, "no redemption reached the OP");
+}

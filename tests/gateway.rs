@@ -13,6 +13,7 @@ mod lifecycle;
 mod limits;
 mod notify;
 mod observability;
+mod ping;
 mod polling;
 mod profiles;
 mod replicas;

@@ -70,6 +70,18 @@ pub fn rewrite(
     endpoints: &Endpoints,
     public_path: &dyn Fn(&str) -> String,
 ) -> Result<Vec<u8>, String> {
+    rewrite_with_modes(document, public_base, endpoints, public_path, &[])
+}
+
+/// [`rewrite`], with the delivery modes the gateway itself offers on top of the OP's
+/// (`ping` when it pings clients on the OP's behalf).
+pub fn rewrite_with_modes(
+    document: &[u8],
+    public_base: &str,
+    endpoints: &Endpoints,
+    public_path: &dyn Fn(&str) -> String,
+    gateway_modes: &[&str],
+) -> Result<Vec<u8>, String> {
     let mut doc: Value = serde_json::from_slice(document)
         .map_err(|e| format!("the discovery document is not JSON: {e}"))?;
     let obj = doc
@@ -102,11 +114,16 @@ pub fn rewrite(
             .collect(),
         _ => Vec::new(),
     };
-    let modes = if modes.is_empty() {
+    let mut modes = if modes.is_empty() {
         vec![Value::String("poll".into())]
     } else {
         modes
     };
+    for mode in gateway_modes {
+        if !modes.iter().any(|m| m.as_str() == Some(mode)) {
+            modes.push(Value::String((*mode).into()));
+        }
+    }
     obj.insert(
         "backchannel_token_delivery_modes_supported".into(),
         Value::Array(modes),
@@ -173,6 +190,25 @@ mod tests {
             "scopes_supported": ["openid"],
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_gateway_s_modes_are_added_once() {
+        let e = Endpoints {
+            backchannel: "/bc".into(),
+            token: "/token".into(),
+        };
+        let same = |p: &str| p.to_string();
+        let modes = |doc: &[u8], extra: &[&str]| -> Value {
+            let out = rewrite_with_modes(doc, "https://gw", &e, &same, extra).unwrap();
+            serde_json::from_slice::<Value>(&out).unwrap()
+                ["backchannel_token_delivery_modes_supported"]
+                .clone()
+        };
+        assert_eq!(modes(&op_doc(), &["ping"]), json!(["poll", "ping"]));
+        assert_eq!(modes(&op_doc(), &[]), json!(["poll"]));
+        let doc = br#"{"backchannel_token_delivery_modes_supported":["poll","ping"]}"#;
+        assert_eq!(modes(doc, &["ping"]), json!(["poll", "ping"]));
     }
 
     #[test]

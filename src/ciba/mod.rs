@@ -15,6 +15,7 @@ pub mod ids;
 pub mod jwt;
 pub mod login_hint_token;
 pub mod notification;
+pub mod ping;
 pub mod pipeline;
 pub mod polling;
 pub mod profile;

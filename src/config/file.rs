@@ -15,6 +15,7 @@ use crate::ciba::routing::Variants;
 use crate::state::rate_limit::RateLimitConfig;
 use crate::state::redis_store::FailureMode;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// The file as written.
 #[derive(Debug, Deserialize, Default)]
@@ -53,6 +54,36 @@ pub struct FileConfig {
     /// `[routing]`: how other spellings of the gateway's paths are treated.
     #[serde(default)]
     pub routing: RoutingSection,
+    /// `[ping]`: ping delivery on behalf of an OP that only polls.
+    #[serde(default)]
+    pub ping: PingSection,
+}
+
+/// `[ping]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PingSection {
+    /// The 32-byte key that encrypts what the gateway holds for ping requests, in Base64.
+    pub key: Option<String>,
+    /// A file holding `key` (Base64), instead of the key in this file.
+    pub key_file: Option<String>,
+    /// Polls of the OP in flight at once, across ping requests.
+    pub max_concurrent_polls: Option<usize>,
+    /// Ping requests waiting for the OP's answer; beyond it new ones get 429.
+    pub queue_capacity: Option<usize>,
+    /// Clients the gateway pings, by `client_id`.
+    #[serde(default)]
+    pub clients: BTreeMap<String, PingClientSection>,
+}
+
+/// `[ping.clients."id"]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PingClientSection {
+    /// The client's `backchannel_client_notification_endpoint`: an https URL.
+    pub notification_endpoint: Option<String>,
+    /// Allows an http URL and loopback, private or link-local addresses (tests, internal).
+    pub allow_insecure: Option<bool>,
 }
 
 /// `[routing]` as written.

@@ -10,6 +10,7 @@
 
 mod file;
 mod logging;
+mod ping;
 mod polling;
 mod server;
 mod state;
@@ -23,10 +24,11 @@ mod tests;
 pub use crate::ciba::config_error::ConfigError;
 pub use crate::ciba::routing::CancelRoute;
 pub use file::{
-    FileConfig, LoggingSection, MetricsSection, PollingSection, RoutingSection, ServerSection,
-    StateSection, UpstreamSection,
+    FileConfig, LoggingSection, MetricsSection, PingClientSection, PingSection, PollingSection,
+    RoutingSection, ServerSection, StateSection, UpstreamSection,
 };
 pub use logging::LogFormat;
+pub use ping::{Ping, PingClient};
 pub use polling::{Polling, UnknownPolicy};
 pub use server::{EdgeLimits, MAX_BODY_LIMIT, MAX_HEADER_BYTES, MIN_HEADER_BYTES};
 pub use state::{BackendKind, StateBackend};
@@ -91,6 +93,8 @@ pub struct Config {
     pub state: StateBackend,
     /// Backchannel request validation and `login_hint_token` normalization.
     pub rules: Arc<Rules>,
+    /// Ping delivery on the OP's behalf, when a client is registered for it.
+    pub ping: Option<Ping>,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -164,6 +168,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     }
     let state = state::validate_state(file.state)?;
     let validation = file.validation.compile()?;
+    let ping = ping::validate_ping(file.ping, &validation)?;
     let login_hint_token = file.login_hint_token.compile()?;
     let profile = file.profile;
     profile.validate()?;
@@ -195,6 +200,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
             validation,
             login_hint_token,
         }),
+        ping,
         log_level,
         log_format: file.logging.format.unwrap_or_default(),
     })

@@ -9,6 +9,7 @@ pub mod header_end;
 pub mod in_flight;
 pub mod notify;
 pub mod op_client;
+pub mod ping_poller;
 pub mod proxy;
 pub mod request_id;
 pub mod resolve;

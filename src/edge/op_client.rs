@@ -197,6 +197,11 @@ async fn attempt(
             .await
             .map_err(fail(false, false))?,
     };
+    // pingora's connector leaves the peer's read and write timeouts off the session (its
+    // proxy sets them itself), so each read and write here would wait until the overall
+    // deadline; set them as the peer says.
+    session.read_timeout = peer.options.read_timeout;
+    session.write_timeout = peer.options.write_timeout;
     // A failed header write may still have put part of the header on the wire, but never
     // a whole one: the OP cannot have acted on it.
     session

@@ -7,12 +7,16 @@ use crate::config::StateBackend;
 use crate::edge::admin::AdminApp;
 use crate::edge::guard::EdgeGuard;
 use crate::edge::in_flight;
+use crate::edge::notify::{Notifier, NotifyOptions};
 use crate::edge::op_client::{self, Connector};
+use crate::edge::ping_poller::PingPoller;
 use crate::edge::proxy::{Gateway, OpLink, DISCOVERY_PATH};
 use crate::edge::resolve;
 use crate::metrics;
+use crate::state::ping_store::PingStore;
 use crate::state::poll_store::PollStore;
 use crate::state::rate_limit::RateLimits;
+use crate::state::seal::Sealer;
 use crate::state::store::{StateStore, Store};
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
@@ -51,9 +55,20 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
         ),
     });
     let limits = Arc::new(RateLimits::new(&cfg.rate_limit));
+    let pings = cfg
+        .ping
+        .as_ref()
+        .map(|p| Arc::new(PingStore::new(Sealer::new(&p.key), p.queue_capacity)));
     let mut proxy = Service::new(
         "ciba-gateway".to_string(),
-        guarded_proxy(&server, &cfg, op.clone(), store.clone(), limits.clone()),
+        guarded_proxy(
+            &server,
+            &cfg,
+            op.clone(),
+            store.clone(),
+            limits.clone(),
+            pings.clone(),
+        ),
     );
     proxy.add_tcp(&cfg.listen.to_string());
 
@@ -96,6 +111,17 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
         },
     );
 
+    if let Some(pings) = pings {
+        server.add_service(background_service(
+            "ping poller",
+            PingPoller::new(
+                cfg.clone(),
+                op.clone(),
+                pings,
+                Notifier::new(NotifyOptions::default()),
+            ),
+        ));
+    }
     server.add_service(proxy);
     server.add_service(background_service("drain", Drain));
     server.add_service(sweeper);
@@ -114,11 +140,13 @@ fn guarded_proxy(
     op: Arc<OpLink>,
     store: Store,
     limits: Arc<RateLimits>,
+    pings: Option<Arc<PingStore>>,
 ) -> EdgeGuard<HttpProxy<Gateway>> {
-    let proxy = pingora::proxy::http_proxy(
-        &server.configuration,
-        Gateway::new(cfg.clone(), op, store, limits),
-    );
+    let mut gateway = Gateway::new(cfg.clone(), op, store, limits);
+    if let Some(pings) = pings {
+        gateway = gateway.with_pings(pings);
+    }
+    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
     EdgeGuard::new(
         proxy,
         cfg.edge,

@@ -97,6 +97,7 @@ const state = {
   lastBackchannel: null,
   lastHop: null, // the forwarding headers of the last request counted
   triggered: [], // requests passed to triggerAuthenticationDevice
+  tokenLog: [], // every token request: when it arrived and what it was answered
 };
 
 function resetState() {
@@ -105,6 +106,7 @@ function resetState() {
   state.lastBackchannel = null;
   state.lastHop = null;
   state.triggered = [];
+  state.tokenLog = [];
 }
 
 function statsJson() {
@@ -334,7 +336,15 @@ provider.use(async (ctx, next) => {
     x_forwarded_for: ctx.get('x-forwarded-for') || null,
     x_request_id: ctx.get('x-request-id') || null,
   };
+  const arrived = Date.now();
   await next();
+  if (ctx.path === opts.tokenPath) {
+    state.tokenLog.push({
+      at_ms: arrived,
+      status: ctx.status,
+      error: (ctx.body && typeof ctx.body === 'object' && ctx.body.error) || null,
+    });
+  }
   // oidc-provider's ack has no interval; --interval adds one, as many OPs send it.
   if (opts.interval !== null && ctx.path === opts.backchannelPath && ctx.status === 200
       && ctx.body && typeof ctx.body === 'object' && ctx.body.auth_req_id) {
@@ -394,6 +404,8 @@ async function handleAdmin(req, res, url) {
     case 'GET /admin/last-hop':
       if (!state.lastHop) return sendJson(res, 404, { error: 'no request recorded' });
       return sendJson(res, 200, state.lastHop);
+    case 'GET /admin/token-log':
+      return sendJson(res, 200, state.tokenLog);
     case 'GET /admin/requests':
       return sendJson(res, 200, state.triggered);
     case 'POST /admin/approve':

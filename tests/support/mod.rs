@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod receiver;
+pub use receiver::{Receiver, Reply};
 
 /// Client credentials registered in the test OP.
 pub const POST_CLIENT: (&str, &str) = ("client-post", "post-secret-0123456789");

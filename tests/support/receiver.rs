@@ -101,6 +101,18 @@ impl Receiver {
         self.seen.lock().unwrap().clone()
     }
 
+    /// The requests received once there are at least `n`, or when `limit` has passed.
+    pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let seen = self.requests();
+            if seen.len() >= n || Instant::now() > deadline {
+                return seen;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Connections accepted so far (a request or not).
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)

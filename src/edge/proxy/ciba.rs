@@ -7,13 +7,17 @@
 //! 2. POST only, the whole body within its deadline and cap;
 //! 3. the request's checks (`pipeline::check_request`: form, client, validation);
 //! 4. the per-client rate limit;
+//!    for a client the gateway pings (`ping`): its notification token and credential taken
+//!    at the backchannel endpoint, its held answer redeemed at the token endpoint;
 //! 5. admission (backchannel: room to track the ack) or the poll decision (token);
 //! 6. the exchange with the OP;
 //! 7. the OP's answer checked (`pipeline::check_response`) and translated (the profile);
-//! 8. the ack recorded and rewritten, or the poll's verdict reported to the store;
+//! 8. the ack recorded and rewritten (and a ping request's polling started), or the
+//!    poll's verdict reported to the store;
 //! 9. the answer written.
 
 use super::answer::{no_store, relay_header, write_json};
+use super::ping::write_held;
 use super::{header_str, Gateway, RequestCtx, Stop};
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::ciba::ids::{AuthReqId, ClientId};
@@ -46,13 +50,18 @@ impl Gateway {
     ) -> Result<(), Stop> {
         self.address_rate_limit(session, endpoint).await?;
         let body = self.read_form_body(session, ctx).await?;
-        let accepted = self.check_request(session, ctx, endpoint, &body)?;
+        let mut accepted = self.check_request(session, ctx, endpoint, &body)?;
         self.client_rate_limit(session, endpoint, &accepted).await?;
+        let pinging = self.ping_initiation(session, endpoint, &mut accepted)?;
+        if let Some(held) = self.ping_redemption(session, endpoint, &accepted).await? {
+            return write_held(session, held).await;
+        }
         let polling = self.admit_or_decide(endpoint, &accepted).await?;
         let answer = self.forward(session, ctx, &accepted).await?;
         let mut translated = self.translate_answer(ctx, endpoint, &answer)?;
         self.record_answer(ctx, endpoint, &mut translated, polling)
             .await?;
+        self.start_pinging(pinging, ctx.client.as_ref(), &translated);
         write_answer(session, &answer, translated).await
     }
 
@@ -179,7 +188,11 @@ impl Gateway {
     ///
     /// An id the gateway does not know is forwarded once to learn what the OP thinks of it
     /// (`unknown_auth_req_id = "forward"`), or refused (`"reject"`).
-    async fn poll_decision(&self, id: &AuthReqId, client: &ClientId) -> Result<(), Stop> {
+    pub(super) async fn poll_decision(
+        &self,
+        id: &AuthReqId,
+        client: &ClientId,
+    ) -> Result<(), Stop> {
         let learn = self.cfg.polling.unknown == UnknownPolicy::Forward;
         match self.store.poll(id, client, learn).await? {
             Polled::Decided(decision) => decision.refusal().map_or(Ok(()), |e| Err(e.into())),

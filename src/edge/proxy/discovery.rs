@@ -73,13 +73,24 @@ impl Gateway {
         }
         let profile = &self.cfg.profile;
         let public_path = |p: &str| profile.to_public_path(p).into_owned();
-        let body = discovery::rewrite(&answer.body, &public_base, endpoints, &public_path)
-            .map_err(|why| {
-                Stop::Refuse(
-                    OAuthError::new(ErrorCode::ServerError, why),
-                    Count::BadAnswer,
-                )
-            })?;
+        let modes: &[&str] = if self.cfg.ping.is_some() {
+            &["ping"]
+        } else {
+            &[]
+        };
+        let body = discovery::rewrite_with_modes(
+            &answer.body,
+            &public_base,
+            endpoints,
+            &public_path,
+            modes,
+        )
+        .map_err(|why| {
+            Stop::Refuse(
+                OAuthError::new(ErrorCode::ServerError, why),
+                Count::BadAnswer,
+            )
+        })?;
         let mut h = relay_header(&answer)?;
         // The document differs per public URL, so a shared cache must not mix them.
         h.insert_header("vary", "host")?;

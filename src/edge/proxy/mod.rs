@@ -10,6 +10,7 @@
 mod answer;
 mod ciba;
 mod discovery;
+mod ping;
 mod refusal;
 mod route;
 mod tally;
@@ -34,6 +35,7 @@ use crate::edge::in_flight::InFlight;
 use crate::edge::op_client::{Connector, Failure};
 use crate::edge::request_id::{RequestId, RequestIds};
 use crate::metrics;
+use crate::state::ping_store::PingStore;
 use crate::state::rate_limit::{self, RateLimits};
 use crate::state::store::Store;
 use arc_swap::ArcSwapOption;
@@ -97,6 +99,8 @@ pub struct Gateway {
     host: HeaderValue,
     /// The gateway's paths under the routing rule, built once the endpoints are known.
     routes: OnceLock<Routes>,
+    /// What the gateway holds for the ping requests it polls, when it pings clients.
+    pings: Option<Arc<PingStore>>,
 }
 
 impl Gateway {
@@ -118,7 +122,14 @@ impl Gateway {
             request_metrics: metrics::RequestMetrics::default(),
             host,
             routes: OnceLock::new(),
+            pings: None,
         }
+    }
+
+    /// Serves ping clients (`[ping]`) from `store`, which the ping poller shares.
+    pub fn with_pings(mut self, store: Arc<PingStore>) -> Self {
+        self.pings = Some(store);
+        self
     }
 
     /// The routes for the known endpoints, built on first use.

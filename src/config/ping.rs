@@ -1,0 +1,337 @@
+//! `[ping]`: the clients the gateway pings (CIBA 10.2) on behalf of an OP that only polls,
+//! the key that encrypts what it holds for them, and the bounds of its polling work.
+
+use super::err;
+use super::file::PingSection;
+use crate::ciba::address;
+use crate::ciba::authorize::{DeliveryMode, ValidationPolicy};
+use crate::ciba::config_error::ConfigError;
+use crate::ciba::ids::Secret;
+use base64::Engine;
+use std::collections::BTreeMap;
+
+/// `ping.max_concurrent_polls` when unset.
+pub const DEFAULT_MAX_CONCURRENT_POLLS: usize = 16;
+/// `ping.queue_capacity` when unset.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+
+/// Ping delivery, when at least one client is registered for it.
+#[derive(Debug, Clone)]
+pub struct Ping {
+    /// The clients, by `client_id`.
+    pub clients: BTreeMap<String, PingClient>,
+    /// The 32-byte key the gateway's encryption and credential-hash keys derive from.
+    pub key: Secret<[u8; 32]>,
+    /// Polls of the OP in flight at once.
+    pub max_concurrent_polls: usize,
+    /// Ping requests waiting for the OP's answer.
+    pub queue_capacity: usize,
+}
+
+/// One client the gateway pings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingClient {
+    /// Its notification endpoint.
+    pub endpoint: http::Uri,
+    /// Whether http and internal addresses are allowed for it.
+    pub allow_insecure: bool,
+}
+
+/// Checks `[ping]`; `None` when it registers no client. `validation` is checked first:
+/// a client the OP would push to cannot be pinged.
+pub(super) fn validate_ping(
+    p: PingSection,
+    validation: &ValidationPolicy,
+) -> Result<Option<Ping>, ConfigError> {
+    let key = match (p.key, p.key_file) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "ping.key_file",
+                "is set together with ping.key; keep one of them",
+            ))
+        }
+        (Some(k), None) => Some(decode_key("ping.key", &k)?),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                err(
+                    "ping.key_file",
+                    format!("cannot read the key file: {}", e.kind()),
+                )
+            })?;
+            Some(decode_key("ping.key_file", &text)?)
+        }
+        (None, None) => None,
+    };
+    let max_concurrent_polls = p
+        .max_concurrent_polls
+        .unwrap_or(DEFAULT_MAX_CONCURRENT_POLLS);
+    if !(1..=1024).contains(&max_concurrent_polls) {
+        return Err(err(
+            "ping.max_concurrent_polls",
+            "must be between 1 and 1024",
+        ));
+    }
+    let queue_capacity = p.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY);
+    if !(1..=1_000_000).contains(&queue_capacity) {
+        return Err(err("ping.queue_capacity", "must be between 1 and 1000000"));
+    }
+    let mut clients = BTreeMap::new();
+    for (id, c) in p.clients {
+        let prefix = format!("ping.clients.\"{id}\"");
+        let allow_insecure = c.allow_insecure.unwrap_or(false);
+        let endpoint = c.notification_endpoint.ok_or_else(|| {
+            err(
+                &format!("{prefix}.notification_endpoint"),
+                "is required: the client's backchannel_client_notification_endpoint",
+            )
+        })?;
+        let endpoint = check_endpoint(
+            &format!("{prefix}.notification_endpoint"),
+            &endpoint,
+            allow_insecure,
+        )?;
+        let rules = validation.rules();
+        let mode = rules
+            .clients
+            .get(&id)
+            .and_then(|r| r.delivery_mode)
+            .unwrap_or(rules.delivery_mode);
+        if mode == DeliveryMode::Push {
+            return Err(err(
+                &prefix,
+                "is registered for push delivery in [validation]; a ping client's delivery_mode is poll or ping",
+            ));
+        }
+        clients.insert(
+            id,
+            PingClient {
+                endpoint,
+                allow_insecure,
+            },
+        );
+    }
+    if clients.is_empty() {
+        return Ok(None);
+    }
+    let key = key.ok_or_else(|| {
+        err(
+            "ping.key",
+            "is required when ping.clients lists a client: 32 random bytes in Base64 \
+             (e.g. `openssl rand -base64 32`), or set ping.key_file",
+        )
+    })?;
+    Ok(Some(Ping {
+        clients,
+        key,
+        max_concurrent_polls,
+        queue_capacity,
+    }))
+}
+
+/// A 32-byte key from its Base64 text (standard or URL-safe alphabet, padded or not).
+fn decode_key(key: &str, text: &str) -> Result<Secret<[u8; 32]>, ConfigError> {
+    let text = text.trim();
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let bytes = engines
+        .iter()
+        .find_map(|e| e.decode(text).ok())
+        .ok_or_else(|| {
+            err(
+                key,
+                "is not Base64; generate one with `openssl rand -base64 32`",
+            )
+        })?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+        err(
+            key,
+            format!(
+                "decodes to {} bytes; it must be exactly 32 (`openssl rand -base64 32`)",
+                b.len()
+            ),
+        )
+    })?;
+    Ok(Secret::new(bytes))
+}
+
+/// A notification endpoint: an absolute https URL with a host, no credentials and no
+/// fragment; http and an internal address only with `allow_insecure`.
+///
+/// Only an address written in the URL can be judged here; where a name resolves to is
+/// checked when the notification connects (on every connection).
+fn check_endpoint(key: &str, url: &str, allow_insecure: bool) -> Result<http::Uri, ConfigError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| err(key, "is not a URL, e.g. https://client.example.com/cb"))?;
+    // The notifier's own reading of the URL (every IPv4 spelling, IPv4 inside IPv6,
+    // `localhost`), so what passes here is what it will accept.
+    if uri.authority().is_none() {
+        return Err(err(
+            key,
+            "must be an absolute URL with a host, e.g. https://client.example.com/cb",
+        ));
+    }
+    address::endpoint(&uri, allow_insecure).map_err(|refusal| {
+        let why = match refusal {
+            address::Refusal::Scheme if uri.scheme_str() == Some("http") => {
+                "must be https (CIBA 10.2); allow_insecure = true allows http, for tests and internal deployments".to_string()
+            }
+            address::Refusal::Scheme => "must be an https URL".to_string(),
+            address::Refusal::Host => {
+                "must be an absolute URL with a host that every URL parser reads alike, and no credentials".to_string()
+            }
+            address::Refusal::Range(r) if r.allowed_when_insecure() => format!(
+                "names a {} address; allow_insecure = true allows it, for tests and internal deployments",
+                r.as_str()
+            ),
+            address::Refusal::Range(r) => format!(
+                "names a {} address, which no ping may reach, even with allow_insecure",
+                r.as_str()
+            ),
+        };
+        err(key, why)
+    })?;
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_file, validate, Overrides};
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn load(ping: &str) -> Result<Option<Ping>, ConfigError> {
+        let text = format!("[upstream]\nurl = \"http://a:1\"\n{ping}");
+        validate(parse_file(&text)?, &Overrides::default()).map(|c| c.ping)
+    }
+
+    fn client(endpoint: &str, extra: &str) -> String {
+        format!("[ping.clients.\"c\"]\nnotification_endpoint = \"{endpoint}\"\n{extra}")
+    }
+
+    #[test]
+    fn a_ping_client_needs_a_key_and_an_https_endpoint() {
+        assert!(load("").unwrap().is_none());
+        assert!(load(&format!("[ping]\nkey = \"{KEY}\"\n"))
+            .unwrap()
+            .is_none());
+        let e = load(&client("https://c.example/cb", "")).unwrap_err();
+        assert_eq!(e.key, "ping.key");
+        let ok = load(&format!(
+            "[ping]\nkey = \"{KEY}\"\n{}",
+            client("https://c.example/cb", "")
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(ok.key.expose()[31], 31);
+        assert_eq!((ok.max_concurrent_polls, ok.queue_capacity), (16, 10_000));
+        let refused = [
+            ("http://c.example/cb", "", "must be https"),
+            ("https://127.0.0.1/cb", "", "loopback"),
+            ("https://169.254.169.254/latest", "", "metadata"),
+            ("https://[::1]:8443/cb", "", "loopback"),
+            ("https://10.0.0.8/cb", "", "private"),
+            ("https://localhost/cb", "", "loopback"),
+            ("https://u:p@c.example/cb", "", "credentials"),
+            ("/cb", "", "absolute"),
+            ("ftp://c.example/cb", "", "https"),
+        ];
+        for (url, extra, why) in refused {
+            let e = load(&format!("[ping]\nkey = \"{KEY}\"\n{}", client(url, extra))).unwrap_err();
+            assert_eq!(e.key, "ping.clients.\"c\".notification_endpoint", "{url}");
+            assert!(e.message.contains(why), "{url}: {e}");
+        }
+        for url in ["http://127.0.0.1:9/cb", "https://10.0.0.8/cb"] {
+            let text = format!(
+                "[ping]\nkey = \"{KEY}\"\n{}",
+                client(url, "allow_insecure = true")
+            );
+            assert!(load(&text).unwrap().is_some(), "{url}");
+        }
+    }
+
+    #[test]
+    fn keys_are_32_bytes_of_base64_from_the_file_or_a_key_file() {
+        let with = |k: &str| format!("[ping]\n{k}\n{}", client("https://c.example/cb", ""));
+        let e = load(&with("key = \"c2hvcnQ=\"")).unwrap_err();
+        assert!(e.key == "ping.key" && e.message.contains("5 bytes"), "{e}");
+        let e = load(&with("key = \"not base64!\"")).unwrap_err();
+        assert!(e.message.contains("not Base64"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        std::fs::write(&path, format!("{KEY}\n")).unwrap();
+        let p = path.display();
+        assert!(load(&with(&format!("key_file = \"{p}\"")))
+            .unwrap()
+            .is_some());
+        let e = load(&with(&format!("key = \"{KEY}\"\nkey_file = \"{p}\""))).unwrap_err();
+        assert_eq!(e.key, "ping.key_file");
+        let e = load(&with("key_file = \"/nonexistent/k\"")).unwrap_err();
+        assert!(
+            e.key == "ping.key_file" && e.message.contains("cannot read"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bounds_and_delivery_modes() {
+        let base = format!("[ping]\nkey = \"{KEY}\"\n");
+        for (k, v) in [
+            ("max_concurrent_polls", "0"),
+            ("max_concurrent_polls", "1025"),
+            ("queue_capacity", "0"),
+        ] {
+            let e = load(&format!(
+                "{base}{k} = {v}\n{}",
+                client("https://c.example/", "")
+            ))
+            .unwrap_err();
+            assert_eq!(e.key, format!("ping.{k}"));
+        }
+        let push = format!(
+            "{base}{}[validation.clients.\"c\"]\ndelivery_mode = \"push\"\n",
+            client("https://c.example/", "")
+        );
+        let e = load(&push).unwrap_err();
+        assert!(
+            e.key == "ping.clients.\"c\"" && e.message.contains("push"),
+            "{e}"
+        );
+        let e = load("[ping.clients.\"c\"]\nallow_insecure = true\n").unwrap_err();
+        assert_eq!(e.key, "ping.clients.\"c\".notification_endpoint");
+    }
+
+    #[test]
+    fn endpoints_are_read_as_the_notifier_reads_them() {
+        let base = format!("[ping]\nkey = \"{KEY}\"\n");
+        let key = "ping.clients.\"c\".notification_endpoint";
+        for (url, extra, says) in [
+            ("https://2130706433/cb", "", "loopback"),
+            ("https://0177.0.0.1/cb", "", "loopback"),
+            ("https://[::ffff:a9fe:a9fe]/cb", "", "metadata"),
+            ("https://10.1.2.3/cb", "", "private"),
+            ("https://localhost./cb", "", "loopback"),
+            (
+                "http://169.254.169.254/",
+                "allow_insecure = true\n",
+                "even with allow_insecure",
+            ),
+            ("https://user@c.example/cb", "", "no credentials"),
+            ("http://c.example/cb", "", "must be https"),
+        ] {
+            let e = load(&format!("{base}{}", client(url, extra))).unwrap_err();
+            assert_eq!(e.key, key, "{url}");
+            assert!(e.message.contains(says), "{url}: {e}");
+        }
+        let ok = format!(
+            "{base}{}",
+            client("http://127.0.0.1:9/cb", "allow_insecure = true\n")
+        );
+        assert!(load(&ok).unwrap().is_some());
+    }
+}

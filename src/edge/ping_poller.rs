@@ -1,0 +1,250 @@
+//! Polls the OP for the ping requests the gateway holds, at each one's enforced interval,
+//! with the client's own credential, and pings the client once the OP has answered
+//! (CIBA 10.2 on behalf of an OP that only polls).
+//!
+//! One loop finds the polls that fall due (`PingStore::due`) and runs each in its own
+//! task, at most `ping.max_concurrent_polls` at once; a poll that finds every permit taken
+//! waits for one, and the ones due after it wait in the store. Each poll is one
+//! `op_client::exchange` through the same checks and profile translation as a client's
+//! own poll. The next poll of a request is scheduled one interval after the OP's answer
+//! arrived, so the OP never sees two polls of one id closer than its interval.
+
+use crate::ciba::error::ErrorCode;
+use crate::ciba::ids::AuthReqId;
+use crate::ciba::ping::{self, PollOutcome};
+use crate::ciba::pipeline::{self, Endpoint, OpAnswer, Outbound};
+use crate::config::Config;
+use crate::edge::notify::{Delivery, Notifier, NotifyTarget};
+use crate::edge::op_client::{self, Connector};
+use crate::edge::proxy::OpLink;
+use crate::state::ping_store::{DuePoll, PingDue, PingStore, PollResult};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::http::RequestHeader;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// The longest the loop sleeps: a request started meanwhile falls due one interval (at
+/// least a second) after its ack, so it is never found late by more than this.
+const MAX_WAIT: Duration = Duration::from_millis(250);
+/// The shortest the loop sleeps, so a store full of due polls cannot spin it.
+const MIN_WAIT: Duration = Duration::from_millis(10);
+
+/// The ping poller, a background service.
+pub struct PingPoller {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: Arc<Config>,
+    op: Arc<OpLink>,
+    store: Arc<PingStore>,
+    notifier: Notifier,
+    targets: HashMap<String, NotifyTarget>,
+    connector: Connector,
+    permits: Arc<Semaphore>,
+}
+
+impl PingPoller {
+    /// A poller for `store`, reaching the OP through `op` and clients through `notifier`.
+    pub fn new(
+        cfg: Arc<Config>,
+        op: Arc<OpLink>,
+        store: Arc<PingStore>,
+        notifier: Notifier,
+    ) -> PingPoller {
+        let (targets, permits) = match &cfg.ping {
+            Some(p) => (
+                p.clients
+                    .iter()
+                    .map(|(id, c)| {
+                        let target = NotifyTarget {
+                            url: c.endpoint.clone(),
+                            allow_insecure: c.allow_insecure,
+                        };
+                        (id.clone(), target)
+                    })
+                    .collect(),
+                p.max_concurrent_polls,
+            ),
+            None => (HashMap::new(), 1),
+        };
+        PingPoller {
+            inner: Arc::new(Inner {
+                cfg,
+                op,
+                store,
+                notifier,
+                targets,
+                connector: Connector::new(None),
+                permits: Arc::new(Semaphore::new(permits)),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for PingPoller {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let (due, next) = self.inner.store.due(Instant::now());
+            for job in due {
+                let permit = tokio::select! {
+                    p = self.inner.permits.clone().acquire_owned() => p.expect("never closed"),
+                    _ = shutdown.changed() => return,
+                };
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    let ping = inner.poll(job).await;
+                    drop(permit);
+                    if let Some((id, ping)) = ping {
+                        inner.notify(id, ping).await;
+                    }
+                });
+            }
+            let wait = next
+                .map_or(MAX_WAIT, |n| n.saturating_duration_since(Instant::now()))
+                .clamp(MIN_WAIT, MAX_WAIT);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// One poll; the ping to send when the OP's answer was terminal.
+    async fn poll(&self, job: DuePoll) -> Option<(AuthReqId, PingDue)> {
+        let result = self.ask_op(&job).await;
+        let ping = self.store.polled(&job.id, result, Instant::now())?;
+        Some((job.id, ping))
+    }
+
+    /// Sends the poll and reads the OP's answer as a client's poll is read.
+    async fn ask_op(&self, job: &DuePoll) -> PollResult {
+        let again = PollResult::Again { slow_down: false };
+        let (Some(peer), Some(endpoints)) = (self.op.peer(), self.op.endpoints.get()) else {
+            return again;
+        };
+        let path = self.cfg.profile.to_op_path(&endpoints.token).into_owned();
+        let (body, authorization) = ping::poll_request(&job.id, job.credential.expose());
+        let Some(request) = self.request(&path, body.expose().len(), authorization) else {
+            return again;
+        };
+        let body = Bytes::from(body.into_inner());
+        let answer = match op_client::exchange(
+            &self.connector,
+            &peer,
+            request,
+            body,
+            op_client::deadline(&self.cfg.upstream),
+        )
+        .await
+        {
+            Ok(a) => a,
+            Err(f) => {
+                tracing::warn!(
+                    client_id = %job.client,
+                    failure = f.as_str(),
+                    "a ping request's poll of the OP failed; polling again after the interval"
+                );
+                return again;
+            }
+        };
+        let checked = pipeline::check_response(OpAnswer {
+            endpoint: Endpoint::Token,
+            status: answer.status,
+            content_type: answer.content_type(),
+            body: &answer.body,
+        });
+        let Outbound::Json(value) = checked else {
+            return again;
+        };
+        let t = self
+            .cfg
+            .profile
+            .translate(Endpoint::Token, answer.status, value);
+        match ping::poll_outcome(t.status, &t.body) {
+            PollOutcome::Pending | PollOutcome::Retry => again,
+            PollOutcome::SlowDown => {
+                tracing::warn!(client_id = %job.client, "the OP answered a ping request's poll with slow_down");
+                PollResult::Again { slow_down: true }
+            }
+            PollOutcome::Terminal => PollResult::Answer {
+                status: t.status,
+                body: serde_json::to_vec(&t.body).expect("a JSON value serializes"),
+            },
+        }
+    }
+
+    /// The poll's request header: the OP's token path, `Host`, the form's length, and the
+    /// client's Basic credentials when it used them (marked sensitive).
+    fn request(
+        &self,
+        path: &str,
+        len: usize,
+        authorization: Option<crate::ciba::ids::Secret<String>>,
+    ) -> Option<RequestHeader> {
+        let mut req = RequestHeader::build("POST", path.as_bytes(), Some(6)).ok()?;
+        req.insert_header("host", self.cfg.upstream.authority())
+            .ok()?;
+        req.insert_header("content-type", "application/x-www-form-urlencoded")
+            .ok()?;
+        req.insert_header("content-length", len.to_string()).ok()?;
+        req.insert_header("accept", "application/json").ok()?;
+        req.insert_header(
+            "user-agent",
+            concat!("ciba-gateway/", env!("CARGO_PKG_VERSION")),
+        )
+        .ok()?;
+        if let Some(a) = authorization {
+            let mut v = HeaderValue::from_str(a.expose()).ok()?;
+            v.set_sensitive(true);
+            req.insert_header("authorization", v).ok()?;
+        }
+        Some(req)
+    }
+
+    /// Pings the client (retries are the notifier's, up to the request's expiry), then
+    /// forgets its notification token.
+    async fn notify(&self, id: AuthReqId, ping: PingDue) {
+        let delivery = match self.targets.get(ping.client.as_str()) {
+            Some(target) => {
+                self.notifier
+                    .ping(target, &ping.token, &id, ping.expires_at)
+                    .await
+            }
+            // Not configured any more: nothing to reach.
+            None => Delivery::GaveUp,
+        };
+        self.store.notified(&id);
+        match delivery {
+            Delivery::Delivered => {
+                tracing::info!(client_id = %ping.client, "ping delivered")
+            }
+            Delivery::Refused { status } => {
+                tracing::warn!(client_id = %ping.client, status, "ping refused by the client's notification endpoint")
+            }
+            Delivery::GaveUp => {
+                tracing::warn!(client_id = %ping.client, "ping not delivered before the request expired")
+            }
+        }
+    }
+}
+
+/// The 429 for a ping client's backchannel request while the queue is full.
+pub fn queue_full(retry_after: Duration) -> crate::ciba::error::OAuthError {
+    crate::ciba::error::OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "too many ping requests are waiting for the OpenID Provider; retry later",
+    )
+    .with_status(429)
+    .with_retry_after(retry_after.as_secs().max(1))
+    .with_reason("ping_queue")
+}

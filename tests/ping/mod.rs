@@ -79,7 +79,10 @@ fn assert_one_ping(receiver: &Receiver, id: &str) {
     assert_eq!(got.len(), 1, "one ping: {got:?}");
     let n = &got[0];
     // The registered endpoint's path and query, as configured.
-    assert_eq!((n.method.as_str(), n.path.as_str()), ("POST", "/cb?client=1"));
+    assert_eq!(
+        (n.method.as_str(), n.path.as_str()),
+        ("POST", "/cb?client=1")
+    );
     assert_eq!(
         n.header("authorization"),
         Some(format!("Bearer {TOKEN}").as_str())

@@ -71,6 +71,21 @@ pub struct PingSection {
     pub max_concurrent_polls: Option<usize>,
     /// Ping requests waiting for the OP's answer; beyond it new ones get 429.
     pub queue_capacity: Option<usize>,
+    /// Milliseconds a notification's TCP connect (and as long again its TLS handshake) may take.
+    pub notify_connect_timeout_ms: Option<u64>,
+    /// Milliseconds each write of a notification may take.
+    pub notify_write_timeout_ms: Option<u64>,
+    /// Milliseconds each read of a notification endpoint's answer may take.
+    pub notify_read_timeout_ms: Option<u64>,
+    /// Milliseconds of the pause after a notification's first failed try.
+    pub notify_backoff_first_ms: Option<u64>,
+    /// Milliseconds of the longest pause between a notification's tries.
+    pub notify_backoff_cap_ms: Option<u64>,
+    /// Bytes of a notification endpoint's answer body read (and discarded) at most.
+    pub notify_max_body_bytes: Option<usize>,
+    /// A PEM file of root certificates notification endpoints may chain to, besides the
+    /// system's.
+    pub notify_ca_file: Option<String>,
     /// Clients the gateway pings, by `client_id`.
     #[serde(default)]
     pub clients: BTreeMap<String, PingClientSection>,

@@ -28,7 +28,7 @@ pub use file::{
     RoutingSection, ServerSection, StateSection, UpstreamSection,
 };
 pub use logging::LogFormat;
-pub use ping::{Ping, PingClient};
+pub use ping::{pem_roots, NotifySettings, Ping, PingClient};
 pub use polling::{Polling, UnknownPolicy};
 pub use server::{EdgeLimits, MAX_BODY_LIMIT, MAX_HEADER_BYTES, MIN_HEADER_BYTES};
 pub use state::{BackendKind, StateBackend};

@@ -8,7 +8,10 @@ use crate::ciba::authorize::{DeliveryMode, ValidationPolicy};
 use crate::ciba::config_error::ConfigError;
 use crate::ciba::ids::Secret;
 use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// `ping.max_concurrent_polls` when unset.
 pub const DEFAULT_MAX_CONCURRENT_POLLS: usize = 16;
@@ -26,7 +29,50 @@ pub struct Ping {
     pub max_concurrent_polls: usize,
     /// Ping requests waiting for the OP's answer.
     pub queue_capacity: usize,
+    /// The notifier's timeouts, pauses, body cap and extra roots.
+    pub notify: NotifySettings,
 }
+
+/// The notifier's settings as configured; a `None` keeps the notifier's own default
+/// (`NotifyOptions::default()`, where each default is stated).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// `ping.notify_connect_timeout_ms`.
+    pub connect_timeout: Option<Duration>,
+    /// `ping.notify_write_timeout_ms`.
+    pub write_timeout: Option<Duration>,
+    /// `ping.notify_read_timeout_ms`.
+    pub read_timeout: Option<Duration>,
+    /// `ping.notify_backoff_first_ms`.
+    pub backoff_first: Option<Duration>,
+    /// `ping.notify_backoff_cap_ms`.
+    pub backoff_cap: Option<Duration>,
+    /// `ping.notify_max_body_bytes`.
+    pub max_body: Option<usize>,
+    /// `ping.notify_ca_file`'s certificates (DER), each checked as a trust anchor.
+    pub extra_roots: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for NotifySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifySettings")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("backoff_first", &self.backoff_first)
+            .field("backoff_cap", &self.backoff_cap)
+            .field("max_body", &self.max_body)
+            .field("extra_roots", &self.extra_roots.len())
+            .finish()
+    }
+}
+
+/// The longest timeout or pause a `ping.notify_*_ms` key takes: ten minutes.
+const MAX_NOTIFY_MS: u64 = 600_000;
+/// The largest `ping.notify_max_body_bytes`: 1 MiB.
+const MAX_NOTIFY_BODY: usize = 1 << 20;
+/// The largest `ping.notify_ca_file`: 1 MiB of PEM.
+const MAX_CA_FILE: u64 = 1 << 20;
 
 /// One client the gateway pings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +89,7 @@ pub(super) fn validate_ping(
     p: PingSection,
     validation: &ValidationPolicy,
 ) -> Result<Option<Ping>, ConfigError> {
+    let notify = validate_notify(&p)?;
     let key = match (p.key, p.key_file) {
         (Some(_), Some(_)) => {
             return Err(err(
@@ -125,7 +172,97 @@ pub(super) fn validate_ping(
         key,
         max_concurrent_polls,
         queue_capacity,
+        notify,
     }))
+}
+
+/// Checks the `ping.notify_*` keys.
+fn validate_notify(p: &PingSection) -> Result<NotifySettings, ConfigError> {
+    let backoff_first = millis("ping.notify_backoff_first_ms", p.notify_backoff_first_ms)?;
+    let backoff_cap = millis("ping.notify_backoff_cap_ms", p.notify_backoff_cap_ms)?;
+    if let (Some(first), Some(cap)) = (backoff_first, backoff_cap) {
+        if cap < first {
+            return Err(err(
+                "ping.notify_backoff_cap_ms",
+                "is less than ping.notify_backoff_first_ms; the longest pause cannot be shorter than the first",
+            ));
+        }
+    }
+    let max_body = match p.notify_max_body_bytes {
+        Some(n) if n > MAX_NOTIFY_BODY => {
+            return Err(err(
+                "ping.notify_max_body_bytes",
+                format!("must be at most {MAX_NOTIFY_BODY}; the answer's body is discarded"),
+            ))
+        }
+        n => n,
+    };
+    let extra_roots = match &p.notify_ca_file {
+        Some(path) => read_roots("ping.notify_ca_file", path)?,
+        None => Vec::new(),
+    };
+    Ok(NotifySettings {
+        connect_timeout: millis(
+            "ping.notify_connect_timeout_ms",
+            p.notify_connect_timeout_ms,
+        )?,
+        write_timeout: millis("ping.notify_write_timeout_ms", p.notify_write_timeout_ms)?,
+        read_timeout: millis("ping.notify_read_timeout_ms", p.notify_read_timeout_ms)?,
+        backoff_first,
+        backoff_cap,
+        max_body,
+        extra_roots,
+    })
+}
+
+/// A `ping.notify_*_ms` key: 1 ms to ten minutes.
+fn millis(key: &str, ms: Option<u64>) -> Result<Option<Duration>, ConfigError> {
+    match ms {
+        None => Ok(None),
+        Some(ms) if (1..=MAX_NOTIFY_MS).contains(&ms) => Ok(Some(Duration::from_millis(ms))),
+        Some(_) => Err(err(
+            key,
+            format!("must be between 1 and {MAX_NOTIFY_MS} (milliseconds)"),
+        )),
+    }
+}
+
+/// The certificates of a PEM file of root certificates (`key` names it in errors).
+fn read_roots(key: &str, path: &str) -> Result<Vec<Vec<u8>>, ConfigError> {
+    let cannot = |e: std::io::Error| err(key, format!("cannot read the file: {}", e.kind()));
+    let size = std::fs::metadata(path).map_err(cannot)?.len();
+    if size > MAX_CA_FILE {
+        return Err(err(
+            key,
+            format!("is larger than {MAX_CA_FILE} bytes; give only the roots notifications need"),
+        ));
+    }
+    let pem = std::fs::read(path).map_err(cannot)?;
+    pem_roots(&pem).map_err(|why| err(key, why))
+}
+
+/// The certificates of PEM text, each checked as a trust anchor (as the TLS handshake reads
+/// it) and as an X.509 certificate (as the connector keeps it): their DER, in order.
+pub fn pem_roots(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    if PrivateKeyDer::pem_slice_iter(pem).any(|k| k.is_ok()) {
+        return Err("holds a private key; give only the CA certificates".into());
+    }
+    let mut roots = Vec::new();
+    for (n, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
+        let n = n + 1;
+        let cert = cert.map_err(|e| format!("certificate {n} is not valid PEM: {e}"))?;
+        let mut store = rustls::RootCertStore::empty();
+        store
+            .add(cert.clone())
+            .map_err(|e| format!("certificate {n} is not a usable root certificate: {e}"))?;
+        x509_parser::parse_x509_certificate(&cert)
+            .map_err(|e| format!("certificate {n} is not an X.509 certificate: {e}"))?;
+        roots.push(cert.to_vec());
+    }
+    if roots.is_empty() {
+        return Err("holds no certificate; give PEM blocks (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(roots)
 }
 
 /// A 32-byte key from its Base64 text (standard or URL-safe alphabet, padded or not).
@@ -333,5 +470,101 @@ mod tests {
             client("http://127.0.0.1:9/cb", "allow_insecure = true\n")
         );
         assert!(load(&ok).unwrap().is_some());
+    }
+
+    #[test]
+    fn notifier_keys_are_bounded_and_unset_ones_keep_the_notifier_default() {
+        let base = format!("[ping]\nkey = \"{KEY}\"\n");
+        let with = |extra: &str| {
+            load(&format!(
+                "{base}{extra}\n{}",
+                client("https://c.example/", "")
+            ))
+        };
+        let unset = with("").unwrap().unwrap().notify;
+        assert_eq!(unset, NotifySettings::default());
+        let set = with(
+            "notify_connect_timeout_ms = 100\nnotify_write_timeout_ms = 200\n\
+             notify_read_timeout_ms = 300\nnotify_backoff_first_ms = 40\n\
+             notify_backoff_cap_ms = 40\nnotify_max_body_bytes = 0",
+        )
+        .unwrap()
+        .unwrap()
+        .notify;
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(
+            (set.connect_timeout, set.write_timeout, set.read_timeout),
+            (ms(100), ms(200), ms(300))
+        );
+        assert_eq!((set.backoff_first, set.backoff_cap), (ms(40), ms(40)));
+        assert_eq!(set.max_body, Some(0));
+        for (k, v) in [
+            ("notify_connect_timeout_ms", "0"),
+            ("notify_write_timeout_ms", "600001"),
+            ("notify_read_timeout_ms", "0"),
+            ("notify_backoff_first_ms", "0"),
+            ("notify_backoff_cap_ms", "9999999"),
+            ("notify_max_body_bytes", "1048577"),
+        ] {
+            let e = with(&format!("{k} = {v}")).unwrap_err();
+            assert_eq!(e.key, format!("ping.{k}"), "{e}");
+        }
+        let e = with("notify_backoff_first_ms = 500\nnotify_backoff_cap_ms = 499").unwrap_err();
+        assert!(
+            e.key == "ping.notify_backoff_cap_ms" && e.message.contains("first"),
+            "{e}"
+        );
+        // Checked with or without a client, so `--check` catches them before one is added.
+        let e = load(&format!("{base}notify_read_timeout_ms = 0\n")).unwrap_err();
+        assert_eq!(e.key, "ping.notify_read_timeout_ms");
+    }
+
+    #[test]
+    fn the_ca_file_is_read_and_every_certificate_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&ca_key).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let with = |path: &str| {
+            load(&format!(
+                "[ping]\nkey = \"{KEY}\"\nnotify_ca_file = \"{path}\"\n{}",
+                client("https://c.example/", "")
+            ))
+        };
+        let good = write("ca.pem", &ca.pem());
+        let roots = with(&good).unwrap().unwrap().notify.extra_roots;
+        assert_eq!(roots, vec![ca.der().to_vec()]);
+        let key = "ping.notify_ca_file";
+        for (path, says) in [
+            ("/nonexistent/ca.pem".to_string(), "cannot read"),
+            (write("empty.pem", ""), "no certificate"),
+            (
+                write(
+                    "key.pem",
+                    &format!("{}{}", ca.pem(), ca_key.serialize_pem()),
+                ),
+                "private key",
+            ),
+            (
+                write(
+                    "bad.pem",
+                    "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                ),
+                "certificate 1",
+            ),
+            (
+                write("big.pem", &"x".repeat(MAX_CA_FILE as usize + 1)),
+                "larger",
+            ),
+        ] {
+            let e = with(&path).unwrap_err();
+            assert!(e.key == key && e.message.contains(says), "{path}: {e}");
+        }
     }
 }

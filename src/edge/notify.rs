@@ -31,11 +31,14 @@
 use crate::ciba::address::{self, Endpoint, Host, Refusal};
 use crate::ciba::ids::{AuthReqId, Secret};
 use crate::ciba::notification::{self, Backoff, Verdict};
+use crate::config::NotifySettings;
 use crate::edge::op_client::Failure;
 use crate::metrics;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
+use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::WrappedX509;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -111,6 +114,9 @@ pub struct NotifyOptions {
     pub max_body: usize,
     /// How host names are resolved.
     pub resolver: Arc<dyn Resolve>,
+    /// Root certificates (DER) an endpoint's chain may end at, besides the system's: a
+    /// private CA. Each must be a valid root (`config::pem_roots` reads and checks PEM).
+    pub extra_roots: Vec<Vec<u8>>,
 }
 
 impl Default for NotifyOptions {
@@ -123,6 +129,7 @@ impl Default for NotifyOptions {
             backoff_cap: Duration::from_secs(30),
             max_body: 4096,
             resolver: Arc::new(SystemResolver),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -136,11 +143,27 @@ impl std::fmt::Debug for NotifyOptions {
             .field("backoff_first", &self.backoff_first)
             .field("backoff_cap", &self.backoff_cap)
             .field("max_body", &self.max_body)
+            .field("extra_roots", &self.extra_roots.len())
             .finish_non_exhaustive()
     }
 }
 
 impl NotifyOptions {
+    /// The defaults, with what the configuration sets (`[ping]`'s `notify_*` keys).
+    pub fn configured(s: &NotifySettings) -> Self {
+        let d = NotifyOptions::default();
+        NotifyOptions {
+            connect_timeout: s.connect_timeout.unwrap_or(d.connect_timeout),
+            write_timeout: s.write_timeout.unwrap_or(d.write_timeout),
+            read_timeout: s.read_timeout.unwrap_or(d.read_timeout),
+            backoff_first: s.backoff_first.unwrap_or(d.backoff_first),
+            backoff_cap: s.backoff_cap.unwrap_or(d.backoff_cap),
+            max_body: s.max_body.unwrap_or(d.max_body),
+            extra_roots: s.extra_roots.clone(),
+            ..d
+        }
+    }
+
     fn backoff(&self) -> Backoff {
         Backoff {
             first: self.backoff_first,
@@ -167,6 +190,9 @@ struct Inner {
     connector: pingora::connectors::http::v1::Connector,
     /// Connections attempted since start (each follows a successful check).
     connects: AtomicU64,
+    /// With extra roots: every root a certificate may chain to (the system's and the extra
+    /// ones), given to each peer; `None`: the connector's own (the system's).
+    roots: Option<Arc<CaType>>,
 }
 
 /// How a ping ended, finer than [`Delivery`]: what the metrics and the log say.
@@ -217,11 +243,13 @@ struct Ping {
 impl Notifier {
     /// A notifier with these options.
     pub fn new(opts: NotifyOptions) -> Self {
+        let roots = roots(&opts.extra_roots);
         Notifier {
             inner: Arc::new(Inner {
                 opts,
                 connector: pingora::connectors::http::v1::Connector::new(None),
                 connects: AtomicU64::new(0),
+                roots,
             }),
         }
     }
@@ -358,6 +386,8 @@ impl Notifier {
         o.write_timeout = Some(opts.write_timeout);
         o.verify_cert = true;
         o.verify_hostname = true;
+        // A per-peer root list replaces the connector's, so it holds the system's roots too.
+        o.ca.clone_from(&self.inner.roots);
         peer
     }
 
@@ -396,6 +426,33 @@ impl Notifier {
         // Dropped, not pooled: the next try connects (and checks) afresh.
         Ok(status)
     }
+}
+
+/// The roots a peer trusts when there are extra ones: the system's (as pingora's connector
+/// loads them, `SSL_CERT_FILE` and `SSL_CERT_DIR` included) and the extra ones. A root the
+/// connector's parser cannot read is left out (the configuration has checked the extra
+/// ones); pingora builds its store from this list on each connection.
+fn roots(extra: &[Vec<u8>]) -> Option<Arc<CaType>> {
+    if extra.is_empty() {
+        return None;
+    }
+    let system = pingora::tls::load_native_certs().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ping: the system's root certificates could not be read; only ping.notify_ca_file is trusted");
+        Vec::new()
+    });
+    let ders = system
+        .iter()
+        .map(|c| c.to_vec())
+        .chain(extra.iter().cloned());
+    let list: Vec<WrappedX509> = ders
+        .filter_map(|der| {
+            WrappedX509::try_new(der, |raw| {
+                x509_parser::parse_x509_certificate(raw).map(|(_, cert)| cert)
+            })
+            .ok()
+        })
+        .collect();
+    Some(Arc::from(list.into_boxed_slice()))
 }
 
 /// The addresses, when every one may be reached; else the range of the first refused.
@@ -758,6 +815,45 @@ mod tests {
             &AuthReqId::new("i")
         )
         .is_none());
+    }
+
+    /// The configuration reference states the defaults this file sets.
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        let docs = include_str!("../../docs/configuration.md");
+        let d = NotifyOptions::default();
+        let ms = |t: Duration| t.as_millis().to_string();
+        for (key, value) in [
+            ("notify_connect_timeout_ms", ms(d.connect_timeout)),
+            ("notify_write_timeout_ms", ms(d.write_timeout)),
+            ("notify_read_timeout_ms", ms(d.read_timeout)),
+            ("notify_backoff_first_ms", ms(d.backoff_first)),
+            ("notify_backoff_cap_ms", ms(d.backoff_cap)),
+            ("notify_max_body_bytes", d.max_body.to_string()),
+        ] {
+            let row = format!("| `ping.{key}` | {value} |");
+            assert!(docs.contains(&row), "docs/configuration.md: want {row}");
+        }
+        assert!(d.extra_roots.is_empty());
+    }
+
+    #[test]
+    fn configured_settings_replace_only_what_they_set() {
+        let d = NotifyOptions::default();
+        let o = NotifyOptions::configured(&NotifySettings::default());
+        assert_eq!(format!("{o:?}"), format!("{d:?}"));
+        let o = NotifyOptions::configured(&NotifySettings {
+            read_timeout: Some(Duration::from_millis(7)),
+            max_body: Some(1),
+            extra_roots: vec![vec![1]],
+            ..NotifySettings::default()
+        });
+        assert_eq!((o.read_timeout, o.max_body), (Duration::from_millis(7), 1));
+        assert_eq!(
+            (o.connect_timeout, o.backoff_cap),
+            (d.connect_timeout, d.backoff_cap)
+        );
+        assert_eq!(o.extra_roots, vec![vec![1]]);
     }
 
     #[test]

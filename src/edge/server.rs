@@ -118,7 +118,12 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
                 cfg.clone(),
                 op.clone(),
                 pings,
-                Notifier::new(NotifyOptions::default()),
+                Notifier::new(
+                    cfg.ping
+                        .as_ref()
+                        .map(|p| NotifyOptions::configured(&p.notify))
+                        .unwrap_or_default(),
+                ),
             ),
         ));
     }

@@ -4,6 +4,8 @@
 //! so nothing leaves 127.0.0.1.
 
 use crate::support::receiver::{Receiver, Reply};
+
+mod tls;
 use ciba_gateway::ciba::ids::{AuthReqId, Secret};
 use ciba_gateway::edge::notify::{Delivery, Notifier, NotifyOptions, NotifyTarget, Resolve};
 use ciba_gateway::metrics::PINGS;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod pki;
 pub mod receiver;
 pub use receiver::{Receiver, Reply};
 

@@ -1,6 +1,8 @@
 //! A client's ping notification endpoint (CIBA 10.2) on loopback: it records every request
-//! whole (method, path, headers in order, body) and answers each from a script.
+//! whole (method, path, headers in order, body) and answers each from a script; over plain
+//! HTTP or over TLS with a given certificate (`start_tls`).
 
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,11 +60,40 @@ pub struct Receiver {
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<Received>>>,
     connections: Arc<AtomicUsize>,
+    handshakes_failed: Arc<AtomicUsize>,
+}
+
+/// What a TLS receiver presents: its certificate chain (leaf first) and the leaf's key.
+pub struct Tls {
+    /// The chain, DER.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key, PKCS#8 DER.
+    pub key: Vec<u8>,
 }
 
 impl Receiver {
     /// Starts a receiver; request n gets `script[n]`, and the last reply repeats.
     pub fn start(script: Vec<Reply>) -> Receiver {
+        Receiver::listen(script, None)
+    }
+
+    /// Starts a receiver that speaks TLS only, presenting `tls` (and checking nothing
+    /// itself: whether the certificate is good is the client's call). A connection whose
+    /// handshake fails is counted and closed before any request is read.
+    pub fn start_tls(script: Vec<Reply>, tls: Tls) -> Receiver {
+        let key = PrivatePkcs8KeyDer::from(tls.key).into();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(tls.chain, key)
+        .unwrap();
+        Receiver::listen(script, Some(Arc::new(config)))
+    }
+
+    fn listen(script: Vec<Reply>, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         assert!(!script.is_empty());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -70,8 +101,14 @@ impl Receiver {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
+        let handshakes_failed = Arc::new(AtomicUsize::new(0));
         let script = Arc::new(script);
-        let (flag, log, conns) = (stop.clone(), seen.clone(), connections.clone());
+        let (flag, log, conns, failed) = (
+            stop.clone(),
+            seen.clone(),
+            connections.clone(),
+            handshakes_failed.clone(),
+        );
         thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 let Ok((s, _)) = listener.accept() else {
@@ -80,7 +117,20 @@ impl Receiver {
                 };
                 conns.fetch_add(1, Ordering::SeqCst);
                 let (log, script, flag) = (log.clone(), script.clone(), flag.clone());
-                thread::spawn(move || serve(s, &log, &script, &flag));
+                let (tls, failed) = (tls.clone(), failed.clone());
+                thread::spawn(move || {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    match tls {
+                        None => serve(s, &log, &script, &flag),
+                        Some(config) => match handshake(s, config) {
+                            Some(tls) => serve(tls, &log, &script, &flag),
+                            None => {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                            }
+                        },
+                    }
+                });
             }
         });
         Receiver {
@@ -88,7 +138,18 @@ impl Receiver {
             stop,
             seen,
             connections,
+            handshakes_failed,
         }
+    }
+
+    /// Its https URL with `host` (which must reach 127.0.0.1), path and query as `url`'s.
+    pub fn https_url(&self, host: &str) -> String {
+        format!("https://{host}:{}/cb?client=1", self.port)
+    }
+
+    /// TLS connections whose handshake failed (the client refused the certificate, or left).
+    pub fn handshakes_failed(&self) -> usize {
+        self.handshakes_failed.load(Ordering::SeqCst)
     }
 
     /// Its URL for plain HTTP, with a path and query the ping must keep.
@@ -125,18 +186,33 @@ impl Drop for Receiver {
     }
 }
 
+/// The server side of a TLS handshake on `s`; `None` when it failed.
+fn handshake(
+    mut s: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> Option<rustls::StreamOwned<rustls::ServerConnection, TcpStream>> {
+    let mut conn = rustls::ServerConnection::new(config).ok()?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut s).ok()?;
+    }
+    Some(rustls::StreamOwned::new(conn, s))
+}
+
 /// Reads one request, records it, answers per the script (by the request's position among
 /// all the receiver's requests) and closes the connection.
-fn serve(mut s: TcpStream, log: &Mutex<Vec<Received>>, script: &[Reply], stop: &AtomicBool) {
-    s.set_nonblocking(false).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+fn serve<S: Read + Write>(
+    mut s: S,
+    log: &Mutex<Vec<Received>>,
+    script: &[Reply],
+    stop: &AtomicBool,
+) {
     let Some(req) = read(&mut s) else { return };
     let reply = {
         let mut log = log.lock().unwrap();
         log.push(req);
         script[(log.len() - 1).min(script.len() - 1)].clone()
     };
-    let hold = |s: TcpStream| {
+    let hold = |s: S| {
         let until = Instant::now() + Duration::from_secs(30);
         while !stop.load(Ordering::Relaxed) && Instant::now() < until {
             thread::sleep(Duration::from_millis(10));
@@ -162,10 +238,11 @@ fn serve(mut s: TcpStream, log: &Mutex<Vec<Received>>, script: &[Reply], stop: &
     let head = format!("HTTP/1.1 {status} X\r\n{extra}{length}Connection: close\r\n\r\n");
     let _ = s.write_all(head.as_bytes());
     let _ = s.write_all(body.as_bytes());
+    let _ = s.flush();
 }
 
 /// One whole request (a `Content-Length` body), or `None` when the peer left first.
-fn read(s: &mut TcpStream) -> Option<Received> {
+fn read(s: &mut impl Read) -> Option<Received> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {

@@ -5,6 +5,8 @@
 use crate::support::*;
 use std::time::Duration;
 
+mod tls;
+
 /// Form parameters or headers, owned.
 type Pairs = Vec<(&'static str, String)>;
 

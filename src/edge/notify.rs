@@ -26,7 +26,9 @@
 //! the system's root certificates (pingora's `rustls` feature), it takes a resolved
 //! `SocketAddr` with the TLS server name given apart (SNI = the URL's host), it has every
 //! connect, TLS, read and write timeout as a peer option, and its HTTP/1.1 reader is the one
-//! the gateway already trusts for the OP's answers; no new TLS or HTTP dependency.
+//! the gateway already trusts for the OP's answers; no new TLS or HTTP dependency. Extra
+//! roots (a client's private CA, `ping.notify_ca_file`) go to each peer as its own root
+//! list, which replaces the connector's, so that list holds the system's roots too.
 
 use crate::ciba::address::{self, Endpoint, Host, Refusal};
 use crate::ciba::ids::{AuthReqId, Secret};

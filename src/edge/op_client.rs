@@ -148,7 +148,9 @@ pub async fn exchange(
             other => other.map_err(|f| f.failure),
         }
     };
-    match tokio::time::timeout(deadline, work).await {
+    // Boxed before the timer wraps it: `timeout` moves its future into itself, and this
+    // one holds pingora's client session (KiB), so a pointer is cheaper to move.
+    match tokio::time::timeout(deadline, Box::pin(work)).await {
         Ok(result) => result,
         Err(_) => Err(Failure::Timeout),
     }

@@ -337,7 +337,8 @@ async fn read_body(
     limit: usize,
     deadline: std::time::Duration,
 ) -> Result<Bytes, OAuthError> {
-    match tokio::time::timeout(deadline, read_body_unbounded(session, limit)).await {
+    // Boxed before the timer wraps it, so the timer moves a pointer, not the read's state.
+    match tokio::time::timeout(deadline, Box::pin(read_body_unbounded(session, limit))).await {
         Ok(read) => read,
         Err(_) => Err(body_timeout()),
     }

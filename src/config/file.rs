@@ -71,6 +71,9 @@ pub struct PingSection {
     pub max_concurrent_polls: Option<usize>,
     /// Ping requests waiting for the OP's answer; beyond it new ones get 429.
     pub queue_capacity: Option<usize>,
+    /// With `state.backend = "redis"`: how long a replica's hold on a ping request outlives
+    /// its last sign of life before another replica takes the request over, in seconds.
+    pub lease_seconds: Option<u64>,
     /// Clients the gateway pings, by `client_id`.
     #[serde(default)]
     pub clients: BTreeMap<String, PingClientSection>,

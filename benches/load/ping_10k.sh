@@ -6,7 +6,7 @@
 # request with a fresh auth_req_id (interval 5 s, expires_in 600 s) and answers every token
 # request with authorization_pending, so every ping request stays waiting. Starts the release
 # gateway with one ping client, reads its CPU time and VmRSS idle, sends N backchannel
-# requests with a client_notification_token through it (one curl, 32 at a time), then reads
+# requests with a client_notification_token through it (one curl, 16 at a time), then reads
 # VmRSS and the CPU time the gateway used over WINDOW seconds while its poller polls all N
 # (N / 5 polls a second). Everything it starts is stopped by PID on exit; all traffic stays
 # on 127.0.0.1 and the run ends by itself.
@@ -103,9 +103,9 @@ rss0=$(status_kib "$gw" VmRSS)
 for i in $(seq "$N"); do
     printf 'url = "http://127.0.0.1:%s/bc"\ndata = "client_id=pinger&client_secret=a-client-secret-of-32-characters&scope=openid&login_hint=u%s&client_notification_token=notification-token-%s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\nnext\n' \
         "$GW_PORT" "$i" "$i"
-done >"$work/requests.curl"
+done | head -n -1 >"$work/requests.curl"
 started=$(date +%s.%N)
-timeout 300 curl -s --parallel --parallel-max 32 --config "$work/requests.curl" >"$work/codes" || true
+timeout 300 curl -s --no-progress-meter --retry 3 --retry-all-errors --parallel --parallel-max 16 --config "$work/requests.curl" >"$work/codes" || true
 ended=$(date +%s.%N)
 ok=$(grep -c '^200$' "$work/codes" || true)
 ((ok == N)) || die "only $ok of $N backchannel requests were acknowledged: $(sort "$work/codes" | uniq -c | tr '\n' ' ')"

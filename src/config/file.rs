@@ -86,6 +86,9 @@ pub struct PingSection {
     /// A PEM file of root certificates notification endpoints may chain to, besides the
     /// system's.
     pub notify_ca_file: Option<String>,
+    /// With `state.backend = "redis"`: how long a replica's hold on a ping request outlives
+    /// its last sign of life before another replica takes the request over, in seconds.
+    pub lease_seconds: Option<u64>,
     /// Clients the gateway pings, by `client_id`.
     #[serde(default)]
     pub clients: BTreeMap<String, PingClientSection>,

@@ -17,6 +17,8 @@ use std::time::Duration;
 pub const DEFAULT_MAX_CONCURRENT_POLLS: usize = 16;
 /// `ping.queue_capacity` when unset.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+/// `ping.lease_seconds` when unset.
+pub const DEFAULT_LEASE_SECONDS: u64 = 10;
 
 /// Ping delivery, when at least one client is registered for it.
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub struct Ping {
     pub queue_capacity: usize,
     /// The notifier's timeouts, pauses, body cap and extra roots.
     pub notify: NotifySettings,
+    /// With Redis: how long a replica's hold on a ping request outlives its last renewal.
+    pub lease: std::time::Duration,
 }
 
 /// The notifier's settings as configured; a `None` keeps the notifier's own default
@@ -122,6 +126,13 @@ pub(super) fn validate_ping(
     if !(1..=1_000_000).contains(&queue_capacity) {
         return Err(err("ping.queue_capacity", "must be between 1 and 1000000"));
     }
+    let lease_seconds = p.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS);
+    if !(1..=300).contains(&lease_seconds) {
+        return Err(err(
+            "ping.lease_seconds",
+            "must be between 1 and 300 (seconds a dead replica's ping requests wait before another takes them over)",
+        ));
+    }
     let mut clients = BTreeMap::new();
     for (id, c) in p.clients {
         let prefix = format!("ping.clients.\"{id}\"");
@@ -173,6 +184,7 @@ pub(super) fn validate_ping(
         max_concurrent_polls,
         queue_capacity,
         notify,
+        lease: std::time::Duration::from_secs(lease_seconds),
     }))
 }
 
@@ -422,6 +434,8 @@ mod tests {
             ("max_concurrent_polls", "0"),
             ("max_concurrent_polls", "1025"),
             ("queue_capacity", "0"),
+            ("lease_seconds", "0"),
+            ("lease_seconds", "301"),
         ] {
             let e = load(&format!(
                 "{base}{k} = {v}\n{}",

@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::edge::notify::{Delivery, Notifier, NotifyTarget};
 use crate::edge::op_client::{self, Connector};
 use crate::edge::proxy::OpLink;
-use crate::state::ping_store::{DuePoll, PingDue, PingStore, PollResult};
+use crate::state::ping_store::{DuePoll, PingDue, PollResult};
+use crate::state::pings::Pings;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderValue;
@@ -43,7 +44,7 @@ pub struct PingPoller {
 struct Inner {
     cfg: Arc<Config>,
     op: Arc<OpLink>,
-    store: Arc<PingStore>,
+    store: Arc<Pings>,
     notifier: Notifier,
     targets: HashMap<String, NotifyTarget>,
     connector: Connector,
@@ -55,7 +56,7 @@ impl PingPoller {
     pub fn new(
         cfg: Arc<Config>,
         op: Arc<OpLink>,
-        store: Arc<PingStore>,
+        store: Arc<Pings>,
         notifier: Notifier,
     ) -> PingPoller {
         let (targets, permits) = match &cfg.ping {
@@ -92,7 +93,9 @@ impl PingPoller {
 impl BackgroundService for PingPoller {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
-            let (due, next) = self.inner.store.due(Instant::now());
+            // With Redis, no more than can start now are claimed, so no lease waits on a permit.
+            let room = self.inner.permits.available_permits();
+            let (due, next) = self.inner.store.due(Instant::now(), room).await;
             for job in due {
                 let permit = tokio::select! {
                     p = self.inner.permits.clone().acquire_owned() => p.expect("never closed"),
@@ -121,9 +124,25 @@ impl BackgroundService for PingPoller {
 impl Inner {
     /// One poll; the ping to send when the OP's answer was terminal.
     async fn poll(&self, job: DuePoll) -> Option<(AuthReqId, PingDue)> {
-        let result = self.ask_op(&job).await;
-        let ping = self.store.polled(&job.id, result, Instant::now())?;
+        let result = match self.store.renew_every() {
+            None => self.ask_op(&job).await,
+            Some(every) => self.ask_op_renewing(&job, every).await,
+        };
+        let ping = self.store.polled(&job.id, result, Instant::now()).await?;
         Some((job.id, ping))
+    }
+
+    /// [`Inner::ask_op`], renewing this replica's lease on the request every `every` while
+    /// the poll is in flight, so no other replica takes it over meanwhile.
+    async fn ask_op_renewing(&self, job: &DuePoll, every: Duration) -> PollResult {
+        let ask = self.ask_op(job);
+        tokio::pin!(ask);
+        loop {
+            tokio::select! {
+                r = &mut ask => return r,
+                _ = tokio::time::sleep(every) => self.store.renew(&job.id).await,
+            }
+        }
     }
 
     /// Sends the poll and reads the OP's answer as a client's poll is read.

@@ -13,7 +13,7 @@ use crate::edge::ping_poller::PingPoller;
 use crate::edge::proxy::{Gateway, OpLink, DISCOVERY_PATH};
 use crate::edge::resolve;
 use crate::metrics;
-use crate::state::ping_store::PingStore;
+use crate::state::pings::Pings;
 use crate::state::poll_store::PollStore;
 use crate::state::rate_limit::RateLimits;
 use crate::state::seal::Sealer;
@@ -55,10 +55,15 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
         ),
     });
     let limits = Arc::new(RateLimits::new(&cfg.rate_limit));
-    let pings = cfg
-        .ping
-        .as_ref()
-        .map(|p| Arc::new(PingStore::new(Sealer::new(&p.key), p.queue_capacity)));
+    let pings = cfg.ping.as_ref().map(|p| {
+        let sealer = Sealer::new(&p.key);
+        Arc::new(match &cfg.state {
+            StateBackend::Memory => Pings::memory(sealer, p.queue_capacity),
+            StateBackend::Redis { redis, .. } => {
+                Pings::redis(redis.clone(), sealer, p.queue_capacity, p.lease)
+            }
+        })
+    });
     let mut proxy = Service::new(
         "ciba-gateway".to_string(),
         guarded_proxy(
@@ -145,7 +150,7 @@ fn guarded_proxy(
     op: Arc<OpLink>,
     store: Store,
     limits: Arc<RateLimits>,
-    pings: Option<Arc<PingStore>>,
+    pings: Option<Arc<Pings>>,
 ) -> EdgeGuard<HttpProxy<Gateway>> {
     let mut gateway = Gateway::new(cfg.clone(), op, store, limits);
     if let Some(pings) = pings {

@@ -3,7 +3,9 @@
 //! held across an `.await`.
 
 pub mod conn_limit;
+pub mod ping_redis;
 pub mod ping_store;
+pub mod pings;
 pub mod poll_store;
 pub mod rate_limit;
 pub mod redis_store;

@@ -76,6 +76,16 @@ pub struct Slot {
     held: bool,
 }
 
+impl Slot {
+    /// A place counted in `waiting` (already incremented), given back when dropped.
+    pub(crate) fn counted(waiting: Arc<AtomicUsize>) -> Slot {
+        Slot {
+            waiting,
+            held: true,
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         if self.held {

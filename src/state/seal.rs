@@ -62,6 +62,18 @@ impl fmt::Debug for Sealed {
 #[derive(Clone, PartialEq, Eq)]
 pub struct CredentialTag([u8; 32]);
 
+impl CredentialTag {
+    /// The tag as stored.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// A stored tag; `None` unless it is 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<CredentialTag> {
+        Some(CredentialTag(bytes.try_into().ok()?))
+    }
+}
+
 impl fmt::Debug for CredentialTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("CredentialTag([redacted])")

@@ -1,6 +1,8 @@
 //! Replicas sharing poll state in Redis: through the real binary here, and the Redis store
 //! itself against a real `redis-server` (`redis_store.rs`).
 
+mod ping;
+mod ping_redis;
 mod redis_store;
 
 use crate::support::*;

@@ -81,7 +81,7 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    fn raw(&self) -> redis::Connection {
+    pub fn raw(&self) -> redis::Connection {
         redis::Client::open(self.url())
             .unwrap()
             .get_connection()

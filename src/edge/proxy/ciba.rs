@@ -52,7 +52,9 @@ impl Gateway {
         let body = self.read_form_body(session, ctx).await?;
         let mut accepted = self.check_request(session, ctx, endpoint, &body)?;
         self.client_rate_limit(session, endpoint, &accepted).await?;
-        let pinging = self.ping_initiation(session, endpoint, &mut accepted)?;
+        let pinging = self
+            .ping_initiation(session, endpoint, &mut accepted)
+            .await?;
         if let Some(held) = self.ping_redemption(session, endpoint, &accepted).await? {
             return write_held(session, held).await;
         }
@@ -61,7 +63,8 @@ impl Gateway {
         let mut translated = self.translate_answer(ctx, endpoint, &answer)?;
         self.record_answer(ctx, endpoint, &mut translated, polling)
             .await?;
-        self.start_pinging(pinging, ctx.client.as_ref(), &translated);
+        self.start_pinging(pinging, ctx.client.as_ref(), &translated)
+            .await;
         write_answer(session, &answer, translated).await
     }
 

@@ -35,7 +35,7 @@ use crate::edge::in_flight::InFlight;
 use crate::edge::op_client::{Connector, Failure};
 use crate::edge::request_id::{RequestId, RequestIds};
 use crate::metrics;
-use crate::state::ping_store::PingStore;
+use crate::state::pings::Pings;
 use crate::state::rate_limit::{self, RateLimits};
 use crate::state::store::Store;
 use arc_swap::ArcSwapOption;
@@ -100,7 +100,7 @@ pub struct Gateway {
     /// The gateway's paths under the routing rule, built once the endpoints are known.
     routes: OnceLock<Routes>,
     /// What the gateway holds for the ping requests it polls, when it pings clients.
-    pings: Option<Arc<PingStore>>,
+    pings: Option<Arc<Pings>>,
 }
 
 impl Gateway {
@@ -127,7 +127,7 @@ impl Gateway {
     }
 
     /// Serves ping clients (`[ping]`) from `store`, which the ping poller shares.
-    pub fn with_pings(mut self, store: Arc<PingStore>) -> Self {
+    pub fn with_pings(mut self, store: Arc<Pings>) -> Self {
         self.pings = Some(store);
         self
     }

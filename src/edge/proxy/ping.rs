@@ -28,7 +28,7 @@ impl Gateway {
     /// Backchannel, a client the gateway pings: takes the notification token out of the
     /// form (the OP gets a poll-mode request) and the replayable credential, and a place
     /// in the queue (429 when it is full, before the OP sees the request).
-    pub(super) fn ping_initiation(
+    pub(super) async fn ping_initiation(
         &self,
         session: &Session,
         endpoint: Endpoint,
@@ -47,13 +47,14 @@ impl Gateway {
             ping::take_ping_request(&mut accepted.form, authorization).map_err(Stop::validation)?;
         let slot = store
             .reserve()
+            .await?
             .map_err(|_| queue_full(self.cfg.polling.policy.min_interval))?;
         Ok(Some((start, slot)))
     }
 
     /// After the OP's 200 acknowledgement (already rewritten with the enforced interval and
     /// expiry): the gateway starts polling for it.
-    pub(super) fn start_pinging(
+    pub(super) async fn start_pinging(
         &self,
         pinging: Pinging,
         client: Option<&ClientId>,
@@ -69,17 +70,18 @@ impl Gateway {
         let Ok(ack) = translate::parse_ack(&translated.body) else {
             return;
         };
-        let now = Instant::now();
-        store.start(
-            slot,
-            ack.auth_req_id,
-            client.clone(),
-            &start.credential,
-            &start.notification_token,
-            Duration::from_secs(ack.interval.unwrap_or(5)),
-            now + Duration::from_secs(ack.expires_in),
-            now,
-        );
+        store
+            .start(
+                slot,
+                ack.auth_req_id,
+                client.clone(),
+                &start.credential,
+                &start.notification_token,
+                Duration::from_secs(ack.interval.unwrap_or(5)),
+                Duration::from_secs(ack.expires_in),
+                Instant::now(),
+            )
+            .await;
     }
 
     /// Token endpoint, a CIBA poll for a ping request: answered by the gateway, never the
@@ -104,7 +106,10 @@ impl Gateway {
         let id = AuthReqId::new(id);
         let authorization = header_str(session.req_header(), "authorization");
         let credential = ping::presented_credential(&accepted.form, authorization).ok();
-        match store.redeem(&id, client, credential.as_ref(), Instant::now()) {
+        match store
+            .redeem(&id, client, credential.as_ref(), Instant::now())
+            .await?
+        {
             Redeemed::NotPing => Ok(None),
             Redeemed::WrongClient => Err(ping::wrong_client().into()),
             Redeemed::WrongCredential => Err(ping::wrong_credential().into()),

@@ -13,12 +13,81 @@ use crate::ciba::form::Form;
 use crate::ciba::ids::{AuthReqId, ClientId, Secret};
 use crate::ciba::polling::OpVerdict;
 use crate::ciba::translate::classify_token_answer;
+use serde::Deserialize;
 use serde_json::Value;
 
 /// The `reason` (a metrics label) of every refusal by these rules.
 pub const REASON: &str = "ping";
 
 const TOKEN: &str = "client_notification_token";
+
+/// A client's `token_endpoint_auth_method`, by its registered name (OpenID Connect Dynamic
+/// Client Registration 2; RFC 8705 2 for the TLS methods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// `client_id` and `client_secret` in the form.
+    ClientSecretPost,
+    /// `client_id` and `client_secret` in an `Authorization: Basic` header.
+    ClientSecretBasic,
+    /// A JWT `client_assertion` signed with the client secret.
+    ClientSecretJwt,
+    /// A JWT `client_assertion` signed with the client's private key.
+    PrivateKeyJwt,
+    /// Mutual TLS with a PKI certificate.
+    TlsClientAuth,
+    /// Mutual TLS with a self-signed certificate.
+    SelfSignedTlsClientAuth,
+}
+
+/// The two ways of authenticating the gateway can replay in its polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretMethod {
+    /// `client_secret_post`.
+    Post,
+    /// `client_secret_basic`.
+    Basic,
+}
+
+impl SecretMethod {
+    /// The method's registered name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecretMethod::Post => "client_secret_post",
+            SecretMethod::Basic => "client_secret_basic",
+        }
+    }
+}
+
+impl AuthMethod {
+    /// The method's registered name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+        }
+    }
+
+    /// The method as the gateway replays it, or why the gateway cannot poll with it.
+    pub fn replayable(self) -> Result<SecretMethod, &'static str> {
+        match self {
+            AuthMethod::ClientSecretPost => Ok(SecretMethod::Post),
+            AuthMethod::ClientSecretBasic => Ok(SecretMethod::Basic),
+            AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt => Err(
+                "its `client_assertion` is single-use and short-lived, so the gateway cannot \
+                 replay it to poll the OP on the client's behalf",
+            ),
+            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth => Err(
+                "the gateway has no client certificate to present when it polls the OP on the \
+                 client's behalf",
+            ),
+        }
+    }
+}
 
 /// A client credential as presented, kept to be replayed in the gateway's polls.
 #[derive(Clone, PartialEq, Eq)]
@@ -44,6 +113,14 @@ impl std::fmt::Debug for Credential {
 }
 
 impl Credential {
+    /// How it was presented.
+    pub fn method(&self) -> SecretMethod {
+        match self {
+            Credential::Post { .. } => SecretMethod::Post,
+            Credential::Basic(_) => SecretMethod::Basic,
+        }
+    }
+
     /// The bytes the keyed hash is taken over: the method, the client and the secret, so
     /// the same secret presented another way, or for another client, does not match.
     pub fn hash_input(&self, client: &ClientId) -> Secret<Vec<u8>> {
@@ -107,10 +184,12 @@ pub struct PingStart {
 /// CIBA 7.1 for a client the gateway pings: `client_notification_token` is required and
 /// taken out of the form (the OP sees a poll-mode request), the request may not be a
 /// signed `request` object (the token could not be taken out of it), and the client must
-/// authenticate in a way the gateway can replay.
+/// authenticate in a way the gateway can replay: the configured `method`, or when `None`
+/// either secret method.
 pub fn take_ping_request(
     form: &mut Form,
     authorization: Option<&str>,
+    method: Option<SecretMethod>,
 ) -> Result<PingStart, OAuthError> {
     if form.contains("request") {
         return Err(refuse(
@@ -120,6 +199,9 @@ pub fn take_ping_request(
         ));
     }
     let credential = presented_credential(form, authorization)?;
+    if let Some(method) = method.filter(|m| *m != credential.method()) {
+        return Err(wrong_method(method));
+    }
     if form.get(TOKEN).is_none() {
         return Err(refuse(
             "parameter `client_notification_token` is required for a client registered for \
@@ -169,6 +251,21 @@ pub fn presented_credential(
              client_secret_basic",
         )),
     }
+}
+
+/// A ping client that authenticates otherwise than its configured method: `invalid_client`,
+/// as the OP holds a client to its registered method, so the gateway's polls with this
+/// credential would be refused.
+fn wrong_method(method: SecretMethod) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidClient,
+        format!(
+            "this client is registered to authenticate with {}",
+            method.name()
+        ),
+    )
+    .with_status(401)
+    .with_reason(REASON)
 }
 
 fn refuse(description: &'static str) -> OAuthError {
@@ -287,7 +384,7 @@ mod tests {
         let mut f = form(
             "client_id=c&client_secret=s&scope=openid&login_hint=a&client_notification_token=tok",
         );
-        let start = take_ping_request(&mut f, None).unwrap();
+        let start = take_ping_request(&mut f, None, None).unwrap();
         assert_eq!(start.notification_token.expose(), "tok");
         assert!(!f.contains(TOKEN));
         assert!(!String::from_utf8(f.encode()).unwrap().contains("tok"));
@@ -299,7 +396,7 @@ mod tests {
             }
         );
         let mut f = form("client_id=c&client_secret=s&scope=openid&login_hint=a");
-        let e = take_ping_request(&mut f, None).unwrap_err();
+        let e = take_ping_request(&mut f, None, None).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
         assert!(e.description.contains("client_notification_token"));
     }
@@ -308,7 +405,7 @@ mod tests {
     fn only_replayable_credentials() {
         let basic = "Basic Yzpz";
         let mut f = form("scope=openid&login_hint=a&client_notification_token=t");
-        let s = take_ping_request(&mut f, Some(basic)).unwrap();
+        let s = take_ping_request(&mut f, Some(basic), None).unwrap();
         assert_eq!(s.credential, Credential::Basic("Yzpz".into()));
         for (body, auth) in [
             (
@@ -320,13 +417,14 @@ mod tests {
             ("client_id=c&client_notification_token=t", Some("Basic ")),
             ("client_id=c&client_secret=s&request=a.b.c", None),
         ] {
-            let e = take_ping_request(&mut form(body), auth).unwrap_err();
+            let e = take_ping_request(&mut form(body), auth, None).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidRequest, "{body}");
             assert_eq!(e.reason, REASON);
         }
         let e = take_ping_request(
             &mut form("client_id=c&client_assertion_type=x&client_assertion=a.b.c&client_notification_token=t"),
             None,
+            Some(SecretMethod::Post),
         )
         .unwrap_err();
         assert!(
@@ -334,6 +432,54 @@ mod tests {
             "{}",
             e.description
         );
+    }
+
+    #[test]
+    fn the_configured_method_is_the_only_one_accepted() {
+        let post = "client_id=c&client_secret=s&client_notification_token=t";
+        let bare = "client_id=c&client_notification_token=t";
+        let basic = Some("Basic Yzpz");
+        let ok = [
+            (post, None, None),
+            (bare, basic, None),
+            (post, None, Some(SecretMethod::Post)),
+            (bare, basic, Some(SecretMethod::Basic)),
+            (bare, Some("bAsIc Yzpz"), Some(SecretMethod::Basic)),
+        ];
+        for (body, auth, method) in ok {
+            assert!(
+                take_ping_request(&mut form(body), auth, method).is_ok(),
+                "{body} {auth:?} {method:?}"
+            );
+        }
+        for (body, auth, method) in [
+            (bare, basic, SecretMethod::Post),
+            (post, None, SecretMethod::Basic),
+            // The token is still required, but a wrong method is refused first.
+            ("client_id=c&client_secret=s", None, SecretMethod::Basic),
+        ] {
+            let e = take_ping_request(&mut form(body), auth, Some(method)).unwrap_err();
+            assert_eq!(
+                (e.code, e.status),
+                (ErrorCode::InvalidClient, 401),
+                "{body}"
+            );
+            assert!(e.description.contains(method.name()), "{}", e.description);
+            assert_eq!(e.reason, REASON);
+        }
+    }
+
+    #[test]
+    fn only_secret_methods_can_be_replayed() {
+        use AuthMethod::*;
+        assert_eq!(ClientSecretPost.replayable(), Ok(SecretMethod::Post));
+        assert_eq!(ClientSecretBasic.replayable(), Ok(SecretMethod::Basic));
+        for m in [ClientSecretJwt, PrivateKeyJwt] {
+            assert!(m.replayable().unwrap_err().contains("single-use"), "{m:?}");
+        }
+        for m in [TlsClientAuth, SelfSignedTlsClientAuth] {
+            assert!(m.replayable().unwrap_err().contains("certificate"), "{m:?}");
+        }
     }
 
     #[test]

@@ -102,6 +102,8 @@ pub struct PingClientSection {
     pub notification_endpoint: Option<String>,
     /// Allows an http URL and loopback, private or link-local addresses (tests, internal).
     pub allow_insecure: Option<bool>,
+    /// How the client authenticates; unset: `client_secret_post` or `client_secret_basic`.
+    pub token_endpoint_auth_method: Option<crate::ciba::ping::AuthMethod>,
 }
 
 /// `[routing]` as written.

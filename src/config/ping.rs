@@ -7,6 +7,7 @@ use crate::ciba::address;
 use crate::ciba::authorize::{DeliveryMode, ValidationPolicy};
 use crate::ciba::config_error::ConfigError;
 use crate::ciba::ids::Secret;
+use crate::ciba::ping::{AuthMethod, SecretMethod};
 use base64::Engine;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -85,6 +86,8 @@ pub struct PingClient {
     pub endpoint: http::Uri,
     /// Whether http and internal addresses are allowed for it.
     pub allow_insecure: bool,
+    /// The only method it may authenticate with; `None`: either secret method.
+    pub auth_method: Option<SecretMethod>,
 }
 
 /// Checks `[ping]`; `None` when it registers no client. `validation` is checked first:
@@ -148,6 +151,10 @@ pub(super) fn validate_ping(
             &endpoint,
             allow_insecure,
         )?;
+        let auth_method = c
+            .token_endpoint_auth_method
+            .map(|m| replayable(&format!("{prefix}.token_endpoint_auth_method"), m))
+            .transpose()?;
         let rules = validation.rules();
         let mode = rules
             .clients
@@ -165,6 +172,7 @@ pub(super) fn validate_ping(
             PingClient {
                 endpoint,
                 allow_insecure,
+                auth_method,
             },
         );
     }
@@ -186,6 +194,21 @@ pub(super) fn validate_ping(
         notify,
         lease: std::time::Duration::from_secs(lease_seconds),
     }))
+}
+
+/// A ping client's method, refused when the gateway cannot poll with it.
+fn replayable(key: &str, method: AuthMethod) -> Result<SecretMethod, ConfigError> {
+    method.replayable().map_err(|why| {
+        err(
+            key,
+            format!(
+                "is {}, which the gateway cannot use for ping delivery: {why}; register the \
+                 client for poll delivery (remove it from ping.clients), or have it \
+                 authenticate with client_secret_post or client_secret_basic",
+                method.name()
+            ),
+        )
+    })
 }
 
 /// Checks the `ping.notify_*` keys.
@@ -455,6 +478,56 @@ mod tests {
         );
         let e = load("[ping.clients.\"c\"]\nallow_insecure = true\n").unwrap_err();
         assert_eq!(e.key, "ping.clients.\"c\".notification_endpoint");
+    }
+
+    #[test]
+    fn only_replayable_auth_methods_are_accepted() {
+        let base = format!("[ping]\nkey = \"{KEY}\"\n");
+        let with = |method: &str| {
+            load(&format!(
+                "{base}{}",
+                client(
+                    "https://c.example/cb",
+                    &format!("token_endpoint_auth_method = \"{method}\"\n")
+                )
+            ))
+        };
+        let method = |p: Option<Ping>| p.unwrap().clients["c"].auth_method;
+        assert_eq!(
+            method(load(&format!("{base}{}", client("https://c.example/cb", ""))).unwrap()),
+            None
+        );
+        assert_eq!(
+            method(with("client_secret_post").unwrap()),
+            Some(SecretMethod::Post)
+        );
+        assert_eq!(
+            method(with("client_secret_basic").unwrap()),
+            Some(SecretMethod::Basic)
+        );
+        let key = "ping.clients.\"c\".token_endpoint_auth_method";
+        for (name, why) in [
+            ("private_key_jwt", "single-use"),
+            ("client_secret_jwt", "single-use"),
+            ("tls_client_auth", "no client certificate"),
+            ("self_signed_tls_client_auth", "no client certificate"),
+        ] {
+            let e = with(name).unwrap_err();
+            assert_eq!(e.key, key, "{name}");
+            for says in [
+                &format!("is {name},") as &str,
+                why,
+                "for poll delivery",
+                "client_secret_post or client_secret_basic",
+            ] {
+                assert!(e.message.contains(says), "{name}: {e}");
+            }
+        }
+        // Other spellings are not methods.
+        for name in ["Private_Key_JWT", "none", "client-secret-post", ""] {
+            let e = with(name).unwrap_err();
+            assert!(e.to_string().contains("unknown variant"), "{name}: {e}");
+        }
     }
 
     #[test]

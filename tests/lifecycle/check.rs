@@ -94,6 +94,13 @@ fn bad_configs_fail_naming_the_key() {
             "[upstream]\nurl = \"http://a\"\n[logging]\nlevel = \"ciba_gateway=loud\"\n",
             "trace, debug, info, warn, error, off",
         ),
+        (
+            "[upstream]\nurl = \"http://a\"\n[ping]\nkey = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n\
+             [ping.clients.\"c\"]\nnotification_endpoint = \"https://c.example/cb\"\n\
+             token_endpoint_auth_method = \"private_key_jwt\"\n",
+            "ping.clients.\"c\".token_endpoint_auth_method: is private_key_jwt, which the gateway \
+             cannot use for ping delivery",
+        ),
     ];
     for (i, (text, expect)) in cases.iter().enumerate() {
         let p = write_config(dir.path(), &format!("bad{i}.toml"), text);

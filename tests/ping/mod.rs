@@ -1,6 +1,8 @@
 //! Ping delivery on behalf of a poll-only OP: node-oidc-provider in poll mode, the gateway
 //! polling it for the ping clients `client-post` and `client-basic`, and a notification
 //! receiver on loopback (allowed with `allow_insecure`). `client-other` stays a poll client.
+//! `client-post` is configured for `client_secret_post`; `client-basic` leaves the method
+//! unset (either secret method).
 
 use crate::support::*;
 use std::time::Duration;
@@ -34,6 +36,7 @@ fn setup_with(
         "[polling]\nmin_interval_seconds = 1\n\
          [ping]\nkey = \"{KEY}\"\nqueue_capacity = {queue}\nmax_concurrent_polls = 2\n\
          [ping.clients.\"client-post\"]\nnotification_endpoint = \"{url}\"\nallow_insecure = true\n\
+         token_endpoint_auth_method = \"client_secret_post\"\n\
          [ping.clients.\"client-basic\"]\nnotification_endpoint = \"{url}\"\nallow_insecure = true\n"
     );
     let (gw, dir) = Gateway::with_config(&op.url(), &text);
@@ -348,6 +351,51 @@ fn ping_requests_the_gateway_cannot_serve_are_refused_before_the_op() {
     }
     // A poll client is not asked for a token.
     assert_eq!(initiate(&gw.addr(), OTHER_CLIENT, "alice").status, 200);
+}
+
+#[test]
+fn another_method_than_the_configured_one_is_invalid_client_before_the_op() {
+    let receiver = Receiver::start(vec![Reply::NoContent]);
+    let (op, gw, _dir) = setup(&receiver, 100);
+    let form = [
+        ("scope", "openid"),
+        ("login_hint", "alice"),
+        ("client_notification_token", TOKEN),
+    ];
+    let auth = basic(POST_CLIENT);
+    let lower = auth.replacen("Basic", "basic", 1);
+    let no_token = &form[..2];
+    // client-post is configured for client_secret_post: its right secret in a Basic header,
+    // under any letter case of the scheme, with or without the token, is refused.
+    for (what, form, auth) in [
+        ("Basic", &form[..], &auth),
+        ("basic in lower case", &form[..], &lower),
+        ("Basic without the token", no_token, &auth),
+    ] {
+        let r = assert_refused_at_edge(
+            &op,
+            OpCount::Backchannel,
+            (401, "invalid_client"),
+            what,
+            || post_form(&gw.addr(), "/backchannel", form, &[("Authorization", auth)]),
+        );
+        assert!(
+            r.text().contains("client_secret_post"),
+            "{what}: {}",
+            r.text()
+        );
+    }
+    assert_eq!(op.token_count(), 0, "nothing to poll for");
+    // The configured method passes, and an unset one takes either.
+    assert_eq!(start(&gw, POST_CLIENT, &[]).status, 200);
+    let by_basic = post_form(
+        &gw.addr(),
+        "/backchannel",
+        &form,
+        &[("Authorization", &basic(BASIC_CLIENT))],
+    );
+    assert_eq!(by_basic.status, 200, "{}", by_basic.text());
+    assert!(receiver.requests().is_empty());
 }
 
 #[test]

@@ -26,8 +26,9 @@ pub(super) type Held = (u16, Secret<Vec<u8>>);
 
 impl Gateway {
     /// Backchannel, a client the gateway pings: takes the notification token out of the
-    /// form (the OP gets a poll-mode request) and the replayable credential, and a place
-    /// in the queue (429 when it is full, before the OP sees the request).
+    /// form (the OP gets a poll-mode request) and the replayable credential (presented by
+    /// the client's configured method, else `invalid_client`), and a place in the queue
+    /// (429 when it is full, before the OP sees the request).
     pub(super) async fn ping_initiation(
         &self,
         session: &Session,
@@ -39,12 +40,13 @@ impl Gateway {
         else {
             return Ok(None);
         };
-        if !cfg.clients.contains_key(client.as_str()) {
+        let Some(registered) = cfg.clients.get(client.as_str()) else {
             return Ok(None);
-        }
+        };
+        let method = registered.auth_method;
         let authorization = header_str(session.req_header(), "authorization");
-        let start =
-            ping::take_ping_request(&mut accepted.form, authorization).map_err(Stop::validation)?;
+        let start = ping::take_ping_request(&mut accepted.form, authorization, method)
+            .map_err(Stop::validation)?;
         let slot = store
             .reserve()
             .await?

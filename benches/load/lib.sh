@@ -102,3 +102,26 @@ tracked() {
     curl -fs "http://127.0.0.1:$1/metrics" \
         | awk '$1 == "ciba_gateway_tracked_auth_req_ids" { print $2 }'
 }
+
+# start_stub_op PORT: nginx as a fast static OP on 127.0.0.1:PORT: acknowledgements at /bc
+# with a fresh auth_req_id each (`$request_id` is 32 random hex digits; the suffix makes ids
+# about 43 characters, like real ones), every poll at /token pending, and a discovery
+# document naming both.
+start_stub_op() {
+    nginx_conf nginx "
+    server {
+        listen 127.0.0.1:$1;
+        default_type application/json;
+        location = /bc {
+            return 200 '{\"auth_req_id\":\"ar-\$request_id-\$connection-\$connection_requests\",\"expires_in\":600,\"interval\":5}';
+        }
+        location = /token {
+            return 400 '{\"error\":\"authorization_pending\"}';
+        }
+        location = /.well-known/openid-configuration {
+            return 200 '{\"issuer\":\"http://127.0.0.1:$1\",\"backchannel_authentication_endpoint\":\"http://127.0.0.1:$1/bc\",\"token_endpoint\":\"http://127.0.0.1:$1/token\"}';
+        }
+    }"
+    nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+    pids+=($!)
+}

@@ -36,22 +36,7 @@ ports_free GW_PORT/METRICS_PORT/OP_PORT "$GW_PORT" "$METRICS_PORT" "$OP_PORT"
 start_work ciba-ping-10k
 
 # --- stub OP -----------------------------------------------------------------------------
-nginx_conf nginx "
-    server {
-        listen 127.0.0.1:$OP_PORT;
-        default_type application/json;
-        location = /bc {
-            return 200 '{\"auth_req_id\":\"ar-\$request_id-\$connection-\$connection_requests\",\"expires_in\":600,\"interval\":5}';
-        }
-        location = /token {
-            return 400 '{\"error\":\"authorization_pending\"}';
-        }
-        location = /.well-known/openid-configuration {
-            return 200 '{\"issuer\":\"http://127.0.0.1:$OP_PORT\",\"backchannel_authentication_endpoint\":\"http://127.0.0.1:$OP_PORT/bc\",\"token_endpoint\":\"http://127.0.0.1:$OP_PORT/token\"}';
-        }
-    }"
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-pids+=($!)
+start_stub_op "$OP_PORT"
 
 # --- gateway -----------------------------------------------------------------------------
 cat >"$work/gateway.toml" <<CONF

@@ -94,3 +94,41 @@ fn a_connection_stays_usable_after_a_local_error() {
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(op.backchannel_count(), 1);
 }
+
+/// Requests pipelined behind another in one write (HTTP/1.1 pipelining) are not served:
+/// the first is answered, then the connection closes, and none of the rest reaches the OP,
+/// whatever its spelling.
+#[test]
+fn pipelined_requests_behind_a_poll_never_reach_the_op() {
+    use std::io::{Read, Write};
+    let op = TestOp::start(&[]);
+    let (gw, _dir) = Gateway::with_config(&op.url(), "[rate_limit]\nenabled = false\n");
+    let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
+    let body = encode_form(&[
+        ("client_id", POST_CLIENT.0),
+        ("client_secret", POST_CLIENT.1),
+        ("grant_type", CIBA_GRANT),
+        ("auth_req_id", &id),
+    ]);
+    let one = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let mut s = std::net::TcpStream::connect(gw.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let all = [
+        one("/token"),
+        one("/token"),
+        one("/TOKEN/"),
+        one("/%74oken"),
+    ]
+    .concat();
+    s.write_all(all.as_bytes()).unwrap();
+    assert_eq!(read_response(&mut s).error(), "authorization_pending");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert_eq!(op.token_count(), 1, "only the first poll reached the OP");
+}

@@ -12,6 +12,7 @@ use crate::ciba::form::Form;
 use crate::ciba::ids::ClientId;
 use crate::ciba::jwt::Jwt;
 use base64::Engine;
+use serde::Deserialize;
 
 /// RFC 7523 2.2: the `client_assertion_type` of a JWT client assertion.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -162,6 +163,55 @@ fn basic_client_id(credentials: &str) -> Result<String, OAuthError> {
         .and_then(|f| f.get("x").map(str::to_string))
         .ok_or_else(bad)?;
     Ok(id)
+}
+
+/// A client's `token_endpoint_auth_method`, by its registered name (OpenID Connect Dynamic
+/// Client Registration 2; RFC 8705 2 for the TLS methods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// `client_id` and `client_secret` in the form.
+    ClientSecretPost,
+    /// `client_id` and `client_secret` in an `Authorization: Basic` header.
+    ClientSecretBasic,
+    /// A JWT `client_assertion` signed with the client secret.
+    ClientSecretJwt,
+    /// A JWT `client_assertion` signed with the client's private key.
+    PrivateKeyJwt,
+    /// Mutual TLS with a PKI certificate.
+    TlsClientAuth,
+    /// Mutual TLS with a self-signed certificate.
+    SelfSignedTlsClientAuth,
+}
+
+impl AuthMethod {
+    /// The method's registered name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+        }
+    }
+
+    /// The method as the gateway replays it, or why the gateway cannot poll with it.
+    pub fn replayable(self) -> Result<crate::ciba::ping::SecretMethod, &'static str> {
+        match self {
+            AuthMethod::ClientSecretPost => Ok(crate::ciba::ping::SecretMethod::Post),
+            AuthMethod::ClientSecretBasic => Ok(crate::ciba::ping::SecretMethod::Basic),
+            AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt => Err(
+                "its `client_assertion` is single-use and short-lived, so the gateway cannot \
+                 replay it to poll the OP on the client's behalf",
+            ),
+            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth => Err(
+                "the gateway has no client certificate to present when it polls the OP on the \
+                 client's behalf",
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

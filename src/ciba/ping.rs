@@ -13,7 +13,6 @@ use crate::ciba::form::Form;
 use crate::ciba::ids::{AuthReqId, ClientId, Secret};
 use crate::ciba::polling::OpVerdict;
 use crate::ciba::translate::classify_token_answer;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// The `reason` (a metrics label) of every refusal by these rules.
@@ -21,24 +20,7 @@ pub const REASON: &str = "ping";
 
 const TOKEN: &str = "client_notification_token";
 
-/// A client's `token_endpoint_auth_method`, by its registered name (OpenID Connect Dynamic
-/// Client Registration 2; RFC 8705 2 for the TLS methods).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMethod {
-    /// `client_id` and `client_secret` in the form.
-    ClientSecretPost,
-    /// `client_id` and `client_secret` in an `Authorization: Basic` header.
-    ClientSecretBasic,
-    /// A JWT `client_assertion` signed with the client secret.
-    ClientSecretJwt,
-    /// A JWT `client_assertion` signed with the client's private key.
-    PrivateKeyJwt,
-    /// Mutual TLS with a PKI certificate.
-    TlsClientAuth,
-    /// Mutual TLS with a self-signed certificate.
-    SelfSignedTlsClientAuth,
-}
+pub use crate::ciba::client_auth::AuthMethod;
 
 /// The two ways of authenticating the gateway can replay in its polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,36 +37,6 @@ impl SecretMethod {
         match self {
             SecretMethod::Post => "client_secret_post",
             SecretMethod::Basic => "client_secret_basic",
-        }
-    }
-}
-
-impl AuthMethod {
-    /// The method's registered name.
-    pub fn name(self) -> &'static str {
-        match self {
-            AuthMethod::ClientSecretPost => "client_secret_post",
-            AuthMethod::ClientSecretBasic => "client_secret_basic",
-            AuthMethod::ClientSecretJwt => "client_secret_jwt",
-            AuthMethod::PrivateKeyJwt => "private_key_jwt",
-            AuthMethod::TlsClientAuth => "tls_client_auth",
-            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
-        }
-    }
-
-    /// The method as the gateway replays it, or why the gateway cannot poll with it.
-    pub fn replayable(self) -> Result<SecretMethod, &'static str> {
-        match self {
-            AuthMethod::ClientSecretPost => Ok(SecretMethod::Post),
-            AuthMethod::ClientSecretBasic => Ok(SecretMethod::Basic),
-            AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt => Err(
-                "its `client_assertion` is single-use and short-lived, so the gateway cannot \
-                 replay it to poll the OP on the client's behalf",
-            ),
-            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth => Err(
-                "the gateway has no client certificate to present when it polls the OP on the \
-                 client's behalf",
-            ),
         }
     }
 }

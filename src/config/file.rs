@@ -57,6 +57,34 @@ pub struct FileConfig {
     /// `[ping]`: ping delivery on behalf of an OP that only polls.
     #[serde(default)]
     pub ping: PingSection,
+    /// `[clients."id"]`: each client's authentication method, certificate and keys.
+    #[serde(default)]
+    pub clients: BTreeMap<String, ClientSection>,
+}
+
+/// `[clients."id"]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// The client's `token_endpoint_auth_method` as registered at the OP.
+    pub token_endpoint_auth_method: Option<crate::ciba::client_auth::AuthMethod>,
+    /// `tls_client_auth`: the certificate's subject distinguished name.
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// `tls_client_auth`: a dNSName in the certificate's subjectAltName.
+    pub tls_client_auth_san_dns: Option<String>,
+    /// `tls_client_auth`: a URI in the certificate's subjectAltName.
+    pub tls_client_auth_san_uri: Option<String>,
+    /// `tls_client_auth`: an IP address in the certificate's subjectAltName.
+    pub tls_client_auth_san_ip: Option<String>,
+    /// `tls_client_auth`: an e-mail address in the certificate's subjectAltName.
+    pub tls_client_auth_san_email: Option<String>,
+    /// SHA-256 thumbprints (base64url, as `x5t#S256`) of certificates pinned for the client.
+    #[serde(default)]
+    pub certificate_thumbprints: Vec<String>,
+    /// The client's public keys: a JWK Set document, inline.
+    pub jwks: Option<String>,
+    /// Where the client publishes its JWK Set.
+    pub jwks_uri: Option<String>,
 }
 
 /// `[ping]` as written.
@@ -103,7 +131,7 @@ pub struct PingClientSection {
     /// Allows an http URL and loopback, private or link-local addresses (tests, internal).
     pub allow_insecure: Option<bool>,
     /// How the client authenticates; unset: `client_secret_post` or `client_secret_basic`.
-    pub token_endpoint_auth_method: Option<crate::ciba::ping::AuthMethod>,
+    pub token_endpoint_auth_method: Option<crate::ciba::client_auth::AuthMethod>,
 }
 
 /// `[routing]` as written.

@@ -222,7 +222,8 @@ fn the_example_file_mentions_every_section_key() {
                     .next()
                     .unwrap_or_default()
                     .to_string();
-                return current == section && header.starts_with(&format!("{section}.{name}"));
+                let sub = if name == ANY { "" } else { name };
+                return current == section && header.starts_with(&format!("{section}.{sub}"));
             }
             current == section
                 && l.strip_prefix(name)

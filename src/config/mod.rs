@@ -8,6 +8,7 @@
 //! `[profile]`) check and compile themselves. Every error is a [`ConfigError`] naming the
 //! key, e.g. `upstream.url: ...`.
 
+mod clients;
 mod file;
 mod logging;
 mod ping;
@@ -23,9 +24,10 @@ mod tests;
 
 pub use crate::ciba::config_error::ConfigError;
 pub use crate::ciba::routing::CancelRoute;
+pub use clients::{CertificateIdentity, Client, Clients};
 pub use file::{
-    FileConfig, LoggingSection, MetricsSection, PingClientSection, PingSection, PollingSection,
-    RoutingSection, ServerSection, StateSection, UpstreamSection,
+    ClientSection, FileConfig, LoggingSection, MetricsSection, PingClientSection, PingSection,
+    PollingSection, RoutingSection, ServerSection, StateSection, UpstreamSection,
 };
 pub use logging::LogFormat;
 pub use ping::{pem_roots, NotifySettings, Ping, PingClient};
@@ -95,6 +97,8 @@ pub struct Config {
     pub rules: Arc<Rules>,
     /// Ping delivery on the OP's behalf, when a client is registered for it.
     pub ping: Option<Ping>,
+    /// Each configured client's authentication method, certificate and keys.
+    pub clients: Arc<Clients>,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -172,6 +176,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     let login_hint_token = file.login_hint_token.compile()?;
     let profile = file.profile;
     profile.validate()?;
+    let clients = clients::validate_clients(file.clients)?;
     let client_labels = validate_client_labels(file.metrics.client_labels)?;
     let log_level = file
         .logging
@@ -201,6 +206,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
             login_hint_token,
         }),
         ping,
+        clients: Arc::new(clients),
         log_level,
         log_format: file.logging.format.unwrap_or_default(),
     })

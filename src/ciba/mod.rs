@@ -6,6 +6,7 @@
 pub mod address;
 pub mod authorize;
 pub mod client_auth;
+pub mod client_cert;
 pub mod clock;
 pub mod config_error;
 pub mod discovery;

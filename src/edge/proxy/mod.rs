@@ -150,6 +150,9 @@ pub struct RequestCtx {
     tally: Tally,
     /// The `auth_req_id` a proxied vendor cancel call names.
     cancelled_id: Option<AuthReqId>,
+    /// The client's certificate: from its TLS handshake, or from a trusted proxy's header.
+    #[allow(dead_code)]
+    client_cert: Option<std::sync::Arc<crate::ciba::client_cert::ClientCertificate>>,
     /// Counts this request as in flight until the context is dropped; held, never read.
     _in_flight: Option<InFlight>,
 }

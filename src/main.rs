@@ -85,10 +85,11 @@ fn main() -> ExitCode {
     };
     if cli.check {
         println!(
-            "ciba-gateway: configuration ok (listen {}, metrics {}, upstream {})",
+            "ciba-gateway: configuration ok (listen {}, metrics {}, upstream {}, worker threads {})",
             cfg.listen,
             cfg.metrics_listen,
-            cfg.upstream.base_url()
+            cfg.upstream.base_url(),
+            cfg.threads
         );
         check_resolution(&cfg);
         return ExitCode::SUCCESS;
@@ -109,6 +110,7 @@ fn main() -> ExitCode {
 
     let listen = cfg.listen;
     let metrics_listen = cfg.metrics_listen;
+    let threads = cfg.threads;
     // The demo's issuer is the gateway's public URL (see demo/op.rs); its walkthrough is
     // computed before `cfg` moves into the server.
     let demo = demo.map(|(op_listen, approve_after, op_interval)| {
@@ -134,7 +136,7 @@ fn main() -> ExitCode {
         print!("{text}");
         let _ = std::io::Write::flush(&mut std::io::stdout());
     }
-    tracing::info!(%listen, %metrics_listen, "ciba-gateway starting");
+    tracing::info!(%listen, %metrics_listen, %threads, "ciba-gateway starting");
     server.run_forever();
 }
 

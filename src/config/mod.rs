@@ -32,7 +32,7 @@ pub use file::{
 pub use logging::LogFormat;
 pub use ping::{pem_roots, NotifySettings, Ping, PingClient};
 pub use polling::{Polling, UnknownPolicy};
-pub use server::{EdgeLimits, MAX_BODY_LIMIT, MAX_HEADER_BYTES, MIN_HEADER_BYTES};
+pub use server::{EdgeLimits, Threads, MAX_BODY_LIMIT, MAX_HEADER_BYTES, MIN_HEADER_BYTES};
 pub use state::{BackendKind, StateBackend};
 pub use upstream::OpSettings;
 
@@ -68,7 +68,7 @@ pub struct Config {
     /// Public base URL (no trailing slash), or `None` to derive it from each request.
     pub public_url: Option<String>,
     /// Proxy worker threads.
-    pub threads: usize,
+    pub threads: Threads,
     /// One work-stealing runtime (true) or one single-threaded runtime per thread (false).
     pub work_stealing: bool,
     /// Body cap on CIBA endpoints.

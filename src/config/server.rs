@@ -21,8 +21,6 @@ pub const MAX_HEADER_BYTES: usize = 1024 * 1024 - 1;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// `server.metrics_listen` when unset.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9091";
-/// `server.threads` when unset.
-pub const DEFAULT_THREADS: usize = 2;
 /// `server.work_stealing` when unset.
 pub const DEFAULT_WORK_STEALING: bool = true;
 /// `server.max_body_bytes` when unset.
@@ -48,11 +46,46 @@ pub(super) struct Server {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub public_url: Option<String>,
-    pub threads: usize,
+    pub threads: Threads,
     pub work_stealing: bool,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     pub keepalive_timeout_seconds: u64,
+}
+
+/// How many proxy worker threads, and why that many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// `server.threads` as written.
+    Configured(usize),
+    /// `server.threads` unset: the CPUs this process may run on.
+    UsableCpus(usize),
+}
+
+impl Threads {
+    /// The CPUs this process may use: its affinity mask, bounded by a cgroup CPU quota
+    /// (std reads both on Linux), so that a gateway pinned or limited to one core does not
+    /// run two threads that take turns on it (a longer tail, BENCHMARKS.md).
+    fn usable_cpus() -> Threads {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Threads::UsableCpus(n.min(1024))
+    }
+
+    /// The number of threads.
+    pub fn count(self) -> usize {
+        match self {
+            Threads::Configured(n) | Threads::UsableCpus(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Threads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Threads::Configured(n) => write!(f, "{n} (server.threads)"),
+            Threads::UsableCpus(n) => write!(f, "{n} (the CPUs this process may use)"),
+        }
+    }
 }
 
 /// What a client connection may hold: deadlines, the header cap, connection caps.
@@ -97,10 +130,13 @@ pub(super) fn validate_server(s: &ServerSection, o: &Overrides) -> Result<Server
         None => None,
         Some(u) => Some(parse_public_url(u)?),
     };
-    let threads = s.threads.unwrap_or(DEFAULT_THREADS);
-    if threads == 0 || threads > 1024 {
-        return Err(err("server.threads", "must be between 1 and 1024"));
-    }
+    let threads = match s.threads {
+        Some(n) if n == 0 || n > 1024 => {
+            return Err(err("server.threads", "must be between 1 and 1024"));
+        }
+        Some(n) => Threads::Configured(n),
+        None => Threads::usable_cpus(),
+    };
     let max_body_bytes = s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if max_body_bytes == 0 || max_body_bytes > MAX_BODY_LIMIT {
         return Err(err(

@@ -21,7 +21,12 @@ fn minimal_file_gets_defaults() {
     let single =
         load("[server]\nthreads = 1\nwork_stealing = false\n[upstream]\nurl = \"http://a:1\"\n")
             .unwrap();
-    assert_eq!((single.threads, single.work_stealing), (1, false));
+    assert_eq!(
+        (single.threads, single.work_stealing),
+        (super::Threads::Configured(1), false)
+    );
+    let usable = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(c.threads, super::Threads::UsableCpus(usable));
 }
 
 #[test]

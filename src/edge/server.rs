@@ -31,7 +31,7 @@ use std::sync::Arc;
 pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
     let cfg = Arc::new(cfg);
     let conf = ServerConf {
-        threads: cfg.threads,
+        threads: cfg.threads.count(),
         grace_period_seconds: Some(cfg.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
         work_stealing: cfg.work_stealing,

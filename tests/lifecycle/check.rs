@@ -109,3 +109,35 @@ fn bad_configs_fail_naming_the_key() {
         assert!(err.contains(expect), "{text:?}: {err}");
     }
 }
+
+#[test]
+fn worker_threads_follow_the_cpus_the_process_may_use() {
+    // Pinned to one CPU, an unset server.threads is one thread; set, it wins.
+    if Command::new("taskset").arg("-V").output().is_err() {
+        panic!("taskset (util-linux) is needed for this test");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |text: &str| {
+        let p = write_config(dir.path(), "threads.toml", text);
+        let out = Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(env!("CARGO_BIN_EXE_ciba-gateway"))
+            .args(["--check", "--config"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let unset = run("[upstream]\nurl = \"http://127.0.0.1:3000\"\n");
+    assert!(
+        unset.contains("worker threads 1 (the CPUs this process may use)"),
+        "{unset}"
+    );
+    let set = run("[server]\nthreads = 3\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n");
+    assert!(set.contains("worker threads 3 (server.threads)"), "{set}");
+}

@@ -51,8 +51,9 @@ stop_work() {
     rm -rf "$work"
 }
 
-# nginx_conf NAME HTTP_BODY writes $work/NAME/nginx.conf: one worker, no access log, long
-# keep-alive, everything under $work/NAME, and HTTP_BODY inside the http block.
+# nginx_conf NAME HTTP_BODY [MAIN] writes $work/NAME/nginx.conf: one worker, no access log,
+# long keep-alive, everything under $work/NAME, HTTP_BODY inside the http block and MAIN
+# (load_module lines) before it.
 nginx_conf() {
     mkdir -p "$work/$1/logs" "$work/$1/tmp"
     cat >"$work/$1/nginx.conf" <<CONF
@@ -61,6 +62,7 @@ master_process on;
 worker_processes 1;
 pid $work/$1/nginx.pid;
 error_log $work/$1/logs/error.log warn;
+${3:-}
 events { worker_connections 4096; }
 http {
     access_log off;

@@ -212,12 +212,6 @@ ngx_worker=$(pgrep -P "$ngx_master" | head -1)
 lua_worker=$(pgrep -P "$lua_master" | head -1)
 [[ -n $op_worker && -n $ngx_worker && -n $lua_worker ]] || die "could not find the nginx worker processes"
 clk_tck=$(getconf CLK_TCK)
-cpu_ticks() { # pid -> user + system CPU ticks of the whole process, all threads
-    local stat
-    stat=$(<"/proc/$1/stat")
-    # Fields after the parenthesised command name: utime and stime are the 12th and 13th.
-    awk '{ print $12 + $13 }' <<<"${stat##*) }"
-}
 
 # --- requests ------------------------------------------------------------------------------
 form='content-type: application/x-www-form-urlencoded'

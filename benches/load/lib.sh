@@ -127,3 +127,58 @@ start_stub_op() {
     nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
     pids+=($!)
 }
+
+# wrk_script FILE writes a wrk Lua script that sends one fixed request from WRK_METHOD and
+# WRK_BODY (form-encoded) and prints one line at the end:
+#   RESULT <requests/s> <p50 µs> <p99 µs> <p99.9 µs> <requests> <non-2xx/3xx> <socket errors>
+wrk_script() {
+    cat >"$1" <<'LUA'
+wrk.method = os.getenv("WRK_METHOD") or "GET"
+local body = os.getenv("WRK_BODY")
+if body and body ~= "" then
+    wrk.body = body
+    wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+end
+function done(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format("RESULT %.1f %d %d %d %d %d %d\n",
+        summary.requests / (summary.duration / 1e6),
+        latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+        summary.requests, e.status, e.connect + e.read + e.write + e.timeout))
+end
+LUA
+}
+
+# cpu_ticks PID: user + system CPU ticks of the whole process, all threads.
+cpu_ticks() {
+    local stat
+    stat=$(<"/proc/$1/stat")
+    # Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    awk '{ print $12 + $13 }' <<<"${stat##*) }"
+}
+
+# start_test_op PORT CPU [ARG...]: the test OP (node-oidc-provider, tests/op) on
+# 127.0.0.1:PORT with its ARGs, pinned to CPU unless that is ""; sets op_pid. Needs
+# `npm ci --prefix tests/op` once.
+start_test_op() {
+    local port=$1 cpu=$2 pin=()
+    shift 2
+    [[ -n $cpu ]] && command -v taskset >/dev/null && pin=(taskset -c "$cpu")
+    [[ -d $root/tests/op/node_modules ]] || die "run npm ci --prefix tests/op first"
+    "${pin[@]}" node "$root/tests/op/server.mjs" --port "$port" --ignore-stdin "$@" \
+        >"$work/op.out" 2>"$work/op.log" &
+    op_pid=$!
+    pids+=("$op_pid")
+    for _ in $(seq 100); do
+        grep -q '^READY' "$work/op.out" 2>/dev/null && return 0
+        kill -0 "$op_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$work/op.log" >&2
+    die "the test OP did not come up"
+}
+
+# op_token_count PORT: how many requests the test OP's token endpoint has seen.
+op_token_count() {
+    curl -fs "http://127.0.0.1:$1/admin/stats" | sed -n 's/.*"token":\([0-9]*\).*/\1/p'
+}

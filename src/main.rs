@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         }
         None => None,
     };
-    let cfg = match Config::load(cli.config.as_deref(), &overrides) {
+    let (cfg, started_text) = match Config::load_with_text(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ciba-gateway: configuration error: {e}");
@@ -104,7 +104,12 @@ fn main() -> ExitCode {
         eprintln!("ciba-gateway: {e}");
         return ExitCode::FAILURE;
     }
-    init_logging(&cfg);
+    // Before anything else can receive it: SIGHUP's default action ends the process.
+    if let Err(e) = ciba_gateway::edge::reload::catch_hangup_early() {
+        eprintln!("ciba-gateway: cannot handle SIGHUP: {e}");
+        return ExitCode::FAILURE;
+    }
+    let log_level = init_logging(&cfg);
     ciba_gateway::metrics::init();
 
     let listen = cfg.listen;
@@ -126,7 +131,16 @@ fn main() -> ExitCode {
             .announcing_interval(op_interval);
         (op_listen, op, text)
     });
-    let (mut server, _op) = ciba_gateway::edge::server::build(cfg);
+    let source = ciba_gateway::edge::reload::Source {
+        path: cli.config.clone(),
+        overrides,
+        started: started_text,
+    };
+    let (mut server, _op, runtime) =
+        ciba_gateway::edge::server::build_reloadable(cfg, Some(source));
+    if let Some(set_level) = log_level {
+        runtime.follow(Box::new(move |live| set_level(&live.cfg.log_level)));
+    }
     if let Some((op_listen, op, text)) = demo {
         let mut svc = Service::new("demo-op".to_string(), HttpServer::new_app(op));
         svc.add_tcp(&op_listen);
@@ -184,15 +198,36 @@ fn check_resolution(cfg: &Config) {
     }
 }
 
-fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level));
+/// Sets up logging; returns what changes the level on a reload (`logging.level`), or
+/// nothing when `RUST_LOG` chose the filter (the environment then wins until a restart).
+fn init_logging(cfg: &Config) -> Option<Box<dyn Fn(&str) + Send + Sync>> {
+    use tracing_subscriber::EnvFilter;
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let pinned = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&cfg.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match cfg.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    // The handle's type differs per format, so each becomes the same closure; a level
+    // that passed `logging::check_log_level` parses here too.
+    let set: Box<dyn Fn(&str) + Send + Sync> = match cfg.log_format {
+        LogFormat::Json => {
+            let b = builder.json().with_filter_reloading();
+            let h = b.reload_handle();
+            b.init();
+            Box::new(move |level| {
+                let _ = h.reload(EnvFilter::new(level));
+            })
+        }
+        LogFormat::Text => {
+            let b = builder.with_filter_reloading();
+            let h = b.reload_handle();
+            b.init();
+            Box::new(move |level| {
+                let _ = h.reload(EnvFilter::new(level));
+            })
+        }
+    };
+    (!pinned).then_some(set)
 }

@@ -1,0 +1,375 @@
+//! Reloading the configuration without a restart: on `SIGHUP` the file is read again and
+//! validated as `--check` validates it; a valid one replaces the running snapshot at once.
+//!
+//! [`Live`] is one configuration and what is built from it for requests (the rate
+//! limiters, the metric label set). [`Runtime`] holds the current one: each request takes
+//! its snapshot when it starts (`new_ctx`), so it ends on the configuration it began with,
+//! and a swap never waits for one. What cannot change while running keeps its start-up
+//! value (`config::live_keys`, the one list), and a reload that changes it says so by name.
+//!
+//! The order of a reload: read and validate; refuse what cannot be applied (ping turned
+//! on); the registered reloaders, each of which may refuse (a certificate that does not
+//! load); the swap; then what follows the new snapshot outside requests (the store's poll
+//! numbers, the guard's limits, the ping targets, the log level). A refusal at any step
+//! before the swap leaves everything as it was.
+
+use crate::config::live_keys;
+use crate::config::{Config, ConfigError, Overrides};
+use crate::metrics;
+use crate::state::rate_limit::RateLimits;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// One configuration and what requests use that is built from it.
+pub struct Live {
+    /// The validated configuration (restart-only keys at their start-up values).
+    pub cfg: Arc<Config>,
+    /// The rate limiters for `cfg.rate_limit`.
+    pub limits: Arc<RateLimits>,
+    /// `metrics.client_labels` as a set.
+    pub client_labels: HashSet<String>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("client_labels", &self.client_labels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Live {
+    /// The snapshot for `cfg`. The rate limiters (and their counters) of `previous` are
+    /// kept when `[rate_limit]` is unchanged; any change to it starts fresh counters.
+    pub fn new(cfg: Arc<Config>, previous: Option<&Live>) -> Live {
+        let limits = match previous {
+            Some(p) if p.cfg.rate_limit == cfg.rate_limit => p.limits.clone(),
+            _ => Arc::new(RateLimits::new(&cfg.rate_limit)),
+        };
+        Live {
+            client_labels: cfg.client_labels.iter().cloned().collect(),
+            limits,
+            cfg,
+        }
+    }
+}
+
+/// A check a new configuration must pass before it is swapped in, called with it on every
+/// valid reload (and not at start-up); an error refuses the whole reload. Registered at
+/// build time (`edge/server.rs`), e.g. by a listener whose certificates the file names.
+pub type Reloader = Box<dyn Fn(&Config) -> Result<(), ConfigError> + Send + Sync>;
+
+/// Work that follows a new snapshot outside requests, run after each swap.
+pub type Follower = Box<dyn Fn(&Live) + Send + Sync>;
+
+/// The running configuration and how to replace it.
+pub struct Runtime {
+    current: ArcSwap<Live>,
+    reloaders: Mutex<Vec<Reloader>>,
+    followers: Mutex<Vec<Follower>>,
+    /// One reload at a time, so two signals cannot interleave their swaps.
+    reloading: Mutex<()>,
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Swapped in; these restart-only keys changed in the file and kept their value.
+    Applied {
+        /// The restart-only keys that differ from start-up, by name.
+        needs_restart: Vec<&'static str>,
+    },
+    /// Refused; the running configuration stays.
+    Invalid(ConfigError),
+}
+
+impl Runtime {
+    /// A runtime starting with `cfg`.
+    pub fn new(cfg: Arc<Config>) -> Arc<Runtime> {
+        Arc::new(Runtime {
+            current: ArcSwap::from_pointee(Live::new(cfg, None)),
+            reloaders: Mutex::new(Vec::new()),
+            followers: Mutex::new(Vec::new()),
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// The snapshot new requests use now.
+    pub fn current(&self) -> Arc<Live> {
+        self.current.load_full()
+    }
+
+    /// Registers a check every reload must pass (see [`Reloader`]).
+    pub fn add_reloader(&self, r: Reloader) {
+        self.reloaders.lock().expect("not poisoned").push(r);
+    }
+
+    /// Registers work to run after every swap.
+    pub fn follow(&self, f: Follower) {
+        self.followers.lock().expect("not poisoned").push(f);
+    }
+
+    /// Applies a newly loaded configuration (`loaded` is what `Config::load_with_text`
+    /// returned), or refuses it; `started` is the file's text at start-up.
+    pub fn apply(
+        &self,
+        loaded: Result<(Config, String), ConfigError>,
+        started: &str,
+        overrides: &Overrides,
+    ) -> Outcome {
+        let _one = self.reloading.lock().expect("not poisoned");
+        let (mut cfg, text) = match loaded {
+            Ok(l) => l,
+            Err(e) => return Outcome::Invalid(e),
+        };
+        let running = self.current();
+        if let Some(e) = live_keys::unappliable(&running.cfg, &cfg) {
+            return Outcome::Invalid(e);
+        }
+        live_keys::carry_restart_only(&mut cfg, &running.cfg);
+        for check in self.reloaders.lock().expect("not poisoned").iter() {
+            if let Err(e) = check(&cfg) {
+                return Outcome::Invalid(e);
+            }
+        }
+        let live = Arc::new(Live::new(Arc::new(cfg), Some(&running)));
+        self.current.store(live.clone());
+        for follow in self.followers.lock().expect("not poisoned").iter() {
+            follow(&live);
+        }
+        record_loaded(&text);
+        Outcome::Applied {
+            needs_restart: live_keys::restart_changes(started, &text, overrides),
+        }
+    }
+}
+
+/// Sets the gauges of the configuration in force: when it was loaded, and its hash.
+pub fn record_loaded(text: &str) {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let mut first = [0u8; 8];
+    // Six bytes: the value stays exact in the float a gauge is scraped as.
+    first[2..].copy_from_slice(&digest.as_ref()[..6]);
+    metrics::CONFIG_HASH.set(i64::from_be_bytes(first));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    metrics::CONFIG_LOADED.set(i64::try_from(now).unwrap_or(i64::MAX));
+}
+
+/// Where the configuration came from: what a reload reads again.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// The file (`--config`), or none for the defaults.
+    pub path: Option<PathBuf>,
+    /// The command-line values, applied again on every reload.
+    pub overrides: Overrides,
+    /// The file's text at start-up, against which restart-only keys are compared.
+    pub started: String,
+}
+
+impl Source {
+    /// Reads and validates the file again, exactly as `--check` does, and applies it to
+    /// `runtime`; logs and counts the outcome.
+    pub fn reload(&self, runtime: &Runtime) -> Outcome {
+        let loaded = Config::load_with_text(self.path.as_deref(), &self.overrides);
+        let outcome = runtime.apply(loaded, &self.started, &self.overrides);
+        match &outcome {
+            Outcome::Applied { needs_restart } => {
+                metrics::CONFIG_RELOADS.with_label_values(&["ok"]).inc();
+                for key in needs_restart {
+                    tracing::warn!(
+                        "configuration reload: {key} changed; it needs a restart, the running value stays"
+                    );
+                }
+                tracing::info!(
+                    restart_only_changes = needs_restart.len(),
+                    "configuration reloaded"
+                );
+            }
+            Outcome::Invalid(e) => {
+                metrics::CONFIG_RELOADS
+                    .with_label_values(&["invalid"])
+                    .inc();
+                tracing::error!(
+                    "configuration reload refused, the running configuration stays: configuration error: {e}"
+                );
+            }
+        }
+        outcome
+    }
+}
+
+/// Makes `SIGHUP` harmless for the life of the process, before the servers start: its
+/// default action ends the process, and pingora handles only `SIGTERM`, `SIGINT` and
+/// `SIGQUIT`. Once tokio has a handler for a signal it stays (tokio never uninstalls one),
+/// so a `SIGHUP` that arrives before [`ReloadOnHangup`] listens is ignored, not fatal.
+pub fn catch_hangup_early() -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map(drop)
+    })
+}
+
+/// The background service that reloads on each `SIGHUP`.
+pub struct ReloadOnHangup {
+    /// What is reloaded.
+    pub runtime: Arc<Runtime>,
+    /// Where from.
+    pub source: Source,
+}
+
+#[async_trait]
+impl BackgroundService for ReloadOnHangup {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    "cannot listen for SIGHUP ({e}); the configuration will not reload"
+                );
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                got = hangup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP received; reloading the configuration");
+                    // The file and any key or CA file it names are read here: small, local.
+                    let (runtime, source) = (self.runtime.clone(), self.source.clone());
+                    let _ = tokio::task::spawn_blocking(move || source.reload(&runtime)).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_file, validate};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn load(text: &str) -> Result<(Config, String), ConfigError> {
+        let o = Overrides {
+            upstream: Some("http://127.0.0.1:1".into()),
+            ..Overrides::default()
+        };
+        Ok((validate(parse_file(text)?, &o)?, text.to_string()))
+    }
+
+    const START: &str = "[validation]\nbinding_message_max_chars = 20\n";
+
+    fn runtime() -> Arc<Runtime> {
+        Runtime::new(Arc::new(load(START).unwrap().0))
+    }
+
+    fn max_chars(live: &Live) -> usize {
+        live.cfg.rules.validation.rules().binding_message_max_chars
+    }
+
+    #[test]
+    fn a_valid_file_is_swapped_in_and_a_held_snapshot_stays_as_it_was() {
+        let rt = runtime();
+        let held = rt.current();
+        let new = "[validation]\nbinding_message_max_chars = 10\n";
+        let out = rt.apply(load(new), START, &Overrides::default());
+        assert!(matches!(out, Outcome::Applied { ref needs_restart } if needs_restart.is_empty()));
+        assert_eq!(max_chars(&rt.current()), 10);
+        // A request that started before the swap ends on its own snapshot.
+        assert_eq!(max_chars(&held), 20);
+    }
+
+    #[test]
+    fn an_invalid_file_changes_nothing() {
+        let rt = runtime();
+        let before = rt.current();
+        let out = rt.apply(
+            load("[validation]\nbinding_message_max_chars = 0\n"),
+            START,
+            &Overrides::default(),
+        );
+        let Outcome::Invalid(e) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.key, "validation.binding_message_max_chars");
+        assert!(Arc::ptr_eq(&before, &rt.current()));
+    }
+
+    #[test]
+    fn a_failing_reloader_refuses_the_whole_reload_and_followers_run_after_a_swap() {
+        let rt = runtime();
+        let followed = Arc::new(AtomicUsize::new(0));
+        let f = followed.clone();
+        rt.follow(Box::new(move |live| {
+            f.store(max_chars(live), Ordering::SeqCst);
+        }));
+        rt.add_reloader(Box::new(|cfg| {
+            if cfg.rules.validation.rules().binding_message_max_chars == 13 {
+                Err(ConfigError::new("server.tls_cert_file", "cannot load"))
+            } else {
+                Ok(())
+            }
+        }));
+        let before = rt.current();
+        let out = rt.apply(
+            load("[validation]\nbinding_message_max_chars = 13\n"),
+            START,
+            &Overrides::default(),
+        );
+        assert!(matches!(out, Outcome::Invalid(ref e) if e.key == "server.tls_cert_file"));
+        assert!(Arc::ptr_eq(&before, &rt.current()));
+        assert_eq!(followed.load(Ordering::SeqCst), 0);
+        let out = rt.apply(
+            load("[validation]\nbinding_message_max_chars = 14\n"),
+            START,
+            &Overrides::default(),
+        );
+        assert!(matches!(out, Outcome::Applied { .. }));
+        assert_eq!(followed.load(Ordering::SeqCst), 14);
+    }
+
+    #[test]
+    fn rate_limiters_survive_a_reload_that_leaves_rate_limit_alone() {
+        let rt = runtime();
+        let before = rt.current().limits.clone();
+        rt.apply(
+            load("[validation]\nbinding_message_max_chars = 9\n"),
+            START,
+            &Overrides::default(),
+        );
+        assert!(Arc::ptr_eq(&before, &rt.current().limits));
+        rt.apply(
+            load("[rate_limit]\nmax_keys = 5\n"),
+            START,
+            &Overrides::default(),
+        );
+        assert!(!Arc::ptr_eq(&before, &rt.current().limits));
+    }
+
+    #[test]
+    fn a_restart_only_change_is_named_and_keeps_its_running_value() {
+        let rt = runtime();
+        let started_threads = rt.current().cfg.threads;
+        let new = "[server]\nthreads = 7\n[validation]\nbinding_message_max_chars = 11\n";
+        let out = rt.apply(load(new), START, &Overrides::default());
+        let Outcome::Applied { needs_restart } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(needs_restart, vec!["server.threads"]);
+        assert_eq!(rt.current().cfg.threads, started_threads);
+        assert_eq!(max_chars(&rt.current()), 11);
+    }
+}

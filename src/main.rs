@@ -198,9 +198,12 @@ fn check_resolution(cfg: &Config) {
     }
 }
 
+/// Changes the log filter of a running process.
+type SetLevel = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Sets up logging; returns what changes the level on a reload (`logging.level`), or
 /// nothing when `RUST_LOG` chose the filter (the environment then wins until a restart).
-fn init_logging(cfg: &Config) -> Option<Box<dyn Fn(&str) + Send + Sync>> {
+fn init_logging(cfg: &Config) -> Option<SetLevel> {
     use tracing_subscriber::EnvFilter;
     let from_env = EnvFilter::try_from_default_env().ok();
     let pinned = from_env.is_some();
@@ -211,7 +214,7 @@ fn init_logging(cfg: &Config) -> Option<Box<dyn Fn(&str) + Send + Sync>> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // The handle's type differs per format, so each becomes the same closure; a level
     // that passed `logging::check_log_level` parses here too.
-    let set: Box<dyn Fn(&str) + Send + Sync> = match cfg.log_format {
+    let set: SetLevel = match cfg.log_format {
         LogFormat::Json => {
             let b = builder.json().with_filter_reloading();
             let h = b.reload_handle();

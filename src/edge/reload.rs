@@ -179,9 +179,9 @@ impl Source {
     pub fn reload(&self, runtime: &Runtime) -> Outcome {
         let loaded = Config::load_with_text(self.path.as_deref(), &self.overrides);
         let outcome = runtime.apply(loaded, &self.started, &self.overrides);
+        // Logged before counted: whoever sees the count can read the log.
         match &outcome {
             Outcome::Applied { needs_restart } => {
-                metrics::CONFIG_RELOADS.with_label_values(&["ok"]).inc();
                 for key in needs_restart {
                     tracing::warn!(
                         "configuration reload: {key} changed; it needs a restart, the running value stays"
@@ -191,14 +191,15 @@ impl Source {
                     restart_only_changes = needs_restart.len(),
                     "configuration reloaded"
                 );
+                metrics::CONFIG_RELOADS.with_label_values(&["ok"]).inc();
             }
             Outcome::Invalid(e) => {
-                metrics::CONFIG_RELOADS
-                    .with_label_values(&["invalid"])
-                    .inc();
                 tracing::error!(
                     "configuration reload refused, the running configuration stays: configuration error: {e}"
                 );
+                metrics::CONFIG_RELOADS
+                    .with_label_values(&["invalid"])
+                    .inc();
             }
         }
         outcome

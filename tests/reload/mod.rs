@@ -3,6 +3,9 @@
 //! connection, poll state kept), an invalid file refused with `--check`'s message, a
 //! restart-only key named, and the edge limits of new connections.
 
+mod log_level;
+mod ping;
+
 use crate::support::*;
 use std::io::Write;
 use std::net::TcpStream;
@@ -173,7 +176,7 @@ fn a_rule_changed_under_load_applies_to_new_requests_and_drops_nothing() {
         token_before,
         "the early poll reached the OP"
     );
-    assert!(gw.log().contains("configuration reloaded"), "{}", gw.log());
+    wait_log(&gw, "configuration reloaded");
     gw.metrics_containing(&[
         "ciba_gateway_config_reloads_total{result=\"invalid\"} 0",
         "ciba_gateway_config_loaded_timestamp_seconds ",
@@ -209,11 +212,7 @@ fn an_invalid_file_is_refused_with_check_s_message_and_a_later_valid_one_loads()
         expected.starts_with("polling.min_interval_seconds: "),
         "{expected}"
     );
-    let log = gw.log();
-    assert!(
-        log.contains(&format!("configuration error: {expected}")),
-        "the log does not carry --check's message `{expected}`:\n{log}"
-    );
+    wait_log(&gw, &format!("configuration error: {expected}"));
     gw.metrics_containing(&["ciba_gateway_config_reloads_total{result=\"ok\"} 0"]);
     assert_eq!(metric(&gw, "ciba_gateway_config_hash"), hash_before);
     // The old rule (20) still holds.
@@ -244,7 +243,7 @@ fn a_restart_only_key_is_named_and_the_rest_applies() {
         "[server]\nthreads = 2\n[upstream]\nconnect_timeout_ms = 900\n",
     );
     reload(&gw, &file, &new_text, "ok", 1);
-    let log = gw.log();
+    let log = wait_log(&gw, "configuration reloaded");
     for key in ["server.threads", "upstream.connect_timeout_ms"] {
         assert!(
             log.contains(&format!("{key} changed; it needs a restart")),
@@ -297,6 +296,23 @@ fn new_connections_get_the_new_edge_limits_and_open_ones_keep_theirs() {
         200,
         "the connection opened before the reload keeps its cap"
     );
+}
+
+/// Waits (up to 5 s) for the log to contain `needle`: the log is read from a pipe, so it
+/// may trail the metric that counted the reload.
+fn wait_log(gw: &Gateway, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = gw.log();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log lacks `{needle}`:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A metric's value as printed.

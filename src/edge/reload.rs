@@ -9,9 +9,9 @@
 //!
 //! The order of a reload: read and validate; refuse what cannot be applied (ping turned
 //! on); the registered reloaders, each of which may refuse (a certificate that does not
-//! load); the swap; then what follows the new snapshot outside requests (the store's poll
-//! numbers, the guard's limits, the ping targets, the log level). A refusal at any step
-//! before the swap leaves everything as it was.
+//! load); the swap; the reloaders' commits; then what follows the new snapshot outside
+//! requests (the store's poll numbers, the guard's limits, the ping targets, the log
+//! level). A refusal at any step before the swap leaves everything as it was.
 
 use crate::config::live_keys;
 use crate::config::{Config, ConfigError, Overrides};
@@ -59,10 +59,17 @@ impl Live {
     }
 }
 
-/// A check a new configuration must pass before it is swapped in, called with it on every
-/// valid reload (and not at start-up); an error refuses the whole reload. Registered at
-/// build time (`edge/server.rs`), e.g. by a listener whose certificates the file names.
-pub type Reloader = Box<dyn Fn(&Config) -> Result<(), ConfigError> + Send + Sync>;
+/// What a component needs from a new configuration before it is swapped in, called with
+/// it on every valid reload (not at start-up): it loads and checks what it needs (files
+/// the configuration names, such as a listener's certificates) and returns what puts that
+/// in use, or an error naming the key, which refuses the whole reload. The [`Commit`]s of
+/// a reload run only once every reloader has passed, right after the swap; a refused
+/// reload runs none, so a component never runs on something the rest did not accept.
+/// Registered at build time (`edge/server.rs`, [`Runtime::add_reloader`]).
+pub type Reloader = Box<dyn Fn(&Config) -> Result<Option<Commit>, ConfigError> + Send + Sync>;
+
+/// What a [`Reloader`] prepared, put in use after the swap.
+pub type Commit = Box<dyn FnOnce() + Send>;
 
 /// Work that follows a new snapshot outside requests, run after each swap.
 pub type Follower = Box<dyn Fn(&Live) + Send + Sync>;
@@ -132,13 +139,18 @@ impl Runtime {
             return Outcome::Invalid(e);
         }
         live_keys::carry_restart_only(&mut cfg, &running.cfg);
-        for check in self.reloaders.lock().expect("not poisoned").iter() {
-            if let Err(e) = check(&cfg) {
-                return Outcome::Invalid(e);
+        let mut commits = Vec::new();
+        for prepare in self.reloaders.lock().expect("not poisoned").iter() {
+            match prepare(&cfg) {
+                Ok(commit) => commits.extend(commit),
+                Err(e) => return Outcome::Invalid(e),
             }
         }
         let live = Arc::new(Live::new(Arc::new(cfg), Some(&running)));
         self.current.store(live.clone());
+        for commit in commits {
+            commit();
+        }
         for follow in self.followers.lock().expect("not poisoned").iter() {
             follow(&live);
         }
@@ -317,11 +329,23 @@ mod tests {
         rt.follow(Box::new(move |live| {
             f.store(max_chars(live), Ordering::SeqCst);
         }));
+        // The first reloader passes and prepares; the second refuses 13.
+        let committed = Arc::new(AtomicUsize::new(0));
+        let c = committed.clone();
+        rt.add_reloader(Box::new(move |cfg| {
+            let (c, n) = (
+                c.clone(),
+                cfg.rules.validation.rules().binding_message_max_chars,
+            );
+            Ok(Some(
+                Box::new(move || c.store(n, Ordering::SeqCst)) as Commit
+            ))
+        }));
         rt.add_reloader(Box::new(|cfg| {
             if cfg.rules.validation.rules().binding_message_max_chars == 13 {
                 Err(ConfigError::new("server.tls_cert_file", "cannot load"))
             } else {
-                Ok(())
+                Ok(None)
             }
         }));
         let before = rt.current();
@@ -333,6 +357,11 @@ mod tests {
         assert!(matches!(out, Outcome::Invalid(ref e) if e.key == "server.tls_cert_file"));
         assert!(Arc::ptr_eq(&before, &rt.current()));
         assert_eq!(followed.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            committed.load(Ordering::SeqCst),
+            0,
+            "a refused reload commits nothing"
+        );
         let out = rt.apply(
             load("[validation]\nbinding_message_max_chars = 14\n"),
             START,
@@ -340,6 +369,7 @@ mod tests {
         );
         assert!(matches!(out, Outcome::Applied { .. }));
         assert_eq!(followed.load(Ordering::SeqCst), 14);
+        assert_eq!(committed.load(Ordering::SeqCst), 14);
     }
 
     #[test]

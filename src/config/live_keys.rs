@@ -125,10 +125,11 @@ fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
     Some(value)
 }
 
-/// Why a new configuration cannot be applied to the running one at all: ping delivery
-/// turned on needs the ping store and poller, which are built at start-up.
-pub fn unappliable(running: &Config, new: &Config) -> Option<super::ConfigError> {
-    (running.ping.is_none() && new.ping.is_some()).then(|| {
+/// Why a new configuration cannot be applied to a process started with `started` at
+/// all: ping delivery turned on needs the ping store and poller, which are built at
+/// start-up (turned off and on again is fine: they are still there).
+pub fn unappliable(started: &Config, new: &Config) -> Option<super::ConfigError> {
+    (started.ping.is_none() && new.ping.is_some()).then(|| {
         super::err(
             "ping.clients",
             "turning ping delivery on needs a restart (the ping store and poller are built at start-up); the reload is refused",
@@ -136,7 +137,7 @@ pub fn unappliable(running: &Config, new: &Config) -> Option<super::ConfigError>
     })
 }
 
-/// Puts the running values of the restart-only keys into `new`, so what is built from a
+/// Puts the start-up values of the restart-only keys into `new`, so what is built from a
 /// reloaded configuration agrees with what start-up built.
 pub fn carry_restart_only(new: &mut Config, running: &Config) {
     new.listen = running.listen;

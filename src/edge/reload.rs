@@ -77,6 +77,9 @@ pub type Follower = Box<dyn Fn(&Live) + Send + Sync>;
 /// The running configuration and how to replace it.
 pub struct Runtime {
     current: ArcSwap<Live>,
+    /// The configuration the process started with: what start-up built agrees with its
+    /// restart-only keys, whatever reloads came since.
+    started: Arc<Config>,
     reloaders: Mutex<Vec<Reloader>>,
     followers: Mutex<Vec<Follower>>,
     /// One reload at a time, so two signals cannot interleave their swaps.
@@ -99,7 +102,8 @@ impl Runtime {
     /// A runtime starting with `cfg`.
     pub fn new(cfg: Arc<Config>) -> Arc<Runtime> {
         Arc::new(Runtime {
-            current: ArcSwap::from_pointee(Live::new(cfg, None)),
+            current: ArcSwap::from_pointee(Live::new(cfg.clone(), None)),
+            started: cfg,
             reloaders: Mutex::new(Vec::new()),
             followers: Mutex::new(Vec::new()),
             reloading: Mutex::new(()),
@@ -134,11 +138,11 @@ impl Runtime {
             Ok(l) => l,
             Err(e) => return Outcome::Invalid(e),
         };
-        let running = self.current();
-        if let Some(e) = live_keys::unappliable(&running.cfg, &cfg) {
+        if let Some(e) = live_keys::unappliable(&self.started, &cfg) {
             return Outcome::Invalid(e);
         }
-        live_keys::carry_restart_only(&mut cfg, &running.cfg);
+        live_keys::carry_restart_only(&mut cfg, &self.started);
+        let running = self.current();
         let mut commits = Vec::new();
         for prepare in self.reloaders.lock().expect("not poisoned").iter() {
             match prepare(&cfg) {
@@ -402,5 +406,29 @@ mod tests {
         assert_eq!(needs_restart, vec!["server.threads"]);
         assert_eq!(rt.current().cfg.threads, started_threads);
         assert_eq!(max_chars(&rt.current()), 11);
+    }
+    #[test]
+    fn ping_turned_off_and_on_again_applies_but_on_in_a_process_started_without_it_does_not() {
+        let ping = "[ping]\nkey = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n[ping.clients.\"c\"]\nnotification_endpoint = \"https://client.example/cb\"\n";
+        let o = Overrides::default();
+        let rt = Runtime::new(Arc::new(load(ping).unwrap().0));
+        assert!(matches!(
+            rt.apply(load(START), ping, &o),
+            Outcome::Applied { .. }
+        ));
+        assert!(rt.current().cfg.ping.is_none());
+        assert!(matches!(
+            rt.apply(load(ping), ping, &o),
+            Outcome::Applied { .. }
+        ));
+        assert!(rt.current().cfg.ping.is_some());
+
+        let without = runtime();
+        let out = without.apply(load(ping), START, &o);
+        assert!(
+            matches!(out, Outcome::Invalid(ref e) if e.key == "ping.clients"),
+            "{out:?}"
+        );
+        assert!(without.current().cfg.ping.is_none());
     }
 }

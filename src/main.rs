@@ -93,6 +93,11 @@ fn main() -> ExitCode {
         check_resolution(&cfg);
         return ExitCode::SUCCESS;
     }
+    // As early as a running gateway can be sent it: SIGHUP's default action ends the process.
+    if let Err(e) = ciba_gateway::edge::reload::catch_hangup_early() {
+        eprintln!("ciba-gateway: cannot handle SIGHUP: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut listeners = vec![
         ("server.listen", cfg.listen.to_string()),
         ("server.metrics_listen", cfg.metrics_listen.to_string()),
@@ -102,11 +107,6 @@ fn main() -> ExitCode {
     }
     if let Err(e) = check_listeners(&listeners) {
         eprintln!("ciba-gateway: {e}");
-        return ExitCode::FAILURE;
-    }
-    // Before anything else can receive it: SIGHUP's default action ends the process.
-    if let Err(e) = ciba_gateway::edge::reload::catch_hangup_early() {
-        eprintln!("ciba-gateway: cannot handle SIGHUP: {e}");
         return ExitCode::FAILURE;
     }
     let log_level = init_logging(&cfg);
@@ -131,15 +131,18 @@ fn main() -> ExitCode {
             .announcing_interval(op_interval);
         (op_listen, op, text)
     });
+    let (mut server, _op, runtime) = ciba_gateway::edge::server::build_reloadable(cfg);
+    if let Some(set_level) = log_level {
+        runtime.follow(Box::new(move |live| set_level(&live.cfg.log_level)));
+    }
     let source = ciba_gateway::edge::reload::Source {
         path: cli.config.clone(),
         overrides,
         started: started_text,
     };
-    let (mut server, _op, runtime) =
-        ciba_gateway::edge::server::build_reloadable(cfg, Some(source));
-    if let Some(set_level) = log_level {
-        runtime.follow(Box::new(move |live| set_level(&live.cfg.log_level)));
+    if let Err(e) = ciba_gateway::edge::reload::listen_for_hangup(runtime, source) {
+        eprintln!("ciba-gateway: cannot listen for SIGHUP: {e}");
+        return ExitCode::FAILURE;
     }
     if let Some((op_listen, op, text)) = demo {
         let mut svc = Service::new("demo-op".to_string(), HttpServer::new_app(op));

@@ -177,7 +177,7 @@ where
         let mut first = true;
         loop {
             let read = {
-                let guarded = next_header(guard, &mut stream, carried, first, accepted);
+                let guarded = self.next_header(guard, &mut stream, carried, first, accepted);
                 tokio::select! {
                     biased;
                     r = guarded => r,
@@ -228,33 +228,35 @@ where
             first = false;
         }
     }
-}
 
-/// Reads the next request header: for the first request on a connection within the
-/// header deadline from accept; for a later one, after at most the keep-alive timeout
-/// idle, within the header deadline from its first byte.
-async fn next_header(
-    settings: &GuardSettings,
-    stream: &mut Stream,
-    carried: Bytes,
-    first: bool,
-    accepted: Instant,
-) -> HeaderRead {
-    let cap = settings.limits.max_header_bytes;
-    let mut buf = Vec::with_capacity(FIRST_BUF.min(cap).max(carried.len()));
-    buf.extend_from_slice(&carried);
-    let deadline = if first {
-        accepted + settings.limits.header_timeout
-    } else {
-        if buf.is_empty() {
-            match tokio::time::timeout(settings.keepalive, read_some(stream, &mut buf, cap)).await {
-                Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return HeaderRead::Idle,
-                Ok(Ok(_)) => {}
+    /// Reads the next request header: for the first request on a connection within the
+    /// header deadline from accept; for a later one, after at most the keep-alive timeout
+    /// idle, within the header deadline from its first byte.
+    async fn next_header(
+        &self,
+        guard: &GuardSettings,
+        stream: &mut Stream,
+        carried: Bytes,
+        first: bool,
+        accepted: Instant,
+    ) -> HeaderRead {
+        let cap = guard.limits.max_header_bytes;
+        let mut buf = Vec::with_capacity(FIRST_BUF.min(cap).max(carried.len()));
+        buf.extend_from_slice(&carried);
+        let deadline = if first {
+            accepted + guard.limits.header_timeout
+        } else {
+            if buf.is_empty() {
+                match tokio::time::timeout(guard.keepalive, read_some(stream, &mut buf, cap)).await
+                {
+                    Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return HeaderRead::Idle,
+                    Ok(Ok(_)) => {}
+                }
             }
-        }
-        Instant::now() + settings.limits.header_timeout
-    };
-    read_header(stream, buf, cap, deadline).await
+            Instant::now() + guard.limits.header_timeout
+        };
+        read_header(stream, buf, cap, deadline).await
+    }
 }
 
 /// How a header read ended.

@@ -18,9 +18,6 @@ use crate::config::{Config, ConfigError, Overrides};
 use crate::metrics;
 use crate::state::rate_limit::RateLimits;
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -222,10 +219,10 @@ impl Source {
     }
 }
 
-/// Makes `SIGHUP` harmless for the life of the process, before the servers start: its
-/// default action ends the process, and pingora handles only `SIGTERM`, `SIGINT` and
-/// `SIGQUIT`. Once tokio has a handler for a signal it stays (tokio never uninstalls one),
-/// so a `SIGHUP` that arrives before [`ReloadOnHangup`] listens is ignored, not fatal.
+/// Makes `SIGHUP` harmless for the life of the process, first thing: its default action
+/// ends the process, and pingora handles only `SIGTERM`, `SIGINT` and `SIGQUIT`. Once tokio
+/// has a handler for a signal it stays (tokio never uninstalls one), so a `SIGHUP` that
+/// arrives before [`listen_for_hangup`] listens is ignored, not fatal.
 pub fn catch_hangup_early() -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -235,42 +232,39 @@ pub fn catch_hangup_early() -> std::io::Result<()> {
     })
 }
 
-/// The background service that reloads on each `SIGHUP`.
-pub struct ReloadOnHangup {
-    /// What is reloaded.
-    pub runtime: Arc<Runtime>,
-    /// Where from.
-    pub source: Source,
-}
-
-#[async_trait]
-impl BackgroundService for ReloadOnHangup {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(
-                    "cannot listen for SIGHUP ({e}); the configuration will not reload"
-                );
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                got = hangup.recv() => {
-                    if got.is_none() {
-                        return;
-                    }
+/// Reloads `runtime` from `source` on each `SIGHUP`, on a thread of its own, from now on:
+/// returns once the signal is being listened for, so a `SIGHUP` sent after the listeners
+/// are up is never missed (a pingora background service would start listening only once
+/// the server runs). Reloads run one after the other; the file is read on that thread.
+pub fn listen_for_hangup(runtime: Arc<Runtime>, source: Source) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    record_loaded(&source.started);
+    let (ready, listening) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("config-reload".to_string())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return drop(ready.send(Err(e))),
+            };
+            rt.block_on(async move {
+                let mut hangup = match signal(SignalKind::hangup()) {
+                    Ok(s) => s,
+                    Err(e) => return drop(ready.send(Err(e))),
+                };
+                let _ = ready.send(Ok(()));
+                while hangup.recv().await.is_some() {
                     tracing::info!("SIGHUP received; reloading the configuration");
-                    // The file and any key or CA file it names are read here: small, local.
-                    let (runtime, source) = (self.runtime.clone(), self.source.clone());
-                    let _ = tokio::task::spawn_blocking(move || source.reload(&runtime)).await;
+                    source.reload(&runtime);
                 }
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
+            });
+        })?;
+    listening
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the reload thread ended")))
 }
 
 #[cfg(test)]

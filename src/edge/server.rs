@@ -11,7 +11,7 @@ use crate::edge::notify::{Notifier, NotifyOptions};
 use crate::edge::op_client::{self, Connector};
 use crate::edge::ping_poller::PingPoller;
 use crate::edge::proxy::{Gateway, OpLink, DISCOVERY_PATH};
-use crate::edge::reload::{self, Runtime};
+use crate::edge::reload::Runtime;
 use crate::edge::resolve;
 use crate::metrics;
 use crate::state::pings::Pings;
@@ -29,20 +29,16 @@ use std::sync::Arc;
 
 /// Builds a ready-to-run server for `cfg`; `op` exposes readiness to the caller.
 pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
-    let (server, op, _) = build_reloadable(cfg, None);
+    let (server, op, _) = build_reloadable(cfg);
     (server, op)
 }
 
-/// [`build`], and with a `source` the configuration reloads from it on `SIGHUP`
-/// (`edge/reload.rs`). The returned runtime takes more reloaders and followers until the
-/// server runs.
-pub fn build_reloadable(
-    cfg: Config,
-    source: Option<reload::Source>,
-) -> (Server, Arc<OpLink>, Arc<Runtime>) {
+/// [`build`], also returning the runtime a reload replaces the configuration of
+/// (`edge/reload.rs`; `main` listens for `SIGHUP`). Reloaders of the parts built here are
+/// registered here; the runtime takes more until the server runs.
+pub fn build_reloadable(cfg: Config) -> (Server, Arc<OpLink>, Arc<Runtime>) {
     let cfg = Arc::new(cfg);
     let runtime = Runtime::new(cfg.clone());
-    reload::record_loaded(source.as_ref().map_or("", |s| s.started.as_str()));
     let conf = ServerConf {
         threads: cfg.threads,
         grace_period_seconds: Some(cfg.shutdown_grace.as_secs()),
@@ -142,15 +138,6 @@ pub fn build_reloadable(
         );
         runtime.follow(poller.follower());
         server.add_service(background_service("ping poller", poller));
-    }
-    if let Some(source) = source {
-        server.add_service(background_service(
-            "config reload",
-            reload::ReloadOnHangup {
-                runtime: runtime.clone(),
-                source,
-            },
-        ));
     }
     server.add_service(proxy);
     server.add_service(background_service("drain", Drain));

@@ -237,7 +237,7 @@ fn a_restart_only_key_is_named_and_the_rest_applies() {
         20,
         "[server]\nthreads = 1\n[upstream]\nconnect_timeout_ms = 1000\n",
     );
-    let (gw, _dir, file) = start(&op, &start_text);
+    let (mut gw, _dir, file) = start(&op, &start_text);
     let new_text = config(
         5,
         "[server]\nthreads = 2\n[upstream]\nconnect_timeout_ms = 900\n",
@@ -261,6 +261,16 @@ fn a_restart_only_key_is_named_and_the_rest_applies() {
     );
     // Still serving on the listener it started with.
     assert_eq!(initiate_with(&gw.addr(), "hello").status, 200);
+    // SIGTERM after reloads still shuts down gracefully, at once when idle.
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = gw
+        .wait_exit(Duration::from_secs(10))
+        .expect("SIGTERM still ends the gateway");
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

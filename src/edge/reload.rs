@@ -41,12 +41,13 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
-    /// The snapshot for `cfg`. The rate limiters (and their counters) of `previous` are
-    /// kept when `[rate_limit]` is unchanged; any change to it starts fresh counters.
+    /// The snapshot for `cfg`. The rate limiters of `previous` go on counting wherever
+    /// their rate is unchanged (`RateLimits::reconfigured`).
     pub fn new(cfg: Arc<Config>, previous: Option<&Live>) -> Live {
         let limits = match previous {
             Some(p) if p.cfg.rate_limit == cfg.rate_limit => p.limits.clone(),
-            _ => Arc::new(RateLimits::new(&cfg.rate_limit)),
+            Some(p) => Arc::new(p.limits.reconfigured(&cfg.rate_limit)),
+            None => Arc::new(RateLimits::new(&cfg.rate_limit)),
         };
         Live {
             client_labels: cfg.client_labels.iter().cloned().collect(),

@@ -333,3 +333,22 @@ fn metric(gw: &Gateway, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name}:\n{m}"))
         .to_string()
 }
+
+#[test]
+fn a_rate_limit_lifted_by_a_reload_lets_the_client_through() {
+    let op = TestOp::start(&[]);
+    let tight =
+        "[rate_limit.clients.\"client-other\"]\nbackchannel = { per_second = 1, burst = 1 }\n";
+    let (gw, _dir, file) = start(&op, &config(20, tight));
+    assert_eq!(initiate(&gw.addr(), OTHER_CLIENT, "alice").status, 200);
+    assert_refused_at_edge(
+        &op,
+        OpCount::Backchannel,
+        (429, "temporarily_unavailable"),
+        "over its own rate",
+        || initiate(&gw.addr(), OTHER_CLIENT, "alice"),
+    );
+    reload(&gw, &file, &config(20, ""), "ok", 1);
+    let r = initiate(&gw.addr(), OTHER_CLIENT, "alice");
+    assert_eq!(r.status, 200, "the default rate applies now: {}", r.text());
+}

@@ -140,6 +140,15 @@ pub static TRACKED: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Requests being answered now, read at each scrape.
+pub static IN_FLIGHT: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "ciba_gateway_requests_in_flight",
+        "Requests whose header has been read and whose answer is not finished yet, read at scrape time."
+    )
+    .expect("metric registers once")
+});
+
 /// Constant 1 labelled with the version.
 pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec!(
@@ -254,6 +263,7 @@ pub fn init() {
     Lazy::force(&CONFIG_HASH);
     READY.set(0);
     TRACKED.set(0);
+    IN_FLIGHT.set(0);
 }
 
 /// The text exposition of every registered metric.

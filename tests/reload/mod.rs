@@ -352,3 +352,44 @@ fn a_rate_limit_lifted_by_a_reload_lets_the_client_through() {
     let r = initiate(&gw.addr(), OTHER_CLIENT, "alice");
     assert_eq!(r.status, 200, "the default rate applies now: {}", r.text());
 }
+
+#[test]
+fn a_request_in_flight_finishes_under_the_configuration_it_started_with() {
+    let op = TestOp::start(&[]);
+    let (gw, _dir, file) = start(&op, &config(20, ""));
+    let body = encode_form(&[
+        ("client_id", POST_CLIENT.0),
+        ("client_secret", POST_CLIENT.1),
+        ("scope", "openid"),
+        ("login_hint", "alice"),
+        // 10 characters: allowed by the old rule (20), not by the new one (5).
+        ("binding_message", "0123456789"),
+    ]);
+    let mut s = TcpStream::connect(gw.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The header now, the body after the reload.
+    write!(
+        s,
+        "POST /backchannel HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    gw.metrics_containing(&["ciba_gateway_requests_in_flight 1"]);
+    reload(&gw, &file, &config(5, ""), "ok", 1);
+    s.write_all(body.as_bytes()).unwrap();
+    let r = read_response(&mut s);
+    assert_eq!(r.status, 200, "judged under the old rule: {}", r.text());
+    // The next request on the same connection is judged under the new one.
+    let next = send(
+        &mut s,
+        "/backchannel",
+        &[
+            ("client_id", POST_CLIENT.0),
+            ("client_secret", POST_CLIENT.1),
+            ("scope", "openid"),
+            ("login_hint", "alice"),
+            ("binding_message", "0123456789"),
+        ],
+    );
+    assert_oauth_error(&next, 400, "invalid_binding_message", "the next request");
+}

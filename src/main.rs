@@ -215,6 +215,14 @@ fn init_logging(cfg: &Config) -> Option<SetLevel> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if pinned {
+        // Nothing to reload: no reloadable layer (a lock read on each event) either.
+        match cfg.log_format {
+            LogFormat::Json => builder.json().init(),
+            LogFormat::Text => builder.init(),
+        }
+        return None;
+    }
     // The handle's type differs per format, so each becomes the same closure; a level
     // that passed `logging::check_log_level` parses here too.
     let set: SetLevel = match cfg.log_format {
@@ -235,5 +243,5 @@ fn init_logging(cfg: &Config) -> Option<SetLevel> {
             })
         }
     };
-    (!pinned).then_some(set)
+    Some(set)
 }

@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         }
         None => None,
     };
-    let cfg = match Config::load(cli.config.as_deref(), &overrides) {
+    let (cfg, started_text) = match Config::load_with_text(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ciba-gateway: configuration error: {e}");
@@ -94,6 +94,11 @@ fn main() -> ExitCode {
         check_resolution(&cfg);
         return ExitCode::SUCCESS;
     }
+    // As early as a running gateway can be sent it: SIGHUP's default action ends the process.
+    if let Err(e) = ciba_gateway::edge::reload::catch_hangup_early() {
+        eprintln!("ciba-gateway: cannot handle SIGHUP: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut listeners = vec![
         ("server.listen", cfg.listen.to_string()),
         ("server.metrics_listen", cfg.metrics_listen.to_string()),
@@ -105,7 +110,7 @@ fn main() -> ExitCode {
         eprintln!("ciba-gateway: {e}");
         return ExitCode::FAILURE;
     }
-    init_logging(&cfg);
+    let log_level = init_logging(&cfg);
     ciba_gateway::metrics::init();
 
     let listen = cfg.listen;
@@ -128,7 +133,19 @@ fn main() -> ExitCode {
             .announcing_interval(op_interval);
         (op_listen, op, text)
     });
-    let (mut server, _op) = ciba_gateway::edge::server::build(cfg);
+    let (mut server, _op, runtime) = ciba_gateway::edge::server::build_reloadable(cfg);
+    if let Some(set_level) = log_level {
+        runtime.follow(Box::new(move |live| set_level(&live.cfg.log_level)));
+    }
+    let source = ciba_gateway::edge::reload::Source {
+        path: cli.config.clone(),
+        overrides,
+        started: started_text,
+    };
+    if let Err(e) = ciba_gateway::edge::reload::listen_for_hangup(runtime, source) {
+        eprintln!("ciba-gateway: cannot listen for SIGHUP: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Some((op_listen, op, text)) = demo {
         let mut svc = Service::new("demo-op".to_string(), HttpServer::new_app(op));
         svc.add_tcp(&op_listen);
@@ -186,15 +203,47 @@ fn check_resolution(cfg: &Config) {
     }
 }
 
-fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level));
+/// Changes the log filter of a running process.
+type SetLevel = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Sets up logging; returns what changes the level on a reload (`logging.level`), or
+/// nothing when `RUST_LOG` chose the filter (the environment then wins until a restart).
+fn init_logging(cfg: &Config) -> Option<SetLevel> {
+    use tracing_subscriber::EnvFilter;
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let pinned = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&cfg.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match cfg.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    if pinned {
+        // Nothing to reload: no reloadable layer (a lock read on each event) either.
+        match cfg.log_format {
+            LogFormat::Json => builder.json().init(),
+            LogFormat::Text => builder.init(),
+        }
+        return None;
     }
+    // The handle's type differs per format, so each becomes the same closure; a level
+    // that passed `logging::check_log_level` parses here too.
+    let set: SetLevel = match cfg.log_format {
+        LogFormat::Json => {
+            let b = builder.json().with_filter_reloading();
+            let h = b.reload_handle();
+            b.init();
+            Box::new(move |level| {
+                let _ = h.reload(EnvFilter::new(level));
+            })
+        }
+        LogFormat::Text => {
+            let b = builder.with_filter_reloading();
+            let h = b.reload_handle();
+            b.init();
+            Box::new(move |level| {
+                let _ = h.reload(EnvFilter::new(level));
+            })
+        }
+    };
+    Some(set)
 }

@@ -140,6 +140,15 @@ pub static TRACKED: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Requests being answered now, read at each scrape.
+pub static IN_FLIGHT: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "ciba_gateway_requests_in_flight",
+        "Requests whose header has been read and whose answer is not finished yet, read at scrape time."
+    )
+    .expect("metric registers once")
+});
+
 /// Constant 1 labelled with the version.
 pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec!(
@@ -179,6 +188,38 @@ pub static PINGS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Configuration reloads (`SIGHUP`), by result: `ok` (swapped in) or `invalid` (refused,
+/// the running configuration stays).
+pub static CONFIG_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_config_reloads_total",
+        "Configuration reloads on SIGHUP, by result: ok (applied) or invalid (refused; the running configuration stays).",
+        &["result"]
+    )
+    .expect("metric registers once")
+});
+
+/// When the configuration in force was loaded, in Unix seconds.
+pub static CONFIG_LOADED: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "ciba_gateway_config_loaded_timestamp_seconds",
+        "When the configuration in force was loaded (start-up or the last valid reload), in Unix seconds."
+    )
+    .expect("metric registers once")
+});
+
+/// The first six bytes of the SHA-256 of the configuration file in force, as a number.
+pub static CONFIG_HASH: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "ciba_gateway_config_hash",
+        "The first 48 bits of the SHA-256 of the configuration file in force, as a number: tells replicas' files apart."
+    )
+    .expect("metric registers once")
+});
+
+/// The results `CONFIG_RELOADS` counts, so every series exists from the first scrape.
+pub const RELOAD_RESULTS: [&str; 2] = ["ok", "invalid"];
+
 /// The outcomes `PINGS` counts, so every series exists from the first scrape.
 pub const PING_OUTCOMES: [&str; 5] = ["delivered", "refused", "retried", "gave_up", "blocked"];
 
@@ -215,8 +256,14 @@ pub fn init() {
     for outcome in PING_OUTCOMES {
         PINGS.with_label_values(&[outcome]);
     }
+    for result in RELOAD_RESULTS {
+        CONFIG_RELOADS.with_label_values(&[result]);
+    }
+    Lazy::force(&CONFIG_LOADED);
+    Lazy::force(&CONFIG_HASH);
     READY.set(0);
     TRACKED.set(0);
+    IN_FLIGHT.set(0);
 }
 
 /// The text exposition of every registered metric.

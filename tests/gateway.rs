@@ -16,5 +16,6 @@ mod observability;
 mod ping;
 mod polling;
 mod profiles;
+mod reload;
 mod replicas;
 mod validation;

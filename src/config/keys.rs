@@ -239,3 +239,23 @@ fn the_example_file_mentions_every_section_key() {
         );
     }
 }
+
+#[test]
+fn every_key_is_live_or_needs_a_restart() {
+    // `live_keys::KEYS` is the one list of what a reload applies: every key of the file
+    // falls under an entry, and every entry names keys the file has.
+    let keys = file_keys();
+    for key in &keys {
+        assert!(
+            super::live_keys::classify(key).is_some(),
+            "`{key}` is in neither list of live_keys::KEYS; say whether a reload applies it"
+        );
+    }
+    for (entry, _) in super::live_keys::KEYS {
+        assert!(
+            keys.iter()
+                .any(|k| k == entry || k.starts_with(&format!("{entry}."))),
+            "live_keys::KEYS names `{entry}`, which the file does not have"
+        );
+    }
+}

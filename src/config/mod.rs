@@ -10,6 +10,7 @@
 
 mod clients;
 mod file;
+pub mod live_keys;
 mod logging;
 mod ping;
 mod polling;
@@ -108,7 +109,16 @@ pub struct Config {
 impl Config {
     /// Reads, parses and validates a file, then applies command-line overrides.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let file = match path {
+        Config::load_with_text(path, overrides).map(|(cfg, _)| cfg)
+    }
+
+    /// [`Config::load`], also returning the text it validated (empty without a file), so
+    /// a reload can compare it with the next one (`live_keys`).
+    pub fn load_with_text(
+        path: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<(Config, String), ConfigError> {
+        let (file, text) = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| {
                     err(
@@ -116,16 +126,17 @@ impl Config {
                         format!("cannot read the configuration file: {e}"),
                     )
                 })?;
-                parse_file(&text).map_err(|mut e| {
+                let file = parse_file(&text).map_err(|mut e| {
                     if e.key.is_empty() {
                         e.key = p.display().to_string();
                     }
                     e
-                })?
+                })?;
+                (file, text)
             }
-            None => FileConfig::default(),
+            None => (FileConfig::default(), String::new()),
         };
-        validate(file, overrides)
+        Ok((validate(file, overrides)?, text))
     }
 }
 

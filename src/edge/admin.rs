@@ -1,5 +1,6 @@
 //! The metrics listener: `/metrics`, `/healthz`, `/readyz`.
 
+use crate::edge::in_flight;
 use crate::edge::proxy::OpLink;
 use crate::metrics;
 use crate::state::store::Store;
@@ -29,6 +30,7 @@ impl ServeHttp for AdminApp {
                 // Read here rather than set where readiness changes: its two parts are set
                 // by different tasks, which could otherwise leave a stale value.
                 metrics::READY.set(i64::from(self.op.is_ready()));
+                metrics::IN_FLIGHT.set(in_flight::count() as i64);
                 (200, "text/plain; version=0.0.4", metrics::render())
             }
             "/healthz" => (200, "text/plain", b"ok\n".to_vec()),

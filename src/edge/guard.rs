@@ -27,6 +27,7 @@ use crate::edge::header_check::{self, Fault, Verdict};
 use crate::edge::header_end::HeaderEnd;
 use crate::metrics;
 use crate::state::conn_limit::{ConnLimits, Permit, Refused};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes};
 use ipnet::IpNet;
@@ -64,21 +65,59 @@ const BUSY_RETRY_SECONDS: u64 = 1;
 /// The proxy app behind connection caps, header deadlines and the header cap.
 pub struct EdgeGuard<A> {
     inner: Arc<A>,
-    limits: EdgeLimits,
-    keepalive: Duration,
+    settings: Arc<ArcSwap<GuardSettings>>,
     conns: Arc<ConnLimits>,
-    trusted: Vec<IpNet>,
+}
+
+/// What the guard holds a connection to, read once when it is accepted.
+#[derive(Debug, Clone)]
+pub struct GuardSettings {
+    /// Deadlines, header cap and connection caps.
+    pub limits: EdgeLimits,
+    /// Idle time allowed between requests on a kept-alive connection.
+    pub keepalive: Duration,
+    /// Proxies exempt from the per-address connection cap.
+    pub trusted: Vec<IpNet>,
+}
+
+/// Changes a running guard's settings (a configuration reload): connections accepted
+/// afterwards get the new ones; open connections keep theirs.
+#[derive(Clone)]
+pub struct GuardHandle {
+    settings: Arc<ArcSwap<GuardSettings>>,
+    conns: Arc<ConnLimits>,
+}
+
+impl GuardHandle {
+    /// Applies `settings` to the next connections, caps included.
+    pub fn set(&self, settings: GuardSettings) {
+        self.conns.set_caps(
+            settings.limits.max_connections,
+            settings.limits.max_connections_per_address,
+        );
+        self.settings.store(Arc::new(settings));
+    }
 }
 
 impl<A> EdgeGuard<A> {
+    /// A handle that changes this guard's settings while it runs.
+    pub fn handle(&self) -> GuardHandle {
+        GuardHandle {
+            settings: self.settings.clone(),
+            conns: self.conns.clone(),
+        }
+    }
+
     /// Wraps `inner`; `trusted` proxies are exempt from the per-address cap.
     pub fn new(inner: A, limits: EdgeLimits, keepalive: Duration, trusted: Vec<IpNet>) -> Self {
         EdgeGuard {
             inner: Arc::new(inner),
             conns: ConnLimits::new(limits.max_connections, limits.max_connections_per_address),
-            limits,
-            keepalive,
-            trusted,
+            settings: Arc::new(ArcSwap::from_pointee(GuardSettings {
+                limits,
+                keepalive,
+                trusted,
+            })),
         }
     }
 }
@@ -96,8 +135,9 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let accepted = Instant::now();
+        let settings = self.settings.load_full();
         let peer = peer_ip(&stream);
-        let exempt = peer.is_some_and(|ip| self.trusted.iter().any(|n| n.contains(&ip)));
+        let exempt = peer.is_some_and(|ip| settings.trusted.iter().any(|n| n.contains(&ip)));
         let _open = match self.conns.acquire(peer, exempt) {
             Ok(p) => Open::new(p),
             Err(why) => {
@@ -110,7 +150,8 @@ where
             // its own framing and limits: counted, then served by pingora as it is.
             return self.inner.process_new(stream, shutdown).await;
         }
-        self.serve_http1(stream, accepted, shutdown).await;
+        self.serve_http1(stream, accepted, &settings, shutdown)
+            .await;
         None
     }
 
@@ -128,6 +169,7 @@ where
         self: &Arc<Self>,
         mut stream: Stream,
         accepted: Instant,
+        guard: &GuardSettings,
         shutdown: &ShutdownWatch,
     ) {
         let mut carried = Bytes::new();
@@ -135,7 +177,7 @@ where
         let mut first = true;
         loop {
             let read = {
-                let guarded = self.next_header(&mut stream, carried, first, accepted);
+                let guarded = self.next_header(guard, &mut stream, carried, first, accepted);
                 tokio::select! {
                     biased;
                     r = guarded => r,
@@ -167,7 +209,7 @@ where
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             } else {
-                session.set_keepalive(Some(self.keepalive.as_secs()));
+                session.set_keepalive(Some(guard.keepalive.as_secs()));
             }
             session.set_keepalive_reuses_remaining(
                 self.inner
@@ -192,24 +234,26 @@ where
     /// idle, within the header deadline from its first byte.
     async fn next_header(
         &self,
+        guard: &GuardSettings,
         stream: &mut Stream,
         carried: Bytes,
         first: bool,
         accepted: Instant,
     ) -> HeaderRead {
-        let cap = self.limits.max_header_bytes;
+        let cap = guard.limits.max_header_bytes;
         let mut buf = Vec::with_capacity(FIRST_BUF.min(cap).max(carried.len()));
         buf.extend_from_slice(&carried);
         let deadline = if first {
-            accepted + self.limits.header_timeout
+            accepted + guard.limits.header_timeout
         } else {
             if buf.is_empty() {
-                match tokio::time::timeout(self.keepalive, read_some(stream, &mut buf, cap)).await {
+                match tokio::time::timeout(guard.keepalive, read_some(stream, &mut buf, cap)).await
+                {
                     Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return HeaderRead::Idle,
                     Ok(Ok(_)) => {}
                 }
             }
-            Instant::now() + self.limits.header_timeout
+            Instant::now() + guard.limits.header_timeout
         };
         read_header(stream, buf, cap, deadline).await
     }

@@ -11,6 +11,7 @@ pub mod notify;
 pub mod op_client;
 pub mod ping_poller;
 pub mod proxy;
+pub mod reload;
 pub mod request_id;
 pub mod resolve;
 pub mod server;

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::edge::notify::{Delivery, Notifier, NotifyTarget};
 use crate::edge::op_client::{self, Connector};
 use crate::edge::proxy::OpLink;
+use crate::edge::reload::Runtime;
 use crate::state::ping_store::{DuePoll, PingDue, PollResult};
 use crate::state::pings::Pings;
 use async_trait::async_trait;
@@ -26,7 +27,7 @@ use pingora::http::RequestHeader;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -42,50 +43,64 @@ pub struct PingPoller {
 }
 
 struct Inner {
-    cfg: Arc<Config>,
+    runtime: Arc<Runtime>,
     op: Arc<OpLink>,
     store: Arc<Pings>,
     notifier: Notifier,
-    targets: HashMap<String, NotifyTarget>,
+    /// Every ping client's notification endpoint: replaced by a reload for the clients it
+    /// names, kept for the ones it drops, so a request held before still gets its ping.
+    targets: Mutex<HashMap<String, NotifyTarget>>,
     connector: Connector,
     permits: Arc<Semaphore>,
 }
 
 impl PingPoller {
-    /// A poller for `store`, reaching the OP through `op` and clients through `notifier`.
+    /// A poller for `store`, reaching the OP through `op` and clients through `notifier`,
+    /// under the configuration in force (`runtime`).
     pub fn new(
-        cfg: Arc<Config>,
+        runtime: Arc<Runtime>,
         op: Arc<OpLink>,
         store: Arc<Pings>,
         notifier: Notifier,
     ) -> PingPoller {
-        let (targets, permits) = match &cfg.ping {
-            Some(p) => (
-                p.clients
-                    .iter()
-                    .map(|(id, c)| {
-                        let target = NotifyTarget {
-                            url: c.endpoint.clone(),
-                            allow_insecure: c.allow_insecure,
-                        };
-                        (id.clone(), target)
-                    })
-                    .collect(),
-                p.max_concurrent_polls,
-            ),
-            None => (HashMap::new(), 1),
-        };
+        let cfg = runtime.current().cfg.clone();
+        let permits = cfg.ping.as_ref().map_or(1, |p| p.max_concurrent_polls);
+        let mut targets = HashMap::new();
+        add_targets(&mut targets, &cfg);
         PingPoller {
             inner: Arc::new(Inner {
-                cfg,
+                runtime,
                 op,
                 store,
                 notifier,
-                targets,
+                targets: Mutex::new(targets),
                 connector: Connector::new(None),
                 permits: Arc::new(Semaphore::new(permits)),
             }),
         }
+    }
+}
+
+impl PingPoller {
+    /// Takes the notification endpoints of a reloaded configuration's ping clients; the
+    /// endpoints of clients it no longer names stay for the requests already held.
+    pub fn follower(&self) -> crate::edge::reload::Follower {
+        let inner = self.inner.clone();
+        Box::new(move |live| {
+            add_targets(&mut inner.targets.lock().expect("not poisoned"), &live.cfg)
+        })
+    }
+}
+
+/// Adds (or replaces) `cfg`'s ping clients' notification endpoints.
+fn add_targets(targets: &mut HashMap<String, NotifyTarget>, cfg: &Config) {
+    let Some(p) = &cfg.ping else { return };
+    for (id, c) in &p.clients {
+        let target = NotifyTarget {
+            url: c.endpoint.clone(),
+            allow_insecure: c.allow_insecure,
+        };
+        targets.insert(id.clone(), target);
     }
 }
 
@@ -151,9 +166,11 @@ impl Inner {
         let (Some(peer), Some(endpoints)) = (self.op.peer(), self.op.endpoints.get()) else {
             return again;
         };
-        let path = self.cfg.profile.to_op_path(&endpoints.token).into_owned();
+        let live = self.runtime.current();
+        let path = live.cfg.profile.to_op_path(&endpoints.token).into_owned();
         let (body, authorization) = ping::poll_request(&job.id, job.credential.expose());
-        let Some(request) = self.request(&path, body.expose().len(), authorization) else {
+        let Some(request) = self.request(&live.cfg, &path, body.expose().len(), authorization)
+        else {
             return again;
         };
         let body = Bytes::from(body.into_inner());
@@ -162,7 +179,7 @@ impl Inner {
             &peer,
             request,
             body,
-            op_client::deadline(&self.cfg.upstream),
+            op_client::deadline(&live.cfg.upstream),
         )
         .await
         {
@@ -185,7 +202,7 @@ impl Inner {
         let Outbound::Json(value) = checked else {
             return again;
         };
-        let t = self
+        let t = live
             .cfg
             .profile
             .translate(Endpoint::Token, answer.status, value);
@@ -206,13 +223,13 @@ impl Inner {
     /// client's Basic credentials when it used them (marked sensitive).
     fn request(
         &self,
+        cfg: &Config,
         path: &str,
         len: usize,
         authorization: Option<crate::ciba::ids::Secret<String>>,
     ) -> Option<RequestHeader> {
         let mut req = RequestHeader::build("POST", path.as_bytes(), Some(6)).ok()?;
-        req.insert_header("host", self.cfg.upstream.authority())
-            .ok()?;
+        req.insert_header("host", cfg.upstream.authority()).ok()?;
         req.insert_header("content-type", "application/x-www-form-urlencoded")
             .ok()?;
         req.insert_header("content-length", len.to_string()).ok()?;
@@ -233,7 +250,14 @@ impl Inner {
     /// Pings the client (retries are the notifier's, up to the request's expiry), then
     /// forgets its notification token.
     async fn notify(&self, id: AuthReqId, ping: PingDue) {
-        let delivery = match self.targets.get(ping.client.as_str()) {
+        // The lock is let go before the ping is sent (the clone ends the statement).
+        let target = self
+            .targets
+            .lock()
+            .expect("not poisoned")
+            .get(ping.client.as_str())
+            .cloned();
+        let delivery = match &target {
             Some(target) => {
                 self.notifier
                     .ping(target, &ping.token, &id, ping.expires_at)

@@ -5,17 +5,17 @@ use crate::ciba::discovery;
 use crate::config::Config;
 use crate::config::StateBackend;
 use crate::edge::admin::AdminApp;
-use crate::edge::guard::EdgeGuard;
+use crate::edge::guard::{EdgeGuard, GuardSettings};
 use crate::edge::in_flight;
 use crate::edge::notify::{Notifier, NotifyOptions};
 use crate::edge::op_client::{self, Connector};
 use crate::edge::ping_poller::PingPoller;
 use crate::edge::proxy::{Gateway, OpLink, DISCOVERY_PATH};
+use crate::edge::reload::Runtime;
 use crate::edge::resolve;
 use crate::metrics;
 use crate::state::pings::Pings;
 use crate::state::poll_store::PollStore;
-use crate::state::rate_limit::RateLimits;
 use crate::state::seal::Sealer;
 use crate::state::store::{StateStore, Store};
 use async_trait::async_trait;
@@ -29,7 +29,16 @@ use std::sync::Arc;
 
 /// Builds a ready-to-run server for `cfg`; `op` exposes readiness to the caller.
 pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
+    let (server, op, _) = build_reloadable(cfg);
+    (server, op)
+}
+
+/// [`build`], also returning the runtime a reload replaces the configuration of
+/// (`edge/reload.rs`; `main` listens for `SIGHUP`). Reloaders of the parts built here are
+/// registered here; the runtime takes more until the server runs.
+pub fn build_reloadable(cfg: Config) -> (Server, Arc<OpLink>, Arc<Runtime>) {
     let cfg = Arc::new(cfg);
+    let runtime = Runtime::new(cfg.clone());
     let conf = ServerConf {
         threads: cfg.threads.count(),
         grace_period_seconds: Some(cfg.shutdown_grace.as_secs()),
@@ -54,7 +63,14 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
             cfg.polling.limits,
         ),
     });
-    let limits = Arc::new(RateLimits::new(&cfg.rate_limit));
+    {
+        // The poll rules' numbers and tracking bounds follow each reload; what the store
+        // tracks stays, each entry with the interval and expiry it was given.
+        let store = store.clone();
+        runtime.follow(Box::new(move |live| {
+            store.set_poll_settings(live.cfg.polling.policy, live.cfg.polling.limits)
+        }));
+    }
     let pings = cfg.ping.as_ref().map(|p| {
         let sealer = Sealer::new(&p.key);
         Arc::new(match &cfg.state {
@@ -66,14 +82,7 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
     });
     let mut proxy = Service::new(
         "ciba-gateway".to_string(),
-        guarded_proxy(
-            &server,
-            &cfg,
-            op.clone(),
-            store.clone(),
-            limits.clone(),
-            pings.clone(),
-        ),
+        guarded_proxy(&server, &runtime, op.clone(), store.clone(), pings.clone()),
     );
     proxy.add_tcp(&cfg.listen.to_string());
 
@@ -111,33 +120,31 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
         "poll sweeper",
         Sweeper {
             store,
-            limits,
-            every: cfg.polling.sweep_interval,
+            runtime: runtime.clone(),
         },
     );
 
     if let Some(pings) = pings {
-        server.add_service(background_service(
-            "ping poller",
-            PingPoller::new(
-                cfg.clone(),
-                op.clone(),
-                pings,
-                Notifier::new(
-                    cfg.ping
-                        .as_ref()
-                        .map(|p| NotifyOptions::configured(&p.notify))
-                        .unwrap_or_default(),
-                ),
+        let poller = PingPoller::new(
+            runtime.clone(),
+            op.clone(),
+            pings,
+            Notifier::new(
+                cfg.ping
+                    .as_ref()
+                    .map(|p| NotifyOptions::configured(&p.notify))
+                    .unwrap_or_default(),
             ),
-        ));
+        );
+        runtime.follow(poller.follower());
+        server.add_service(background_service("ping poller", poller));
     }
     server.add_service(proxy);
     server.add_service(background_service("drain", Drain));
     server.add_service(sweeper);
     server.add_service(ops);
     server.add_service(discovery);
-    (server, op)
+    (server, op, runtime)
 }
 
 /// The proxy app behind the edge guard (connection caps, header deadline and cap).
@@ -146,23 +153,27 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
 /// takes its place as the listener's app and runs it on each guarded connection.
 fn guarded_proxy(
     server: &Server,
-    cfg: &Arc<Config>,
+    runtime: &Arc<Runtime>,
     op: Arc<OpLink>,
     store: Store,
-    limits: Arc<RateLimits>,
     pings: Option<Arc<Pings>>,
 ) -> EdgeGuard<HttpProxy<Gateway>> {
-    let mut gateway = Gateway::new(cfg.clone(), op, store, limits);
+    let mut gateway = Gateway::new(runtime.clone(), op, store);
     if let Some(pings) = pings {
         gateway = gateway.with_pings(pings);
     }
     let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
-    EdgeGuard::new(
-        proxy,
-        cfg.edge,
-        std::time::Duration::from_secs(cfg.keepalive_timeout_seconds),
-        cfg.rate_limit.trusted_proxies.clone(),
-    )
+    let settings = |cfg: &Config| GuardSettings {
+        limits: cfg.edge,
+        keepalive: std::time::Duration::from_secs(cfg.keepalive_timeout_seconds),
+        trusted: cfg.rate_limit.trusted_proxies.clone(),
+    };
+    let start = settings(&runtime.current().cfg);
+    let guard = EdgeGuard::new(proxy, start.limits, start.keepalive, start.trusted);
+    // Connections accepted after a reload get its deadlines, header cap and caps.
+    let handle = guard.handle();
+    runtime.follow(Box::new(move |live| handle.set(settings(&live.cfg))));
+    guard
 }
 
 /// Follows the OP's host name in DNS, pointing new upstream connections at its address.
@@ -222,21 +233,22 @@ const DRAIN_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 /// Drops expired poll state and stale rate-limit keys periodically, shard by shard (no global lock).
 struct Sweeper {
     store: Store,
-    limits: Arc<RateLimits>,
-    every: std::time::Duration,
+    /// The interval and the rate limiters in force, read at each sweep.
+    runtime: Arc<Runtime>,
 }
 
 #[async_trait]
 impl BackgroundService for Sweeper {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
+            let every = self.runtime.current().cfg.polling.sweep_interval;
             tokio::select! {
-                _ = tokio::time::sleep(self.every) => {}
+                _ = tokio::time::sleep(every) => {}
                 _ = shutdown.changed() => return,
             }
             // The tracked-ids gauge is read at scrape time (ops.rs), not here.
             self.store.sweep();
-            self.limits.retain_recent();
+            self.runtime.current().limits.retain_recent();
         }
     }
 }

@@ -35,8 +35,10 @@ impl Refused {
 /// The counters behind the caps.
 #[derive(Debug)]
 pub struct ConnLimits {
-    max_total: usize,
-    max_per_address: usize,
+    // Atomics so a configuration reload can change the caps; connections already open
+    // keep their permits.
+    max_total: AtomicUsize,
+    max_per_address: AtomicUsize,
     total: AtomicUsize,
     per_address: DashMap<IpAddr, usize>,
 }
@@ -45,11 +47,19 @@ impl ConnLimits {
     /// Counters for at most `max_total` connections, `max_per_address` from one address.
     pub fn new(max_total: usize, max_per_address: usize) -> Arc<Self> {
         Arc::new(ConnLimits {
-            max_total,
-            max_per_address,
+            max_total: AtomicUsize::new(max_total),
+            max_per_address: AtomicUsize::new(max_per_address),
             total: AtomicUsize::new(0),
             per_address: DashMap::new(),
         })
+    }
+
+    /// New caps for the connections accepted from now on; open ones are not closed, and
+    /// while more than a cap are open no new one is admitted under it.
+    pub fn set_caps(&self, max_total: usize, max_per_address: usize) {
+        self.max_total.store(max_total, Ordering::Release);
+        self.max_per_address
+            .store(max_per_address, Ordering::Release);
     }
 
     /// Takes a permit for a connection from `address`, or says which cap is full.
@@ -61,9 +71,10 @@ impl ConnLimits {
         address: Option<IpAddr>,
         exempt: bool,
     ) -> Result<Permit, Refused> {
+        let max_total = self.max_total.load(Ordering::Acquire);
         self.total
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_total).then_some(n + 1)
+                (n < max_total).then_some(n + 1)
             })
             .map_err(|_| Refused::Total)?;
         let counted = match address {
@@ -83,15 +94,16 @@ impl ConnLimits {
     }
 
     fn enter_address(&self, ip: IpAddr) -> Result<(), Refused> {
+        let max_per_address = self.max_per_address.load(Ordering::Acquire);
         match self.per_address.entry(ip) {
             Entry::Occupied(mut e) => {
-                if *e.get() >= self.max_per_address {
+                if *e.get() >= max_per_address {
                     return Err(Refused::PerAddress);
                 }
                 *e.get_mut() += 1;
             }
             Entry::Vacant(v) => {
-                if self.max_per_address == 0 {
+                if max_per_address == 0 {
                     return Err(Refused::PerAddress);
                 }
                 v.insert(1);
@@ -148,6 +160,18 @@ mod tests {
 
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
+    #[test]
+    fn new_caps_apply_to_the_next_connection_and_leave_open_ones_alone() {
+        let l = ConnLimits::new(10, 1);
+        let _p1 = l.acquire(Some(A), false).unwrap();
+        assert_eq!(l.acquire(Some(A), false).unwrap_err(), Refused::PerAddress);
+        l.set_caps(10, 2);
+        let _p2 = l.acquire(Some(A), false).unwrap();
+        l.set_caps(2, 2);
+        assert_eq!(l.acquire(Some(B), false).unwrap_err(), Refused::Total);
+        assert_eq!(l.open(), 2);
+    }
 
     #[test]
     fn the_per_address_cap_refuses_the_next_and_a_close_frees_a_place() {

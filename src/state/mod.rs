@@ -6,6 +6,7 @@ pub mod conn_limit;
 pub mod ping_redis;
 pub mod ping_store;
 pub mod pings;
+pub mod poll_settings;
 pub mod poll_store;
 pub mod rate_limit;
 pub mod redis_store;

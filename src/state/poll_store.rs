@@ -36,6 +36,7 @@ use dashmap::DashMap;
 use crate::ciba::clock::{self, Clock};
 use crate::ciba::ids::{AuthReqId, ClientId};
 use crate::ciba::polling::{self, Ack, AckError, OpVerdict, PollDecision, PollPolicy, PollState};
+use crate::state::poll_settings::PollSettings;
 
 /// An `auth_req_id` as the table knows it: its 128-bit keyed hash (see the module docs).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -145,14 +146,19 @@ struct PollTable {
     per_client: DashMap<ClientId, usize>,
     // Kept beside the map because `DashMap::len` locks every shard in turn.
     tracked: AtomicUsize,
-    policy: PollPolicy,
-    limits: StoreLimits,
+    // Replaced by a configuration reload; each call reads them once.
+    settings: Arc<PollSettings>,
     clock: Arc<dyn Clock>,
 }
 
 impl PollStore {
     /// An empty store enforcing `policy` within `limits`, reading time from `clock`.
     pub fn new(policy: PollPolicy, limits: StoreLimits, clock: Arc<dyn Clock>) -> Self {
+        Self::with_settings(PollSettings::new(policy, limits), clock)
+    }
+
+    /// An empty store enforcing `settings`, which a reload may replace while it runs.
+    pub fn with_settings(settings: Arc<PollSettings>, clock: Arc<dyn Clock>) -> Self {
         PollStore {
             table: Arc::new(PollTable {
                 // Clients choose the ids they poll with, so the hash behind `IdKey` is keyed
@@ -161,21 +167,25 @@ impl PollStore {
                 id_hasher: RandomState::new(),
                 per_client: DashMap::new(),
                 tracked: AtomicUsize::new(0),
-                policy,
-                limits,
+                settings,
                 clock,
             }),
         }
     }
 
+    /// Replaces the policy and limits; entries already tracked keep their state.
+    pub fn set_settings(&self, policy: PollPolicy, limits: StoreLimits) {
+        self.table.settings.set(policy, limits);
+    }
+
     /// The policy this store enforces.
-    pub fn policy(&self) -> &PollPolicy {
-        &self.table.policy
+    pub fn policy(&self) -> PollPolicy {
+        self.table.settings.policy()
     }
 
     /// The limits this store enforces.
-    pub fn limits(&self) -> &StoreLimits {
-        &self.table.limits
+    pub fn limits(&self) -> StoreLimits {
+        self.table.settings.limits()
     }
 
     /// Checks, before a backchannel request reaches the OP, that its answer could be tracked.
@@ -191,13 +201,13 @@ impl PollStore {
     pub fn admit(&self, client: &ClientId) -> Result<(), Full> {
         let s = &self.table;
         let full = |scope| Full {
-            retry_after: s.policy.min_interval,
+            retry_after: s.settings.policy().min_interval,
             scope,
         };
-        if s.tracked.load(Ordering::Relaxed) >= s.limits.max_tracked {
+        if s.tracked.load(Ordering::Relaxed) >= s.settings.limits().max_tracked {
             return Err(full(FullScope::Total));
         }
-        if self.tracked_for(client) >= s.limits.max_per_client {
+        if self.tracked_for(client) >= s.settings.limits().max_per_client {
             return Err(full(FullScope::Client));
         }
         Ok(())
@@ -215,7 +225,7 @@ impl PollStore {
         op_expires_in: u64,
     ) -> Result<Ack, AckError> {
         let s = &self.table;
-        let ack = polling::admit_ack(&s.policy, op_interval, op_expires_in)?;
+        let ack = polling::admit_ack(&s.settings.policy(), op_interval, op_expires_in)?;
         let key = s.key(&id);
         let client = self.acquire(client);
         let state = PollState::new(client, &ack, s.clock.now());
@@ -242,12 +252,20 @@ impl PollStore {
         if let Some(mut state) = s.states.get_mut(&s.key(id)) {
             // The write guard makes read-decide-update one step per id: two simultaneous
             // polls cannot both see the old `last_poll` and both be forwarded.
-            return Polled::Decided(polling::decide_at(&mut state, client, now, &s.policy));
+            return Polled::Decided(polling::decide_at(
+                &mut state,
+                client,
+                now,
+                &s.settings.policy(),
+            ));
         }
         match s.states.entry(s.learned_key(client, id)) {
-            Entry::Occupied(mut e) => {
-                Polled::Decided(polling::decide_at(e.get_mut(), client, now, &s.policy))
-            }
+            Entry::Occupied(mut e) => Polled::Decided(polling::decide_at(
+                e.get_mut(),
+                client,
+                now,
+                &s.settings.policy(),
+            )),
             Entry::Vacant(e) => {
                 if !learn {
                     return Polled::Unknown;
@@ -257,7 +275,7 @@ impl PollStore {
                 }
                 // A `per_client` shard inside a `states` shard: the allowed lock order.
                 let client = self.acquire(client.clone());
-                e.insert(PollState::probe(client, now, &s.policy));
+                e.insert(PollState::probe(client, now, &s.settings.policy()));
                 s.tracked.fetch_add(1, Ordering::Relaxed);
                 Polled::Decided(PollDecision::Probe)
             }
@@ -275,7 +293,7 @@ impl PollStore {
         };
         match state {
             Some(mut state) if state.client() == client => {
-                polling::learn(&mut state, verdict, now, &s.policy);
+                polling::learn(&mut state, verdict, now, &s.settings.policy());
                 true
             }
             _ => false,
@@ -301,8 +319,9 @@ impl PollStore {
         let s = &self.table;
         let now = clock::millis(s.clock.now());
         let mut removed = 0;
+        let policy = s.settings.policy();
         s.states.retain(|_, state| {
-            if state.droppable_at(now, &s.policy) {
+            if state.droppable_at(now, &policy) {
                 // Taking a `per_client` shard inside a `states` shard: the allowed lock order.
                 self.release(state.client());
                 removed += 1;
@@ -399,8 +418,8 @@ impl std::fmt::Debug for PollStore {
         f.debug_struct("PollStore")
             .field("tracked", &self.len())
             .field("clients", &self.table.per_client.len())
-            .field("policy", &self.table.policy)
-            .field("limits", &self.table.limits)
+            .field("policy", &self.table.settings.policy())
+            .field("limits", &self.table.settings.limits())
             .finish()
     }
 }

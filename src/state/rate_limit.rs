@@ -25,6 +25,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A rate: `per_second` sustained, `burst` at once.
@@ -137,27 +138,55 @@ pub struct Limited {
 
 type Keyed<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
+// Each limiter in an `Arc`, so a reloaded configuration can keep the ones whose rate it
+// leaves alone, counters and all (`RateLimits::reconfigured`).
 struct EndpointLimiters<C: Clock> {
-    per_address: Keyed<IpAddr, C>,
-    per_client: Keyed<(ClientId, u64), C>,
-    overrides: HashMap<ClientId, Keyed<u64, C>>,
+    per_address: Arc<Keyed<IpAddr, C>>,
+    per_client: Arc<Keyed<(ClientId, u64), C>>,
+    overrides: HashMap<ClientId, Arc<Keyed<u64, C>>>,
+    rates: EndpointRates,
+    override_rates: HashMap<ClientId, Rate>,
 }
 
 impl<C: Clock + Clone> EndpointLimiters<C> {
     fn new(rates: EndpointRates, overrides: HashMap<ClientId, Rate>, clock: &C) -> Self {
         EndpointLimiters {
-            per_address: RateLimiter::dashmap_with_clock(rates.per_address.quota(), clock.clone()),
-            per_client: RateLimiter::dashmap_with_clock(rates.per_client.quota(), clock.clone()),
+            per_address: Arc::new(RateLimiter::dashmap_with_clock(
+                rates.per_address.quota(),
+                clock.clone(),
+            )),
+            per_client: Arc::new(RateLimiter::dashmap_with_clock(
+                rates.per_client.quota(),
+                clock.clone(),
+            )),
             overrides: overrides
-                .into_iter()
+                .iter()
                 .map(|(id, r)| {
-                    (
-                        id,
-                        RateLimiter::dashmap_with_clock(r.quota(), clock.clone()),
-                    )
+                    let limiter = RateLimiter::dashmap_with_clock(r.quota(), clock.clone());
+                    (id.clone(), Arc::new(limiter))
                 })
                 .collect(),
+            rates,
+            override_rates: overrides,
         }
+    }
+
+    /// These limiters, with `old`'s in place of each one whose rate is the same.
+    fn keeping(mut self, old: &Self) -> Self {
+        if self.rates.per_address == old.rates.per_address {
+            self.per_address = old.per_address.clone();
+        }
+        if self.rates.per_client == old.rates.per_client {
+            self.per_client = old.per_client.clone();
+        }
+        for (id, limiter) in &mut self.overrides {
+            if old.override_rates.get(id) == self.override_rates.get(id) {
+                if let Some(kept) = old.overrides.get(id) {
+                    *limiter = kept.clone();
+                }
+            }
+        }
+        self
     }
 
     fn retain_recent(&self) {
@@ -215,6 +244,17 @@ impl<C: Clock + Clone> RateLimits<C> {
             started: std::time::Instant::now(),
             last_cleanup: AtomicU64::new(0),
         }
+    }
+
+    /// Limiters for `cfg` (a reloaded configuration) that keep this one's counters wherever
+    /// a rate is unchanged: the same limiter goes on counting, and a client's credential
+    /// hashes to the same key. A changed rate starts a fresh limiter.
+    pub fn reconfigured(&self, cfg: &RateLimitConfig) -> Self {
+        let mut new = Self::with_clock(cfg, self.clock.clone());
+        new.hasher = self.hasher.clone();
+        new.backchannel = new.backchannel.keeping(&self.backchannel);
+        new.token = new.token.keeping(&self.token);
+        new
     }
 
     /// A keyed hash of the credential a request presents, never reversible to it.
@@ -419,6 +459,39 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_reload_keeps_the_counters_of_unchanged_rates_and_restarts_changed_ones() {
+        let clock = FakeRelativeClock::default();
+        let rl = RateLimits::with_clock(&cfg(), clock.clone());
+        let (a, vip) = (ClientId::new("a"), ClientId::new("vip"));
+        let fa = rl.fingerprint(Some("secret-a"));
+        // `a` spends its burst of 2, `vip` its own burst of 5.
+        for _ in 0..2 {
+            assert!(rl.check_client(Endpoint::Backchannel, &a, fa).is_ok());
+        }
+        for _ in 0..5 {
+            assert!(rl.check_client(Endpoint::Backchannel, &vip, 0).is_ok());
+        }
+        // The reload changes vip's rate and the trusted proxies, not the default rate.
+        let mut next = cfg();
+        next.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+        next.clients.get_mut("vip").unwrap().backchannel = Some(Rate::new(1, 6));
+        let re = rl.reconfigured(&next);
+        assert_eq!(
+            re.fingerprint(Some("secret-a")),
+            fa,
+            "same key for the same secret"
+        );
+        assert!(
+            re.check_client(Endpoint::Backchannel, &a, fa).is_err(),
+            "the unchanged rate kept its count"
+        );
+        assert!(
+            re.check_client(Endpoint::Backchannel, &vip, 0).is_ok(),
+            "the changed rate starts afresh"
+        );
     }
 
     #[test]

@@ -57,6 +57,7 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 
 use crate::ciba::ids::{AuthReqId, ClientId};
 use crate::ciba::polling::{self, Ack, AckError, OpVerdict, PollDecision, PollPolicy};
+use crate::state::poll_settings::PollSettings;
 use crate::state::poll_store::{Full, FullScope, Polled, StoreLimits};
 use scripts::{ADMIT, CANCEL, LEN, NOW_MS, POLL, PROBE, RATE, RECORD, REPORT};
 
@@ -202,8 +203,8 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     failure_mode: FailureMode,
-    policy: PollPolicy,
-    limits: StoreLimits,
+    // Replaced by a configuration reload; each operation reads them once.
+    settings: Arc<PollSettings>,
     // Added to the server's time; only tests move it (see `advance_clock_for_tests`).
     skew_ms: AtomicU64,
     record: Script,
@@ -236,6 +237,14 @@ impl RedisStore {
         policy: PollPolicy,
         limits: StoreLimits,
     ) -> Result<Self, StoreError> {
+        Self::connect_with(cfg, PollSettings::new(policy, limits)).await
+    }
+
+    /// [`RedisStore::connect`] enforcing `settings`, which a reload may replace.
+    pub async fn connect_with(
+        cfg: RedisConfig,
+        settings: Arc<PollSettings>,
+    ) -> Result<Self, StoreError> {
         let client = redis::Client::open(cfg.url.as_str())
             .map_err(|e| StoreError::from_redis("connect", &e))?;
         // Few, short retries: a request waits on a reconnect in progress, and the per-op
@@ -261,8 +270,7 @@ impl RedisStore {
                 prefix: cfg.key_prefix,
                 timeout: cfg.timeout,
                 failure_mode: cfg.failure_mode,
-                policy,
-                limits,
+                settings,
                 skew_ms: AtomicU64::new(0),
                 record: script(RECORD),
                 poll: Script::new(&format!("{NOW_MS}\n{PROBE}\n{POLL}")),
@@ -276,13 +284,13 @@ impl RedisStore {
     }
 
     /// The policy this store enforces.
-    pub fn policy(&self) -> &PollPolicy {
-        &self.inner.policy
+    pub fn policy(&self) -> PollPolicy {
+        self.inner.settings.policy()
     }
 
     /// The limits this store enforces.
-    pub fn limits(&self) -> &StoreLimits {
-        &self.inner.limits
+    pub fn limits(&self) -> StoreLimits {
+        self.inner.settings.limits()
     }
 
     /// What the proxy should do when an operation fails (configured, not applied here).
@@ -309,13 +317,13 @@ impl RedisStore {
         let mut inv = i.admit.prepare_invoke();
         inv.key(self.client_key(client))
             .key(self.all_key())
-            .arg(i.limits.max_tracked)
-            .arg(i.limits.max_per_client)
+            .arg(i.settings.limits().max_tracked)
+            .arg(i.settings.limits().max_per_client)
             .arg(self.skew());
         let code: i64 = self.run(OP, &inv).await?;
         let full = |scope| {
             Err(Full {
-                retry_after: i.policy.min_interval,
+                retry_after: i.settings.policy().min_interval,
                 scope,
             })
         };
@@ -338,10 +346,11 @@ impl RedisStore {
         op_expires_in: u64,
     ) -> Result<Result<Ack, AckError>, StoreError> {
         const OP: &str = "record_ack";
-        let ack = match polling::admit_ack(&self.inner.policy, op_interval, op_expires_in) {
-            Ok(a) => a,
-            Err(e) => return Ok(Err(e)),
-        };
+        let ack =
+            match polling::admit_ack(&self.inner.settings.policy(), op_interval, op_expires_in) {
+                Ok(a) => a,
+                Err(e) => return Ok(Err(e)),
+            };
         let (id, client) = (part(OP, id.as_str())?, part(OP, client.as_str())?);
         let i = &self.inner;
         let mut inv = i.record.prepare_invoke();
@@ -354,7 +363,7 @@ impl RedisStore {
             .arg(ms_floor(ack.expires_in))
             .arg(self.skew())
             .arg(&i.prefix)
-            .arg(ms_floor(i.policy.expired_grace));
+            .arg(ms_floor(i.settings.policy().expired_grace));
         let _expires_at: i64 = self.run(OP, &inv).await?;
         Ok(Ok(ack))
     }
@@ -375,7 +384,7 @@ impl RedisStore {
             return Ok(Polled::Unknown);
         };
         let i = &self.inner;
-        let p = &i.policy;
+        let p = &i.settings.policy();
         let member = learned_member(client, id);
         let mut inv = i.poll.prepare_invoke();
         inv.key(self.entry_key(id))
@@ -393,8 +402,8 @@ impl RedisStore {
             .arg(ms_u32_ceil(p.min_interval))
             .arg(ms_floor(p.remember))
             .arg(ms_floor(p.expired_grace))
-            .arg(i.limits.max_tracked)
-            .arg(i.limits.max_per_client);
+            .arg(i.settings.limits().max_tracked)
+            .arg(i.settings.limits().max_per_client);
         let (code, interval, retry_after): (i64, u64, i64) = self.run(OP, &inv).await?;
         let full = |scope| {
             Polled::Full(Full {
@@ -438,7 +447,7 @@ impl RedisStore {
             OpVerdict::Unclear => return Ok(true),
         };
         let i = &self.inner;
-        let p = &i.policy;
+        let p = &i.settings.policy();
         let member = learned_member(client, id);
         let mut inv = i.report.prepare_invoke();
         inv.key(self.entry_key(id))

@@ -36,8 +36,7 @@ pub enum StateStore {
 /// delays nothing and is picked up as soon as it answers.
 pub struct RedisBackend {
     cfg: RedisConfig,
-    policy: crate::ciba::polling::PollPolicy,
-    limits: crate::state::poll_store::StoreLimits,
+    settings: Arc<crate::state::poll_settings::PollSettings>,
     connections: Vec<OnceCell<RedisStore>>,
     next: AtomicUsize,
     started: Instant,
@@ -54,13 +53,25 @@ impl StateStore {
     ) -> Self {
         StateStore::Redis(Box::new(RedisBackend {
             cfg,
-            policy,
-            limits,
+            settings: crate::state::poll_settings::PollSettings::new(policy, limits),
             connections: (0..connections.max(1)).map(|_| OnceCell::new()).collect(),
             next: AtomicUsize::new(0),
             started: Instant::now(),
             last_log: AtomicU64::new(0),
         }))
+    }
+
+    /// Replaces the poll rules' numbers and the tracking bounds (a configuration reload):
+    /// the next decision reads them; what is tracked stays.
+    pub fn set_poll_settings(
+        &self,
+        policy: crate::ciba::polling::PollPolicy,
+        limits: crate::state::poll_store::StoreLimits,
+    ) {
+        match self {
+            StateStore::Memory(m) => m.set_settings(policy, limits),
+            StateStore::Redis(r) => r.settings.set(policy, limits),
+        }
     }
 
     /// Admits a new backchannel request under the tracking limits.
@@ -86,8 +97,11 @@ impl StateStore {
         match self {
             StateStore::Memory(m) => m.record_ack(id, client, op_interval, op_expires_in),
             StateStore::Redis(r) => {
-                let fallback =
-                    crate::ciba::polling::admit_ack(&r.policy, op_interval, op_expires_in);
+                let fallback = crate::ciba::polling::admit_ack(
+                    &r.settings.policy(),
+                    op_interval,
+                    op_expires_in,
+                );
                 match r
                     .run("record_ack", |s| async move {
                         s.record_ack(id, client, op_interval, op_expires_in).await
@@ -213,7 +227,7 @@ impl RedisBackend {
     async fn store(&self) -> Result<&RedisStore, StoreError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         self.connections[i]
-            .get_or_try_init(|| RedisStore::connect(self.cfg.clone(), self.policy, self.limits))
+            .get_or_try_init(|| RedisStore::connect_with(self.cfg.clone(), self.settings.clone()))
             .await
     }
 

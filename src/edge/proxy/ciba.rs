@@ -27,6 +27,7 @@ use crate::ciba::profile::Translated;
 use crate::ciba::translate;
 use crate::config::UnknownPolicy;
 use crate::edge::op_client::Answer;
+use crate::edge::reload::Live;
 use crate::state::poll_store::Polled;
 use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
@@ -48,19 +49,25 @@ impl Gateway {
         ctx: &mut RequestCtx,
         endpoint: Endpoint,
     ) -> Result<(), Stop> {
-        self.address_rate_limit(session, endpoint).await?;
-        let body = self.read_form_body(session, ctx).await?;
-        let mut accepted = self.check_request(session, ctx, endpoint, &body)?;
-        self.client_rate_limit(session, endpoint, &accepted).await?;
-        let pinging = self
-            .ping_initiation(session, endpoint, &mut accepted)
+        // The snapshot this request started with, for every step.
+        let live = self.live(ctx);
+        self.address_rate_limit(&live, session, endpoint).await?;
+        let body = self.read_form_body(&live, session, ctx).await?;
+        let mut accepted = self.check_request(&live, session, ctx, endpoint, &body)?;
+        self.client_rate_limit(&live, session, endpoint, &accepted)
             .await?;
-        if let Some(held) = self.ping_redemption(session, endpoint, &accepted).await? {
+        let pinging = self
+            .ping_initiation(&live, session, endpoint, &mut accepted)
+            .await?;
+        if let Some(held) = self
+            .ping_redemption(&live, session, endpoint, &accepted)
+            .await?
+        {
             return write_held(session, held).await;
         }
-        let polling = self.admit_or_decide(endpoint, &accepted).await?;
+        let polling = self.admit_or_decide(&live, endpoint, &accepted).await?;
         let answer = self.forward(session, ctx, &accepted).await?;
-        let mut translated = self.translate_answer(ctx, endpoint, &answer)?;
+        let mut translated = self.translate_answer(&live, ctx, endpoint, &answer)?;
         self.record_answer(ctx, endpoint, &mut translated, polling)
             .await?;
         self.start_pinging(pinging, ctx.client.as_ref(), &translated)
@@ -69,17 +76,23 @@ impl Gateway {
     }
 
     /// Step 1: the per-address rate limit.
-    async fn address_rate_limit(&self, session: &Session, endpoint: Endpoint) -> Result<(), Stop> {
-        let address = self.source_address(session);
+    async fn address_rate_limit(
+        &self,
+        live: &Live,
+        session: &Session,
+        endpoint: Endpoint,
+    ) -> Result<(), Stop> {
+        let address = self.source_address(live, session);
         Ok(self
             .store
-            .check_address(&self.limits, endpoint, address)
+            .check_address(&live.limits, endpoint, address)
             .await??)
     }
 
     /// Step 2: POST only; the whole body, within its deadline and cap.
     async fn read_form_body(
         &self,
+        live: &Live,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Bytes, Stop> {
@@ -90,7 +103,7 @@ impl Gateway {
                     .with_reason("method"),
             ));
         }
-        read_body(session, self.cfg.max_body_bytes, self.cfg.edge.body_timeout)
+        read_body(session, live.cfg.max_body_bytes, live.cfg.edge.body_timeout)
             .await
             .map_err(|e| {
                 ctx.tally.body_timed_out = e.reason == BODY_TIMEOUT;
@@ -102,6 +115,7 @@ impl Gateway {
     /// noting the client and the `login_hint_token` it carried.
     fn check_request(
         &self,
+        live: &Live,
         session: &Session,
         ctx: &mut RequestCtx,
         endpoint: Endpoint,
@@ -115,7 +129,7 @@ impl Gateway {
             authorization,
             body,
         };
-        let accepted = pipeline::check_request(inbound, &self.cfg.rules, unix_now())
+        let accepted = pipeline::check_request(inbound, &live.cfg.rules, unix_now())
             .map_err(Stop::validation)?;
         ctx.client = accepted.client.clone();
         ctx.tally.login_hint_token = accepted
@@ -132,6 +146,7 @@ impl Gateway {
     /// Step 4: the per-client rate limit, keyed by the client and its credential.
     async fn client_rate_limit(
         &self,
+        live: &Live,
         session: &Session,
         endpoint: Endpoint,
         accepted: &Accepted,
@@ -143,10 +158,10 @@ impl Gateway {
             .form
             .get("client_secret")
             .or_else(|| header_str(session.req_header(), "authorization"));
-        let fingerprint = self.limits.fingerprint(credential);
+        let fingerprint = live.limits.fingerprint(credential);
         Ok(self
             .store
-            .check_client(&self.limits, endpoint, client, fingerprint)
+            .check_client(&live.limits, endpoint, client, fingerprint)
             .await??)
     }
 
@@ -154,6 +169,7 @@ impl Gateway {
     /// poll rules' leave (CIBA 11).
     async fn admit_or_decide(
         &self,
+        live: &Live,
         endpoint: Endpoint,
         accepted: &Accepted,
     ) -> Result<Polling, Stop> {
@@ -181,7 +197,7 @@ impl Gateway {
                     ));
                 };
                 let id = AuthReqId::new(id);
-                self.poll_decision(&id, &client).await?;
+                self.poll_decision(live, &id, &client).await?;
                 Ok(Some((id, client)))
             }
         }
@@ -193,10 +209,11 @@ impl Gateway {
     /// (`unknown_auth_req_id = "forward"`), or refused (`"reject"`).
     pub(super) async fn poll_decision(
         &self,
+        live: &Live,
         id: &AuthReqId,
         client: &ClientId,
     ) -> Result<(), Stop> {
-        let learn = self.cfg.polling.unknown == UnknownPolicy::Forward;
+        let learn = live.cfg.polling.unknown == UnknownPolicy::Forward;
         match self.store.poll(id, client, learn).await? {
             Polled::Decided(decision) => decision.refusal().map_or(Ok(()), |e| Err(e.into())),
             // Only when the shared store failed open (or the id is too long to store): the
@@ -225,6 +242,7 @@ impl Gateway {
     /// the spec.
     fn translate_answer(
         &self,
+        live: &Live,
         ctx: &mut RequestCtx,
         endpoint: Endpoint,
         answer: &Answer,
@@ -239,7 +257,7 @@ impl Gateway {
             Outbound::Json(v) => v,
             Outbound::Replace(e) => return Err(Stop::bad_answer(e)),
         };
-        let translated = self.cfg.profile.translate(endpoint, answer.status, value);
+        let translated = live.cfg.profile.translate(endpoint, answer.status, value);
         ctx.tally.unknown_error = translated.unknown_error;
         Ok(translated)
     }

@@ -44,7 +44,8 @@ impl Gateway {
         endpoints: &Endpoints,
         doc: Document,
     ) -> Result<(), Stop> {
-        let public_base = match &self.cfg.public_url {
+        let live = self.live(ctx);
+        let public_base = match &live.cfg.public_url {
             Some(u) => u.clone(),
             None => derived_base(session.req_header()),
         };
@@ -71,9 +72,9 @@ impl Gateway {
             )
             .into());
         }
-        let profile = &self.cfg.profile;
+        let profile = &live.cfg.profile;
         let public_path = |p: &str| profile.to_public_path(p).into_owned();
-        let modes: &[&str] = if self.cfg.ping.is_some() {
+        let modes: &[&str] = if live.cfg.ping.is_some() {
             &["ping"]
         } else {
             &[]

@@ -23,20 +23,20 @@ pub use route::{route, routes_for, Route};
 use self::answer::{answer_error, err_response, write_json};
 use self::refusal::{finish, Count, Stop};
 use self::tally::Tally;
-use self::upstream_request::append_forwarded_for;
+use self::upstream_request::{append_forwarded_for, op_path_and_query};
 use crate::ciba::discovery::Endpoints;
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::ciba::ids::{AuthReqId, ClientId};
 use crate::ciba::pipeline::Endpoint;
 use crate::ciba::redact;
 use crate::ciba::routing::Routes;
-use crate::config::Config;
 use crate::edge::in_flight::InFlight;
 use crate::edge::op_client::{Connector, Failure};
+use crate::edge::reload::{Live, Runtime};
 use crate::edge::request_id::{RequestId, RequestIds};
 use crate::metrics;
 use crate::state::pings::Pings;
-use crate::state::rate_limit::{self, RateLimits};
+use crate::state::rate_limit;
 use crate::state::store::Store;
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -87,11 +87,10 @@ impl OpLink {
 
 /// The gateway service.
 pub struct Gateway {
-    cfg: Arc<Config>,
+    /// The configuration in force; each request reads the snapshot it started with.
+    runtime: Arc<Runtime>,
     op: Arc<OpLink>,
     store: Store,
-    limits: Arc<RateLimits>,
-    client_labels: std::collections::HashSet<String>,
     connector: Connector,
     request_ids: RequestIds,
     request_metrics: metrics::RequestMetrics,
@@ -104,19 +103,16 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds the service from a validated configuration.
-    pub fn new(cfg: Arc<Config>, op: Arc<OpLink>, store: Store, limits: Arc<RateLimits>) -> Self {
-        // At start-up only: upstream.url passed http's URI parser, which admits no byte
-        // that a header value refuses.
-        let host = HeaderValue::from_str(&cfg.upstream.authority())
+    /// Builds the service from the configuration in force.
+    pub fn new(runtime: Arc<Runtime>, op: Arc<OpLink>, store: Store) -> Self {
+        // At start-up only (upstream.url needs a restart): it passed http's URI parser,
+        // which admits no byte that a header value refuses.
+        let host = HeaderValue::from_str(&runtime.current().cfg.upstream.authority())
             .expect("a validated upstream.url is a valid Host header");
-        let client_labels = cfg.client_labels.iter().cloned().collect();
         Gateway {
-            cfg,
+            runtime,
             op,
             store,
-            limits,
-            client_labels,
             connector: Connector::new(None),
             request_ids: RequestIds::new(),
             request_metrics: metrics::RequestMetrics::default(),
@@ -132,9 +128,16 @@ impl Gateway {
         self
     }
 
-    /// The routes for the known endpoints, built on first use.
+    /// The routes for the known endpoints, built on first use (from restart-only keys:
+    /// the upstream's base path and the profile's paths).
     fn routes(&self, endpoints: &Endpoints) -> &Routes {
-        self.routes.get_or_init(|| routes_for(endpoints, &self.cfg))
+        self.routes
+            .get_or_init(|| routes_for(endpoints, &self.runtime.current().cfg))
+    }
+
+    /// The configuration snapshot `ctx`'s request started with.
+    fn live(&self, ctx: &RequestCtx) -> Arc<Live> {
+        ctx.live.clone().unwrap_or_else(|| self.runtime.current())
     }
 }
 
@@ -155,6 +158,9 @@ pub struct RequestCtx {
     client_cert: Option<std::sync::Arc<crate::ciba::client_cert::ClientCertificate>>,
     /// Counts this request as in flight until the context is dropped; held, never read.
     _in_flight: Option<InFlight>,
+    /// The configuration this request is handled under, taken when it starts: a reload
+    /// meanwhile changes what the next requests see, never this one.
+    live: Option<Arc<Live>>,
 }
 
 #[async_trait]
@@ -166,6 +172,7 @@ impl ProxyHttp for Gateway {
         // whichever way it ends.
         RequestCtx {
             _in_flight: Some(InFlight::enter()),
+            live: Some(self.runtime.current()),
             ..RequestCtx::default()
         }
     }
@@ -173,10 +180,11 @@ impl ProxyHttp for Gateway {
     /// Runs first for every request; returns `Ok(true)` when the gateway answered itself.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Some(Instant::now());
-        bound_keepalive(session, self.cfg.keepalive_timeout_seconds);
+        let live = self.live(ctx);
+        bound_keepalive(session, live.cfg.keepalive_timeout_seconds);
         // Per read on passed-through bodies (nginx's client_body_timeout); the CIBA
         // endpoints also hold the whole body to this deadline (`read_body`).
-        session.set_read_timeout(Some(self.cfg.edge.body_timeout));
+        session.set_read_timeout(Some(live.cfg.edge.body_timeout));
         ctx.request_id = self
             .request_ids
             .for_request(session.req_header().headers.get("x-request-id"));
@@ -191,20 +199,20 @@ impl ProxyHttp for Gateway {
                 "the gateway has not yet resolved the OpenID Provider's host name"
             };
             let e = OAuthError::new(ErrorCode::TemporarilyUnavailable, what)
-                .with_retry_after(self.cfg.upstream.discovery_retry.as_secs().max(1));
+                .with_retry_after(live.cfg.upstream.discovery_retry.as_secs().max(1));
             return answer_error(session, ctx, e).await;
         };
         ctx.route = match route(
             session.req_header(),
             self.routes(endpoints),
-            self.cfg.variants,
+            live.cfg.variants,
         ) {
             Ok(r) => r,
             Err(e) => return answer_error(session, ctx, e).await,
         };
         match ctx.route {
             Route::PassThrough => {
-                if let Some(cancel) = &self.cfg.polling.cancel {
+                if let Some(cancel) = &live.cfg.polling.cancel {
                     let req = session.req_header();
                     ctx.cancelled_id = cancel
                         .auth_req_id(&req.method, req.raw_path())
@@ -245,13 +253,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_request.insert_header(http::header::HOST, self.host.clone())?;
-        if self
+        let live = self.live(ctx);
+        if live
             .cfg
             .profile
             .op_path(session.req_header().uri.path())
             .is_some()
         {
-            let mapped = self.op_path_and_query(&session.req_header().uri, None);
+            let mapped = op_path_and_query(&live, &session.req_header().uri, None);
             upstream_request.set_uri(mapped.parse().map_err(|_| {
                 pingora::Error::explain(
                     ErrorType::InternalError,
@@ -345,8 +354,9 @@ impl ProxyHttp for Gateway {
             .map(|h| h.status.as_u16())
             .unwrap_or(0);
         let endpoint = ctx.route.as_str();
+        let live = self.live(ctx);
         let client_label = match &ctx.client {
-            Some(c) if self.client_labels.contains(c.as_str()) => c.as_str(),
+            Some(c) if live.client_labels.contains(c.as_str()) => c.as_str(),
             Some(_) => "other",
             None => "none",
         };
@@ -363,7 +373,7 @@ impl ProxyHttp for Gateway {
             target: "access",
             request_id = %ctx.request_id,
             method = %session.req_header().method,
-            path = %self.logged_path(session),
+            path = %logged_path(&live, session),
             endpoint,
             client_id = ctx.client.as_ref().map(ClientId::as_str).unwrap_or("-"),
             status,
@@ -380,21 +390,21 @@ impl ProxyHttp for Gateway {
         format!(
             "{} {} id={}",
             req.method,
-            self.logged_path(session),
+            logged_path(&self.live(ctx), session),
             ctx.request_id
         )
     }
 }
 
-impl Gateway {
-    /// The request's path as logs print it: without an `auth_req_id` (see [`redact`]).
-    fn logged_path<'a>(&self, session: &'a Session) -> std::borrow::Cow<'a, str> {
-        redact::logged_path(
-            session.req_header().uri.path(),
-            self.cfg.polling.cancel.as_ref(),
-        )
-    }
+/// The request's path as logs print it: without an `auth_req_id` (see [`redact`]).
+fn logged_path<'a>(live: &Live, session: &'a Session) -> std::borrow::Cow<'a, str> {
+    redact::logged_path(
+        session.req_header().uri.path(),
+        live.cfg.polling.cancel.as_ref(),
+    )
+}
 
+impl Gateway {
     /// Serves a request on a CIBA endpoint (`ciba`).
     async fn serve_ciba(
         &self,
@@ -419,7 +429,7 @@ impl Gateway {
     }
 
     /// The address the request comes from, honouring forwarding headers from trusted proxies.
-    fn source_address(&self, session: &Session) -> std::net::IpAddr {
+    fn source_address(&self, live: &Live, session: &Session) -> std::net::IpAddr {
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -430,7 +440,7 @@ impl Gateway {
             peer,
             header_str(req, "x-forwarded-for"),
             header_str(req, "forwarded"),
-            &self.cfg.rate_limit.trusted_proxies,
+            &live.cfg.rate_limit.trusted_proxies,
         )
     }
 }

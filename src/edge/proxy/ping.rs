@@ -11,6 +11,7 @@ use crate::ciba::polling::OpVerdict;
 use crate::ciba::profile::Translated;
 use crate::ciba::translate;
 use crate::edge::ping_poller::queue_full;
+use crate::edge::reload::Live;
 use crate::state::ping_store::{Redeemed, Slot};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -31,12 +32,13 @@ impl Gateway {
     /// (429 when it is full, before the OP sees the request).
     pub(super) async fn ping_initiation(
         &self,
+        live: &Live,
         session: &Session,
         endpoint: Endpoint,
         accepted: &mut Accepted,
     ) -> Result<Pinging, Stop> {
         let (Endpoint::Backchannel, Some(store), Some(client), Some(cfg)) =
-            (endpoint, &self.pings, &accepted.client, &self.cfg.ping)
+            (endpoint, &self.pings, &accepted.client, &live.cfg.ping)
         else {
             return Ok(None);
         };
@@ -50,7 +52,7 @@ impl Gateway {
         let slot = store
             .reserve()
             .await?
-            .map_err(|_| queue_full(self.cfg.polling.policy.min_interval))?;
+            .map_err(|_| queue_full(live.cfg.polling.policy.min_interval))?;
         Ok(Some((start, slot)))
     }
 
@@ -93,6 +95,7 @@ impl Gateway {
     /// a second time, `invalid_client` for another credential). `None`: not a ping request.
     pub(super) async fn ping_redemption(
         &self,
+        live: &Live,
         session: &Session,
         endpoint: Endpoint,
         accepted: &Accepted,
@@ -117,7 +120,7 @@ impl Gateway {
             Redeemed::WrongCredential => Err(ping::wrong_credential().into()),
             Redeemed::Used => Err(ping::used_up().into()),
             Redeemed::Waiting => {
-                self.poll_decision(&id, client).await?;
+                self.poll_decision(live, &id, client).await?;
                 Err(ping::pending().into())
             }
             Redeemed::Answer(status, body) => {

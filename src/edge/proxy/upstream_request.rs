@@ -6,6 +6,7 @@ use super::{Gateway, RequestCtx, Route};
 use crate::ciba::pipeline::Endpoint;
 use crate::ciba::routing::Target;
 use crate::edge::op_client::{self, Answer, Failure};
+use crate::edge::reload::Live;
 use bytes::Bytes;
 use http::header::HeaderValue;
 use pingora::http::RequestHeader;
@@ -31,7 +32,7 @@ impl Gateway {
             Route::PassThrough => None,
         }
         .and_then(|t| self.routes.get()?.public_path(t));
-        let path = self.op_path_and_query(&src.uri, public);
+        let path = op_path_and_query(&self.live(ctx), &src.uri, public);
         let mut req = RequestHeader::build(
             src.method.clone(),
             path.as_bytes(),
@@ -49,16 +50,6 @@ impl Gateway {
         req.insert_header("x-request-id", ctx.request_id.header_value())?;
         append_forwarded_for(session, &mut req)?;
         Ok(req)
-    }
-
-    /// The OP's path (the profile's mapping of the public one, `public` when routed to one
-    /// of the gateway's paths) with the request's query.
-    pub(super) fn op_path_and_query(&self, uri: &http::Uri, public: Option<&str>) -> String {
-        let path = self.cfg.profile.to_op_path(public.unwrap_or(uri.path()));
-        match uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.into_owned(),
-        }
     }
 
     /// Sends `request` and `body` to the OP and reads its whole answer; the time it took
@@ -81,7 +72,7 @@ impl Gateway {
             &peer,
             request,
             body,
-            op_client::deadline(&self.cfg.upstream),
+            op_client::deadline(&self.live(ctx).cfg.upstream),
         ))
         .await;
         ctx.upstream_seconds = Some(start.elapsed().as_secs_f64());
@@ -89,6 +80,16 @@ impl Gateway {
             ctx.tally.upstream_failure = Some(f);
         }
         result
+    }
+}
+
+/// The OP's path (the profile's mapping of the public one, `public` when routed to one
+/// of the gateway's paths) with the request's query.
+pub(super) fn op_path_and_query(live: &Live, uri: &http::Uri, public: Option<&str>) -> String {
+    let path = live.cfg.profile.to_op_path(public.unwrap_or(uri.path()));
+    match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
     }
 }
 

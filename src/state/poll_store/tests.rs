@@ -519,3 +519,36 @@ fn without_learning_an_unknown_id_creates_no_state() {
     assert_eq!(st.poll(&id("x"), &client("c1"), false), Polled::Unknown);
     assert!(st.is_empty());
 }
+
+#[test]
+fn new_settings_keep_a_tracked_interval_and_apply_to_new_acks_and_the_limits() {
+    let (st, clock) = store();
+    let (a, c) = (id("req-1"), client("c1"));
+    st.record_ack(a.clone(), c.clone(), None, 120).unwrap();
+    assert_eq!(poll(&st, &a, &c), Some(PollDecision::Forward));
+    // A reload raises the minimum interval and lowers the per-client bound.
+    let policy = PollPolicy {
+        min_interval: 10 * S,
+        ..PollPolicy::default()
+    };
+    st.set_settings(
+        policy,
+        StoreLimits {
+            max_tracked: 100,
+            max_per_client: 2,
+        },
+    );
+    // The tracked id keeps the 5 s its ack announced: too early at 2 s, fine at 5 s.
+    clock.advance(2 * S);
+    assert!(matches!(
+        poll(&st, &a, &c),
+        Some(PollDecision::SlowDown { .. })
+    ));
+    clock.advance(10 * S);
+    assert_eq!(poll(&st, &a, &c), Some(PollDecision::Forward));
+    // A new ack gets the new minimum, and the new bound counts what is already tracked.
+    let ack = st.record_ack(id("req-2"), c.clone(), None, 120).unwrap();
+    assert_eq!(ack.interval, 10 * S);
+    assert_eq!(st.admit(&c).unwrap_err().scope, FullScope::Client);
+    assert_counts_exact(&st);
+}

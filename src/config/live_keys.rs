@@ -236,7 +236,7 @@ mod tests {
         )
         .unwrap();
         carry_restart_only(&mut new, &running);
-        assert_eq!(new.threads, 2);
+        assert_eq!(new.threads, crate::config::Threads::Configured(2));
         assert_eq!(new.upstream.base_url(), running.upstream.base_url());
         assert_eq!(new.profile.paths, running.profile.paths);
         assert_eq!(new.max_body_bytes, 1000);

@@ -23,8 +23,10 @@
 
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::config::EdgeLimits;
+use crate::edge::h2::{self, H2Limits};
 use crate::edge::header_check::{self, Fault, Verdict};
 use crate::edge::header_end::HeaderEnd;
+use crate::edge::tls::TlsState;
 use crate::metrics;
 use crate::state::conn_limit::{ConnLimits, Permit, Refused};
 use async_trait::async_trait;
@@ -68,6 +70,8 @@ pub struct EdgeGuard<A> {
     keepalive: Duration,
     conns: Arc<ConnLimits>,
     trusted: Vec<IpNet>,
+    /// TLS at the listener (`edge/tls.rs`), with the limits of HTTP/2 connections.
+    tls: Option<(Arc<TlsState>, Duration, H2Limits)>,
 }
 
 impl<A> EdgeGuard<A> {
@@ -79,7 +83,20 @@ impl<A> EdgeGuard<A> {
             limits,
             keepalive,
             trusted,
+            tls: None,
         }
+    }
+
+    /// Speaks TLS: each connection's handshake within `handshake_timeout`, after its permit
+    /// is taken; HTTP/2 connections (ALPN `h2`) served under `h2`.
+    pub fn with_tls(
+        mut self,
+        state: Arc<TlsState>,
+        handshake_timeout: Duration,
+        h2: H2Limits,
+    ) -> Self {
+        self.tls = Some((state, handshake_timeout, h2));
+        self
     }
 }
 
@@ -100,15 +117,49 @@ where
         let exempt = peer.is_some_and(|ip| self.trusted.iter().any(|n| n.contains(&ip)));
         let _open = match self.conns.acquire(peer, exempt) {
             Ok(p) => Open::new(p),
+            Err(why) if self.tls.is_some() => {
+                // No answer over TLS: a handshake costs what the cap is there to save.
+                metrics::CONNECTIONS_REFUSED
+                    .with_label_values(&[why.as_str()])
+                    .inc();
+                return None;
+            }
             Err(why) => {
                 refuse_connection(stream, why).await;
                 return None;
             }
         };
+        let (stream, accepted) = match &self.tls {
+            None => (stream, accepted),
+            Some((tls, deadline, h2)) => {
+                let handshake =
+                    tokio::time::timeout_at(accepted + *deadline, tls.handshake(stream));
+                let stream = match handshake.await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(_)) => {
+                        metrics::CONNECTIONS_REFUSED
+                            .with_label_values(&["tls_handshake_failed"])
+                            .inc();
+                        return None;
+                    }
+                    Err(_) => {
+                        metrics::CONNECTIONS_REFUSED
+                            .with_label_values(&["tls_handshake_timeout"])
+                            .inc();
+                        return None;
+                    }
+                };
+                if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+                    h2::serve(&self.inner, stream, *h2, shutdown).await;
+                    return None;
+                }
+                // The first header's deadline starts when the handshake is done.
+                (stream, Instant::now())
+            }
+        };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            // HTTP/2 (only over TLS with ALPN, which this gateway does not listen for) has
-            // its own framing and limits: counted, then served by pingora as it is.
-            return self.inner.process_new(stream, shutdown).await;
+            // Only a TLS listener negotiates h2, and it is served above.
+            return None;
         }
         self.serve_http1(stream, accepted, shutdown).await;
         None

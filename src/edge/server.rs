@@ -6,12 +6,14 @@ use crate::config::Config;
 use crate::config::StateBackend;
 use crate::edge::admin::AdminApp;
 use crate::edge::guard::EdgeGuard;
+use crate::edge::h2::H2Limits;
 use crate::edge::in_flight;
 use crate::edge::notify::{Notifier, NotifyOptions};
 use crate::edge::op_client::{self, Connector};
 use crate::edge::ping_poller::PingPoller;
 use crate::edge::proxy::{Gateway, OpLink, DISCOVERY_PATH};
 use crate::edge::resolve;
+use crate::edge::tls::{TlsState, Watcher};
 use crate::metrics;
 use crate::state::pings::Pings;
 use crate::state::poll_store::PollStore;
@@ -29,7 +31,31 @@ use std::sync::Arc;
 
 /// Builds a ready-to-run server for `cfg`; `op` exposes readiness to the caller.
 pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
+    let built = build_parts(cfg);
+    (built.server, built.op)
+}
+
+/// A ready-to-run server and the handles a running gateway is steered with.
+pub struct Built {
+    /// The server, to run.
+    pub server: Server,
+    /// What start-up learns about the OP (readiness).
+    pub op: Arc<OpLink>,
+    /// The listener's TLS, when `[server.tls]` is set: `TlsState::reload` rotates its
+    /// certificate.
+    pub tls: Option<Arc<TlsState>>,
+}
+
+/// Builds a ready-to-run server for `cfg`, with its handles.
+pub fn build_parts(cfg: Config) -> Built {
     let cfg = Arc::new(cfg);
+    // The files passed validation moments ago; one that changed since is a start-up error.
+    let tls = cfg.tls.as_ref().map(|t| {
+        TlsState::new(t).unwrap_or_else(|e| {
+            eprintln!("ciba-gateway: configuration error: {e}");
+            std::process::exit(2)
+        })
+    });
     let conf = ServerConf {
         threads: cfg.threads,
         grace_period_seconds: Some(cfg.shutdown_grace.as_secs()),
@@ -73,6 +99,7 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
             store.clone(),
             limits.clone(),
             pings.clone(),
+            tls.clone(),
         ),
     );
     proxy.add_tcp(&cfg.listen.to_string());
@@ -132,12 +159,21 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
             ),
         ));
     }
+    if let (Some(state), Some(every)) = (&tls, cfg.tls.as_ref().and_then(|t| t.watch_interval)) {
+        server.add_service(background_service(
+            "certificate watcher",
+            Watcher {
+                state: state.clone(),
+                every,
+            },
+        ));
+    }
     server.add_service(proxy);
     server.add_service(background_service("drain", Drain));
     server.add_service(sweeper);
     server.add_service(ops);
     server.add_service(discovery);
-    (server, op)
+    Built { server, op, tls }
 }
 
 /// The proxy app behind the edge guard (connection caps, header deadline and cap).
@@ -151,18 +187,34 @@ fn guarded_proxy(
     store: Store,
     limits: Arc<RateLimits>,
     pings: Option<Arc<Pings>>,
+    tls: Option<Arc<TlsState>>,
 ) -> EdgeGuard<HttpProxy<Gateway>> {
     let mut gateway = Gateway::new(cfg.clone(), op, store, limits);
     if let Some(pings) = pings {
         gateway = gateway.with_pings(pings);
     }
     let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
-    EdgeGuard::new(
+    let keepalive = std::time::Duration::from_secs(cfg.keepalive_timeout_seconds);
+    let guard = EdgeGuard::new(
         proxy,
         cfg.edge,
-        std::time::Duration::from_secs(cfg.keepalive_timeout_seconds),
+        keepalive,
         cfg.rate_limit.trusted_proxies.clone(),
-    )
+    );
+    match (tls, &cfg.tls) {
+        (Some(state), Some(t)) => guard.with_tls(
+            state,
+            t.handshake_timeout,
+            H2Limits {
+                header_timeout: cfg.edge.header_timeout,
+                idle_timeout: keepalive,
+                // validate_edge holds it below 1 MiB.
+                max_header_bytes: u32::try_from(cfg.edge.max_header_bytes).unwrap_or(u32::MAX),
+                max_concurrent_streams: t.max_concurrent_streams,
+            },
+        ),
+        _ => guard,
+    }
 }
 
 /// Follows the OP's host name in DNS, pointing new upstream connections at its address.

@@ -1,0 +1,239 @@
+//! `[server.tls]`: TLS at the listener (certificate files, versions, suites, HTTP/2,
+//! client certificates at the handshake, rotation), and the certificate files' check that
+//! `--check`, start-up and every reload share.
+
+use super::err;
+use super::file::TlsSection;
+use crate::ciba::config_error::ConfigError;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `server.tls.handshake_timeout_seconds` when unset.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
+/// `server.tls.watch_interval_seconds` when unset (off).
+pub const DEFAULT_WATCH_INTERVAL_SECONDS: u64 = 0;
+/// `server.tls.max_concurrent_streams` when unset.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// The lowest TLS version the listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum MinVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// Whether the handshake asks the client for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Never asks.
+    #[default]
+    Off,
+    /// Asks; a client without one still connects.
+    Optional,
+    /// Asks; a handshake without a certificate fails.
+    Required,
+}
+
+/// `[server.tls]` validated. Holds file names, never key material (the files are read by
+/// [`load_pair`] where they are used).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1; RSA or ECDSA).
+    pub key_file: PathBuf,
+    /// Lowest accepted version.
+    pub min_version: MinVersion,
+    /// Restrict the cipher suites to FAPI 1.0 Advanced 8.5's (those rustls has).
+    pub fapi_ciphers: bool,
+    /// Offer HTTP/2 by ALPN besides HTTP/1.1.
+    pub http2: bool,
+    /// Client certificates at the handshake.
+    pub client_auth: ClientAuth,
+    /// Deadline for the TLS handshake, from accept.
+    pub handshake_timeout: Duration,
+    /// How often the certificate files are looked at for a change; `None`: never.
+    pub watch_interval: Option<Duration>,
+    /// Concurrent streams an HTTP/2 connection may open.
+    pub max_concurrent_streams: u32,
+}
+
+/// Checks `[server.tls]` and reads its files once, so that a bad pair stops start-up (and
+/// `--check`) with the key named.
+pub(super) fn validate_tls(t: TlsSection) -> Result<TlsSettings, ConfigError> {
+    let cert_file = t.cert_file.ok_or_else(|| {
+        err(
+            "server.tls.cert_file",
+            "is required with [server.tls]: a PEM file with the certificate chain, leaf first",
+        )
+    })?;
+    let key_file = t.key_file.ok_or_else(|| {
+        err(
+            "server.tls.key_file",
+            "is required with [server.tls]: a PEM file with the certificate's private key",
+        )
+    })?;
+    let handshake = t
+        .handshake_timeout_seconds
+        .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT_SECONDS);
+    if handshake == 0 || handshake > 3600 {
+        return Err(err(
+            "server.tls.handshake_timeout_seconds",
+            "must be between 1 and 3600",
+        ));
+    }
+    let watch = t
+        .watch_interval_seconds
+        .unwrap_or(DEFAULT_WATCH_INTERVAL_SECONDS);
+    if watch > 86_400 {
+        return Err(err(
+            "server.tls.watch_interval_seconds",
+            "must be between 0 (off) and 86400",
+        ));
+    }
+    let streams = t
+        .max_concurrent_streams
+        .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS);
+    if !(1..=1000).contains(&streams) {
+        return Err(err(
+            "server.tls.max_concurrent_streams",
+            "must be between 1 and 1000",
+        ));
+    }
+    let settings = TlsSettings {
+        cert_file: PathBuf::from(cert_file),
+        key_file: PathBuf::from(key_file),
+        min_version: t.min_version.unwrap_or_default(),
+        fapi_ciphers: t.fapi_ciphers.unwrap_or(false),
+        http2: t.http2.unwrap_or(true),
+        client_auth: t.client_auth.unwrap_or_default(),
+        handshake_timeout: Duration::from_secs(handshake),
+        watch_interval: (watch > 0).then(|| Duration::from_secs(watch)),
+        max_concurrent_streams: streams,
+    };
+    load_pair(&settings)?;
+    Ok(settings)
+}
+
+/// The crypto provider the listener uses: ring's, its suites cut to FAPI's when asked.
+pub fn provider(settings: &TlsSettings) -> CryptoProvider {
+    let mut p = rustls::crypto::ring::default_provider();
+    if settings.fapi_ciphers {
+        p.cipher_suites.retain(|s| is_fapi_suite(s.suite()));
+    }
+    p
+}
+
+/// FAPI 1.0 Advanced 8.5: for TLS 1.2 only `TLS_DHE_RSA_WITH_AES_{128,256}_GCM_*` and
+/// `TLS_ECDHE_RSA_WITH_AES_{128,256}_GCM_*` (rustls implements no DHE suite, so the two
+/// ECDHE_RSA ones); TLS 1.3's suites are all allowed.
+pub fn is_fapi_suite(s: rustls::CipherSuite) -> bool {
+    use rustls::CipherSuite as C;
+    matches!(
+        s,
+        C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+            | C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+            | C::TLS13_AES_128_GCM_SHA256
+            | C::TLS13_AES_256_GCM_SHA384
+            | C::TLS13_CHACHA20_POLY1305_SHA256
+    )
+}
+
+/// Reads and checks the certificate chain and key files: PEM, a chain whose leaf is an
+/// X.509 certificate, a key the provider can sign with, and the key matching the leaf.
+/// The errors name `server.tls.cert_file` or `server.tls.key_file` and never print the
+/// files' contents; start-up, `--check` and every reload give the same message.
+pub fn load_pair(settings: &TlsSettings) -> Result<Arc<CertifiedKey>, ConfigError> {
+    let (chain, key) = read_pair(
+        ("server.tls.cert_file", &settings.cert_file),
+        ("server.tls.key_file", &settings.key_file),
+    )?;
+    let provider = provider(settings);
+    let signing = provider.key_provider.load_private_key(key).map_err(|e| {
+        err(
+            "server.tls.key_file",
+            format!("is not a key the gateway can sign with (RSA or ECDSA P-256/P-384): {e}"),
+        )
+    })?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(|_| {
+        err(
+            "server.tls.key_file",
+            "does not match the certificate in server.tls.cert_file (the first one is the leaf)",
+        )
+    })?;
+    if settings.fapi_ciphers && settings.min_version == MinVersion::Tls12 {
+        let rsa = matches!(certified.key.algorithm(), rustls::SignatureAlgorithm::RSA);
+        if !rsa {
+            return Err(err(
+                "server.tls.fapi_ciphers",
+                "allows only ECDHE_RSA suites in TLS 1.2, which an ECDSA key cannot use; set server.tls.min_version = \"1.3\" or use an RSA certificate",
+            ));
+        }
+    }
+    Ok(Arc::new(certified))
+}
+
+/// A PEM certificate chain (leaf first) and a PEM private key, read and parsed; each
+/// comes with the configuration key errors about it name.
+pub fn read_pair(
+    (cert_key, cert_file): (&str, &std::path::Path),
+    (key_key, key_file): (&str, &std::path::Path),
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
+    let chain = read_chain(cert_key, cert_file)?;
+    let pem = std::fs::read(key_file).map_err(|e| {
+        err(
+            key_key,
+            format!("cannot be read ({}): {e}", key_file.display()),
+        )
+    })?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+        err(
+            key_key,
+            "holds no private key in PEM (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)",
+        )
+    })?;
+    Ok((chain, key))
+}
+
+/// A PEM certificate chain: at least one certificate, each an X.509 certificate.
+pub fn read_chain(
+    key: &str,
+    file: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let pem = std::fs::read(file)
+        .map_err(|e| err(key, format!("cannot be read ({}): {e}", file.display())))?;
+    if PrivateKeyDer::pem_slice_iter(&pem).any(|k| k.is_ok()) {
+        return Err(err(
+            key,
+            "holds a private key; keep the key in its own file",
+        ));
+    }
+    let mut chain = Vec::new();
+    for (n, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+        let n = n + 1;
+        let cert = cert.map_err(|e| err(key, format!("certificate {n} is not valid PEM: {e}")))?;
+        x509_parser::parse_x509_certificate(&cert)
+            .map_err(|_| err(key, format!("certificate {n} is not an X.509 certificate")))?;
+        chain.push(cert);
+    }
+    if chain.is_empty() {
+        return Err(err(
+            key,
+            "holds no certificate; give PEM blocks (-----BEGIN CERTIFICATE-----)",
+        ));
+    }
+    Ok(chain)
+}

@@ -1,0 +1,290 @@
+//! TLS at the listener: the acceptor the edge guard runs each handshake with, the
+//! certificate behind a swappable resolver (rotation without a restart), client
+//! certificates asked for at the handshake, and the leaf a client presented carried to
+//! every request of its connection.
+//!
+//! The handshake is not pingora's listener's (`add_tls`): that one runs before the guard
+//! sees the connection, so a client that never finishes it would hold a socket with no
+//! permit and no deadline. The guard takes the permit first and runs the handshake
+//! through [`TlsState::handshake`] under `server.tls.handshake_timeout_seconds`.
+
+use crate::ciba::client_cert::{CertSource, ClientCertificate};
+use crate::config::{self, ClientAuth, ConfigError, MinVersion, TlsSettings};
+use crate::metrics;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::listeners::tls::{Acceptor, TlsSettings as PingoraTls};
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::TlsRef;
+use pingora::protocols::{Digest, Stream};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// The listener's TLS: the acceptor and the certificate in force.
+pub struct TlsState {
+    acceptor: Acceptor,
+    cert: Arc<CurrentCert>,
+    /// The settings the files were last read with and their modification times, for the
+    /// watcher.
+    watched: Mutex<Watched>,
+}
+
+impl std::fmt::Debug for TlsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsState").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Watched {
+    settings: TlsSettings,
+    stamp: Option<(SystemTime, SystemTime)>,
+}
+
+impl TlsState {
+    /// Reads the certificate pair and builds the acceptor; errors name the key.
+    pub fn new(settings: &TlsSettings) -> Result<Arc<TlsState>, ConfigError> {
+        let cert = Arc::new(CurrentCert(ArcSwap::new(config::load_pair(settings)?)));
+        let provider = Arc::new(config::provider(settings));
+        let versions: &[&rustls::SupportedProtocolVersion] = match settings.min_version {
+            MinVersion::Tls12 => &[&rustls::version::TLS12, &rustls::version::TLS13],
+            MinVersion::Tls13 => &[&rustls::version::TLS13],
+        };
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .map_err(|e| ConfigError::new("server.tls.min_version", e.to_string()))?;
+        let builder = match settings.client_auth {
+            ClientAuth::Off => builder.with_no_client_auth(),
+            mode => builder.with_client_cert_verifier(Arc::new(PossessionOnly {
+                provider: provider.clone(),
+                required: mode == ClientAuth::Required,
+            })),
+        };
+        let mut server = builder.with_cert_resolver(cert.clone());
+        server.alpn_protocols = if settings.http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        // pingora's acceptor runs the handshake and keeps what the callback returns in the
+        // connection's TLS digest, which every request on it (HTTP/1 or each HTTP/2 stream)
+        // can read. Its own builder fixes the versions and suites, so the rustls
+        // configuration it holds is replaced by this one.
+        let mut acceptor = {
+            let mut tls = PingoraTls::with_callbacks(Box::new(KeepLeaf))
+                .map_err(|e| ConfigError::new("server.tls", e.to_string()))?;
+            tls.set_cert_resolver(cert.clone());
+            tls.build()
+        };
+        acceptor.acceptor = pingora::tls::TlsAcceptor::from(Arc::new(server));
+        Ok(Arc::new(TlsState {
+            acceptor,
+            cert,
+            watched: Mutex::new(Watched {
+                stamp: stamp(settings),
+                settings: settings.clone(),
+            }),
+        }))
+    }
+
+    /// Runs the server side of a handshake on `stream`; no deadline here (the guard's).
+    pub async fn handshake(&self, stream: Stream) -> pingora::Result<Stream> {
+        let tls = self
+            .acceptor
+            .tls_handshake(crate::edge::guard::Replay::new(stream, bytes::Bytes::new()))
+            .await?;
+        Ok(Box::new(tls))
+    }
+
+    /// Reads `settings`' certificate and key files again and, when they make a valid pair,
+    /// serves them on every handshake from now on; handshakes already under way finish
+    /// with the pair they started with and no connection is closed. An invalid pair is
+    /// refused with the message `--check` gives, counted, and the pair in force stays.
+    ///
+    /// Only the pair changes: versions, suites, ALPN and client authentication are fixed
+    /// at start-up.
+    pub fn reload(&self, settings: &TlsSettings) -> Result<(), ConfigError> {
+        let stamp = stamp(settings);
+        match config::load_pair(settings) {
+            Ok(pair) => {
+                self.cert.0.store(pair);
+                metrics::TLS_RELOADS.with_label_values(&["loaded"]).inc();
+                tracing::info!("listener certificate loaded; new handshakes use it");
+                *self.watched.lock().unwrap_or_else(|p| p.into_inner()) = Watched {
+                    settings: settings.clone(),
+                    stamp,
+                };
+                Ok(())
+            }
+            Err(e) => {
+                metrics::TLS_RELOADS.with_label_values(&["refused"]).inc();
+                tracing::error!(
+                    "new listener certificate refused, the previous one stays in force: {e}"
+                );
+                // Not tried again until the files change once more.
+                self.watched.lock().unwrap_or_else(|p| p.into_inner()).stamp = stamp;
+                Err(e)
+            }
+        }
+    }
+
+    /// Reloads when the files' modification times changed since they were last read.
+    fn reload_if_changed(&self) {
+        let settings = {
+            let w = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+            if stamp(&w.settings) == w.stamp {
+                return;
+            }
+            w.settings.clone()
+        };
+        let _ = self.reload(&settings);
+    }
+}
+
+/// The files' modification times, when both can be read.
+fn stamp(settings: &TlsSettings) -> Option<(SystemTime, SystemTime)> {
+    let m = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((m(&settings.cert_file)?, m(&settings.key_file)?))
+}
+
+/// Looks at the certificate files every `server.tls.watch_interval_seconds`.
+pub struct Watcher {
+    /// The listener's TLS.
+    pub state: Arc<TlsState>,
+    /// How often.
+    pub every: std::time::Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Watcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.every) => {}
+                _ = shutdown.changed() => return,
+            }
+            self.state.reload_if_changed();
+        }
+    }
+}
+
+/// The certificate handshakes are answered with, swapped whole on rotation.
+#[derive(Debug)]
+struct CurrentCert(ArcSwap<CertifiedKey>);
+
+impl ResolvesServerCert for CurrentCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// Asks for a client certificate and accepts any chain whose holder proves possession of
+/// the leaf's key (the handshake signature, checked with the provider's algorithms).
+/// Whether the chain is trusted is a per-request decision taken with the client's
+/// registration (`[clients."id"]`), not the listener's.
+#[derive(Debug)]
+struct PossessionOnly {
+    provider: Arc<CryptoProvider>,
+    required: bool,
+}
+
+impl ClientCertVerifier for PossessionOnly {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.required
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // Something the identity rule can read later; no trust decision here.
+        x509_parser::parse_x509_certificate(end_entity).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// After each handshake: the leaf certificate the client presented, if any, kept in the
+/// connection's TLS digest.
+struct KeepLeaf;
+
+/// What the handshake left for the requests of a connection.
+#[derive(Debug)]
+pub struct PeerLeaf(pub Arc<ClientCertificate>);
+
+#[async_trait]
+impl TlsAccept for KeepLeaf {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        let der = tls.peer_certificate_der()?;
+        Some(Arc::new(PeerLeaf(Arc::new(ClientCertificate::new(
+            der.to_vec(),
+            false,
+            CertSource::Handshake,
+        )))))
+    }
+}
+
+/// The certificate the client presented in the TLS handshake of this request's
+/// connection, if it presented one.
+pub fn client_certificate(digest: Option<&Digest>) -> Option<Arc<ClientCertificate>> {
+    let ssl = digest?.ssl_digest.as_ref()?;
+    ssl.extension.get::<PeerLeaf>().map(|l| l.0.clone())
+}

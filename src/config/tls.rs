@@ -237,3 +237,184 @@ pub fn read_chain(
     }
     Ok(chain)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse_file, validate, Config, ConfigError, Overrides};
+    use std::path::Path;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        validate(parse_file(text)?, &Overrides::default())
+    }
+
+    /// A self-signed ECDSA P-256 pair (PKCS#8) written as `name`.pem and `name`-key.pem.
+    fn pair(dir: &Path, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let c = dir.join(format!("{name}.pem"));
+        let k = dir.join(format!("{name}-key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    }
+
+    fn file(cert: &str, key: &str, extra: &str) -> String {
+        format!("[upstream]\nurl = \"http://a:1\"\n[server.tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n{extra}")
+    }
+
+    #[test]
+    fn a_valid_pair_gets_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = pair(dir.path(), "a");
+        let t = load(&file(&c, &k, "")).unwrap().tls.unwrap();
+        assert_eq!(t.min_version, super::MinVersion::Tls12);
+        assert!(t.http2 && !t.fapi_ciphers);
+        assert_eq!(t.client_auth, super::ClientAuth::Off);
+        assert_eq!(t.handshake_timeout.as_secs(), 10);
+        assert_eq!(t.watch_interval, None);
+        assert!(load("[upstream]\nurl = \"http://a:1\"\n")
+            .unwrap()
+            .tls
+            .is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_never_print_the_key_material() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = pair(dir.path(), "a");
+        let (c2, k2) = pair(dir.path(), "b");
+        let key_text = std::fs::read_to_string(&k).unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not pem at all").unwrap();
+        let junk = junk.display().to_string();
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let cases = [
+            (
+                "[upstream]\nurl = \"http://a:1\"\n[server.tls]\nkey_file = \"x\"\n".to_string(),
+                "server.tls.cert_file",
+            ),
+            (
+                format!("[upstream]\nurl = \"http://a:1\"\n[server.tls]\ncert_file = \"{c}\"\n"),
+                "server.tls.key_file",
+            ),
+            (file(&missing, &k, ""), "server.tls.cert_file"),
+            (file(&junk, &k, ""), "server.tls.cert_file"),
+            (file(&k, &k, ""), "server.tls.cert_file"),
+            (file(&c, &junk, ""), "server.tls.key_file"),
+            (file(&c, &k2, ""), "server.tls.key_file"),
+            (file(&c2, &k, ""), "server.tls.key_file"),
+            (
+                file(&c, &k, "fapi_ciphers = true\n"),
+                "server.tls.fapi_ciphers",
+            ),
+            (
+                file(&c, &k, "min_version = \"1.1\"\n"),
+                "server.tls.min_version",
+            ),
+            (
+                file(&c, &k, "client_auth = \"maybe\"\n"),
+                "server.tls.client_auth",
+            ),
+            (
+                file(&c, &k, "handshake_timeout_seconds = 0\n"),
+                "server.tls.handshake_timeout_seconds",
+            ),
+            (
+                file(&c, &k, "watch_interval_seconds = 100000\n"),
+                "server.tls.watch_interval_seconds",
+            ),
+            (
+                file(&c, &k, "max_concurrent_streams = 0\n"),
+                "server.tls.max_concurrent_streams",
+            ),
+            (file(&c, &k, "cipher_suites = []\n"), "server.tls"),
+        ];
+        for (text, key) in cases {
+            let e = load(&text).unwrap_err();
+            assert!(e.key.starts_with(key), "{key}: {e}");
+            let shown = e.to_string();
+            assert!(!shown.contains("PRIVATE KEY-----\n"), "{shown}");
+            assert!(!shown.contains(key_text.lines().nth(1).unwrap()), "{shown}");
+        }
+        // TLS 1.3 only: an ECDSA key is fine with the FAPI suites.
+        assert!(load(&file(
+            &c,
+            &k,
+            "fapi_ciphers = true\nmin_version = \"1.3\"\n"
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn the_fapi_set_is_tls13_and_ecdhe_rsa_aes_gcm() {
+        use rustls::CipherSuite as C;
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = pair(dir.path(), "a");
+        let mut t = load(&file(&c, &k, "")).unwrap().tls.unwrap();
+        t.fapi_ciphers = true;
+        let suites: Vec<C> = super::provider(&t)
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        assert!(suites.contains(&C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384));
+        assert!(suites.contains(&C::TLS13_AES_128_GCM_SHA256));
+        assert!(!suites.contains(&C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256));
+        assert!(!suites.contains(&C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256));
+        assert!(suites.iter().all(|s| super::is_fapi_suite(*s)));
+    }
+
+    #[test]
+    fn upstream_tls_files_need_an_https_url_and_a_matching_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = pair(dir.path(), "a");
+        let (_, k2) = pair(dir.path(), "b");
+        let up = |url: &str, extra: &str| format!("[upstream]\nurl = \"{url}\"\n{extra}");
+        let ok = load(&up(
+            "https://op:443",
+            &format!("ca_file = \"{c}\"\nclient_cert_file = \"{c}\"\nclient_key_file = \"{k}\"\n"),
+        ))
+        .unwrap();
+        assert!(ok.upstream.tls_files.roots.is_some() && ok.upstream.tls_files.client.is_some());
+        let debug = format!("{:?}", ok.upstream);
+        assert!(
+            !debug.contains(&format!(
+                "{:?}",
+                &ok.upstream.tls_files.client.as_ref().unwrap().1[..8]
+            )),
+            "{debug}"
+        );
+        let cases = [
+            (
+                up("http://op:80", &format!("ca_file = \"{c}\"\n")),
+                "upstream.ca_file",
+            ),
+            (
+                up("https://op", &format!("ca_file = \"{k}\"\n")),
+                "upstream.ca_file",
+            ),
+            (
+                up("https://op", &format!("client_cert_file = \"{c}\"\n")),
+                "upstream.client_key_file",
+            ),
+            (
+                up("https://op", &format!("client_key_file = \"{k}\"\n")),
+                "upstream.client_cert_file",
+            ),
+            (
+                up(
+                    "https://op",
+                    &format!("client_cert_file = \"{c}\"\nclient_key_file = \"{k2}\"\n"),
+                ),
+                "upstream.client_key_file",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = load(&text).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
+    }
+}

@@ -288,3 +288,214 @@ pub fn client_certificate(digest: Option<&Digest>) -> Option<Arc<ClientCertifica
     let ssl = digest?.ssl_digest.as_ref()?;
     ssl.extension.get::<PeerLeaf>().map(|l| l.0.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A CA-less self-signed pair for `localhost`, written to `dir` as `name`.
+    fn write_pair(
+        dir: &std::path::Path,
+        name: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let c = dir.join(format!("{name}.pem"));
+        let k = dir.join(format!("{name}-key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k, cert.der().to_vec())
+    }
+
+    fn settings(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_auth: ClientAuth,
+    ) -> TlsSettings {
+        TlsSettings {
+            cert_file: cert.to_path_buf(),
+            key_file: key.to_path_buf(),
+            min_version: MinVersion::Tls12,
+            fapi_ciphers: false,
+            http2: true,
+            client_auth,
+            handshake_timeout: std::time::Duration::from_secs(5),
+            watch_interval: None,
+            max_concurrent_streams: 100,
+        }
+    }
+
+    /// Accepts nothing but records the certificate the server presented.
+    #[derive(Debug)]
+    struct Record(Arc<Mutex<Vec<u8>>>, Arc<CryptoProvider>);
+
+    impl rustls::client::danger::ServerCertVerifier for Record {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            *self.0.lock().unwrap() = end_entity.to_vec();
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(m, c, d, &self.1.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(m, c, d, &self.1.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.1.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// One handshake against `state`, the client presenting `client` (chain, PKCS#8 key)
+    /// if given: the server's side (when it succeeded) and the certificate it presented.
+    async fn handshake(
+        state: &TlsState,
+        client: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> (Option<Stream>, Vec<u8>) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Record(seen.clone(), provider)));
+        let config = match client {
+            None => builder.with_no_client_auth(),
+            Some((der, key)) => builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from(der)],
+                    PrivateKeyDer::try_from(key).unwrap(),
+                )
+                .unwrap(),
+        };
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let connector = pingora::tls::TlsConnector::from(Arc::new(config));
+        let client = tokio::spawn(async move {
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut s = connector.connect(name, a).await.ok()?;
+            // TLS 1.3: the server judges the client's certificate after the client is done;
+            // a read shows whether it was refused.
+            s.write_all(b"ping").await.ok()?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.ok()?;
+            Some(())
+        });
+        let server = state.handshake(Box::new(b)).await.ok();
+        let server = match server {
+            Some(mut s) => {
+                let mut buf = [0u8; 4];
+                s.read_exact(&mut buf).await.unwrap();
+                s.write_all(b"pong").await.unwrap();
+                s.flush().await.unwrap();
+                Some(s)
+            }
+            None => None,
+        };
+        let _ = client.await;
+        let served = seen.lock().unwrap().clone();
+        (server, served)
+    }
+
+    fn digest_of(s: &Stream) -> Digest {
+        Digest {
+            ssl_digest: s.get_ssl_digest(),
+            ..Digest::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_client_leaf_reaches_the_request_and_required_refuses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k, _) = write_pair(dir.path(), "server");
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let client_cert = rcgen::CertificateParams::new(vec!["client.example".to_string()])
+            .unwrap()
+            .self_signed(&client_key)
+            .unwrap();
+        let presented = (client_cert.der().to_vec(), client_key.serialize_der());
+
+        let optional = TlsState::new(&settings(&c, &k, ClientAuth::Optional)).unwrap();
+        let (s, _) = handshake(&optional, Some(presented.clone())).await;
+        let leaf = client_certificate(Some(&digest_of(&s.unwrap()))).unwrap();
+        assert_eq!(leaf.der(), &presented.0[..]);
+        assert!(!leaf.chain_verified());
+        assert_eq!(leaf.source(), CertSource::Handshake);
+        let (s, _) = handshake(&optional, None).await;
+        assert!(client_certificate(Some(&digest_of(&s.unwrap()))).is_none());
+
+        let required = TlsState::new(&settings(&c, &k, ClientAuth::Required)).unwrap();
+        assert!(handshake(&required, None).await.0.is_none());
+        assert!(handshake(&required, Some(presented.clone()))
+            .await
+            .0
+            .is_some());
+
+        let off = TlsState::new(&settings(&c, &k, ClientAuth::Off)).unwrap();
+        let (s, _) = handshake(&off, Some(presented)).await;
+        assert!(client_certificate(Some(&digest_of(&s.unwrap()))).is_none());
+    }
+
+    #[tokio::test]
+    async fn reload_serves_a_valid_new_pair_and_keeps_the_old_one_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k, first) = write_pair(dir.path(), "one");
+        let (c2, k2, second) = write_pair(dir.path(), "two");
+        let s = settings(&c, &k, ClientAuth::Off);
+        let state = TlsState::new(&s).unwrap();
+        assert_eq!(handshake(&state, None).await.1, first);
+
+        // A mismatched pair (the new certificate with the old key) is refused.
+        let bad = settings(&c2, &k, ClientAuth::Off);
+        let e = state.reload(&bad).unwrap_err();
+        assert_eq!(e.key, "server.tls.key_file");
+        assert_eq!(handshake(&state, None).await.1, first);
+
+        state.reload(&settings(&c2, &k2, ClientAuth::Off)).unwrap();
+        assert_eq!(handshake(&state, None).await.1, second);
+    }
+
+    #[tokio::test]
+    async fn the_watcher_reloads_when_the_files_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k, first) = write_pair(dir.path(), "live");
+        let state = TlsState::new(&settings(&c, &k, ClientAuth::Off)).unwrap();
+        state.reload_if_changed();
+        assert_eq!(handshake(&state, None).await.1, first);
+        let (c2, k2, second) = write_pair(dir.path(), "next");
+        // Modification times are coarse on some file systems: make the change visible.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::copy(&k2, &k).unwrap();
+        std::fs::copy(&c2, &c).unwrap();
+        for f in [&c, &k] {
+            std::fs::File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(later)
+                .unwrap();
+        }
+        state.reload_if_changed();
+        assert_eq!(handshake(&state, None).await.1, second);
+    }
+}

@@ -168,12 +168,7 @@ pub fn load_pair(settings: &TlsSettings) -> Result<Arc<CertifiedKey>, ConfigErro
         )
     })?;
     let certified = CertifiedKey::new(chain, signing);
-    certified.keys_match().map_err(|_| {
-        err(
-            "server.tls.key_file",
-            "does not match the certificate in server.tls.cert_file (the first one is the leaf)",
-        )
-    })?;
+    check_match(&certified, "server.tls.cert_file", "server.tls.key_file")?;
     if settings.fapi_ciphers && settings.min_version == MinVersion::Tls12 {
         let rsa = matches!(certified.key.algorithm(), rustls::SignatureAlgorithm::RSA);
         if !rsa {
@@ -184,6 +179,28 @@ pub fn load_pair(settings: &TlsSettings) -> Result<Arc<CertifiedKey>, ConfigErro
         }
     }
     Ok(Arc::new(certified))
+}
+
+/// Whether the key is the leaf's: a mismatch names the key file, a leaf that cannot be
+/// read (an X.509 v1 certificate, say) names the certificate file.
+pub(super) fn check_match(
+    certified: &CertifiedKey,
+    cert_key: &str,
+    key_key: &str,
+) -> Result<(), ConfigError> {
+    use rustls::{Error, InconsistentKeys};
+    match certified.keys_match() {
+        // The key cannot say what its public half is: nothing to compare.
+        Ok(()) | Err(Error::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(()),
+        Err(Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(err(
+            key_key,
+            format!("does not match the certificate in {cert_key} (the first one is the leaf)"),
+        )),
+        Err(e) => Err(err(
+            cert_key,
+            format!("the first certificate (the leaf) cannot be used; an X.509 v3 certificate is needed: {e}"),
+        )),
+    }
 }
 
 /// A PEM certificate chain (leaf first) and a PEM private key, read and parsed; each

@@ -247,14 +247,11 @@ fn validate_tls_files(
                         format!("is not a key the gateway can sign with: {e}"),
                     )
                 })?;
-            rustls::sign::CertifiedKey::new(chain.clone(), signing)
-                .keys_match()
-                .map_err(|_| {
-                    err(
-                        "upstream.client_key_file",
-                        "does not match the certificate in upstream.client_cert_file",
-                    )
-                })?;
+            super::tls::check_match(
+                &rustls::sign::CertifiedKey::new(chain.clone(), signing),
+                "upstream.client_cert_file",
+                "upstream.client_key_file",
+            )?;
             Some((
                 chain.iter().map(|c| c.to_vec()).collect(),
                 key.secret_der().to_vec(),

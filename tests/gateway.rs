@@ -17,4 +17,5 @@ mod ping;
 mod polling;
 mod profiles;
 mod replicas;
+mod tls;
 mod validation;

@@ -139,9 +139,32 @@ pub fn https(addr: &str, cfg: Arc<rustls::ClientConfig>, request: &[u8]) -> std:
     let mut s = connect(addr, cfg)?;
     s.write_all(request)?;
     s.flush()?;
-    let mut probe = [0u8; 0];
-    let _ = s.read(&mut probe);
-    Ok(read_response(&mut s))
+    // The request closes the connection: read it all, then parse.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if buf.is_empty() => return Err(e),
+            Err(_) => break,
+        }
+    }
+    if buf.is_empty() {
+        return Err(std::io::Error::other("closed without an answer"));
+    }
+    Ok(read_response(&mut std::io::Cursor::new(buf)))
+}
+
+/// A metric's value (0 when absent).
+pub fn metric(gw: &Gateway, series: &str) -> u64 {
+    let text = get(&gw.metrics_addr(), "/metrics").text();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .map(|v| v.trim().parse::<f64>().unwrap_or(0.0))
+        })
+        .unwrap_or(0.0) as u64
 }
 
 /// A form POST over HTTP/1.1 and TLS.

@@ -16,7 +16,10 @@ fn replace(path: &Path, contents: &[u8]) {
 fn wait_served(addr: &str, cfg: &Arc<rustls::ClientConfig>, leaf: &[u8]) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while served_leaf(&connect(addr, cfg.clone()).unwrap()) != leaf {
-        assert!(std::time::Instant::now() < deadline, "the new certificate is not served");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate is not served"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -33,7 +36,10 @@ fn the_certificate_rotates_under_load_and_an_invalid_one_is_refused() {
     let (gw, _dir) = Gateway::with_config(&op.url(), &text);
     let addr = gw.addr();
     let cfg = client_config(&pki.ca.der(), &[b"http/1.1"], None);
-    assert_eq!(served_leaf(&connect(&addr, cfg.clone()).unwrap()), first.chain[0].to_vec());
+    assert_eq!(
+        served_leaf(&connect(&addr, cfg.clone()).unwrap()),
+        first.chain[0].to_vec()
+    );
     let id = auth_req_id(&https_form(
         &addr,
         cfg.clone(),
@@ -51,8 +57,14 @@ fn the_certificate_rotates_under_load_and_an_invalid_one_is_refused() {
     let sent = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
     let load = {
-        let (stop, sent, failures, addr, cfg, id) =
-            (stop.clone(), sent.clone(), failures.clone(), addr.clone(), cfg.clone(), id.clone());
+        let (stop, sent, failures, addr, cfg, id) = (
+            stop.clone(),
+            sent.clone(),
+            failures.clone(),
+            addr.clone(),
+            cfg.clone(),
+            id.clone(),
+        );
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) && sent.load(Ordering::Relaxed) < 2_000 {
                 let body = encode_form(&[
@@ -69,7 +81,10 @@ fn the_certificate_rotates_under_load_and_an_invalid_one_is_refused() {
                 match https(&addr, cfg.clone(), req.as_bytes()) {
                     // Pending or slow_down: answered; a 5xx or a transport error is not.
                     Ok(r) if r.status == 400 || r.status == 200 => {}
-                    Ok(r) => failures.lock().unwrap().push(format!("{} {}", r.status, r.text())),
+                    Ok(r) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{} {}", r.status, r.text())),
                     Err(e) => failures.lock().unwrap().push(e.to_string()),
                 }
             }
@@ -85,31 +100,58 @@ fn the_certificate_rotates_under_load_and_an_invalid_one_is_refused() {
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
     let failures = failures.lock().unwrap();
-    assert!(sent.load(Ordering::Relaxed) >= 10, "too few requests to mean anything");
-    assert!(failures.is_empty(), "{} of {} failed: {:?}", failures.len(), sent.load(Ordering::Relaxed), &failures[..failures.len().min(5)]);
+    assert!(
+        sent.load(Ordering::Relaxed) >= 10,
+        "too few requests to mean anything"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed: {:?}",
+        failures.len(),
+        sent.load(Ordering::Relaxed),
+        &failures[..failures.len().min(5)]
+    );
     let loaded = metric(&gw, "ciba_gateway_tls_reloads_total{outcome=\"loaded\"}");
     assert!(loaded >= 1);
 
     // An invalid new certificate file: refused (logged as --check says it), counted, the
     // pair in force stays.
     let refused_before = metric(&gw, "ciba_gateway_tls_reloads_total{outcome=\"refused\"}");
-    replace(&cert, b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+    replace(
+        &cert,
+        b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while metric(&gw, "ciba_gateway_tls_reloads_total{outcome=\"refused\"}") == refused_before {
-        assert!(std::time::Instant::now() < deadline, "the invalid file was not looked at");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the invalid file was not looked at"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(served_leaf(&connect(&addr, cfg.clone()).unwrap()), second.chain[0].to_vec());
+    assert_eq!(
+        served_leaf(&connect(&addr, cfg.clone()).unwrap()),
+        second.chain[0].to_vec()
+    );
     assert!(gw.log().contains("server.tls.cert_file"), "{}", gw.log());
     // A mismatched key: refused too.
     let third = pki.ca.leaf(&["127.0.0.1"]);
     replace(&cert, pem("CERTIFICATE", &third.chain[0]).as_bytes());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while metric(&gw, "ciba_gateway_tls_reloads_total{outcome=\"refused\"}") < refused_before + 2 {
-        assert!(std::time::Instant::now() < deadline, "the mismatched pair was not refused");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mismatched pair was not refused"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(served_leaf(&connect(&addr, cfg).unwrap()), second.chain[0].to_vec());
+    assert_eq!(
+        served_leaf(&connect(&addr, cfg).unwrap()),
+        second.chain[0].to_vec()
+    );
     assert!(gw.log().contains("server.tls.key_file: does not match"));
-    assert!(!gw.log().contains("PRIVATE KEY"), "no key material in the log");
+    assert!(
+        !gw.log().contains("PRIVATE KEY"),
+        "no key material in the log"
+    );
 }

@@ -27,7 +27,12 @@ impl TlsOp {
     }
 
     fn approve(&self, id: &str) {
-        let r = https_form(&self.op.addr(), self.admin.clone(), "/admin/approve", &[("auth_req_id", id)]);
+        let r = https_form(
+            &self.op.addr(),
+            self.admin.clone(),
+            "/admin/approve",
+            &[("auth_req_id", id)],
+        );
         assert_eq!(r.status, 200, "{}", r.text());
     }
 }
@@ -68,7 +73,10 @@ fn the_gateway_trusts_the_ca_file_and_presents_its_client_certificate() {
     let addr = gw.addr();
     // Discovery (the gateway's own exchange) worked: it is ready. A whole flow:
     let id = auth_req_id(&initiate(&addr, POST_CLIENT, "alice"));
-    assert_eq!(poll(&addr, POST_CLIENT, &id).error(), "authorization_pending");
+    assert_eq!(
+        poll(&addr, POST_CLIENT, &id).error(),
+        "authorization_pending"
+    );
     op.approve(&id);
     std::thread::sleep(Duration::from_millis(1_100));
     let tokens = poll(&addr, POST_CLIENT, &id);
@@ -86,7 +94,8 @@ fn the_gateway_trusts_the_ca_file_and_presents_its_client_certificate() {
         .collect();
     assert!(cns.iter().any(|c| c == "gateway-client"), "{cns:?}");
     assert!(
-        cns.iter().all(|c| c == "gateway-client" || c == "test-admin"),
+        cns.iter()
+            .all(|c| c == "gateway-client" || c == "test-admin"),
         "every connection from the gateway presented its certificate: {cns:?}"
     );
 }
@@ -113,7 +122,10 @@ fn without_the_ca_file_or_the_client_certificate_the_op_is_not_reached() {
         let gw = Gateway::spawn(&op.url(), &["--config", cfg.to_str().unwrap()]);
         std::thread::sleep(Duration::from_millis(1_500));
         let ready = get(&gw.metrics_addr(), "/readyz").status;
-        assert_eq!(ready, 503, "{text}: the OP's discovery document cannot be read");
+        assert_eq!(
+            ready, 503,
+            "{text}: the OP's discovery document cannot be read"
+        );
         let r = initiate(&gw.addr(), POST_CLIENT, "alice");
         assert_eq!(r.status, 503, "{text}: {}", r.text());
     }

@@ -332,6 +332,19 @@ impl RequestMetrics {
     }
 }
 
+/// Loads of a new listener certificate (rotation), by outcome.
+pub static TLS_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_tls_reloads_total",
+        "New listener certificate and key pairs, by outcome: loaded (in force for new handshakes), refused (invalid; the previous pair stays in force).",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// The outcomes `TLS_RELOADS` counts.
+pub const TLS_RELOAD_OUTCOMES: [&str; 2] = ["loaded", "refused"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,16 +401,3 @@ mod tests {
         );
     }
 }
-
-/// Loads of a new listener certificate (rotation), by outcome.
-pub static TLS_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
-        "ciba_gateway_tls_reloads_total",
-        "New listener certificate and key pairs, by outcome: loaded (in force for new handshakes), refused (invalid; the previous pair stays in force).",
-        &["outcome"]
-    )
-    .expect("metric registers once")
-});
-
-/// The outcomes `TLS_RELOADS` counts.
-pub const TLS_RELOAD_OUTCOMES: [&str; 2] = ["loaded", "refused"];

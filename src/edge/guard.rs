@@ -7,7 +7,10 @@
 //! `ServerApp` and, for each connection,
 //!
 //! 1. takes a place under `server.max_connections` and `server.max_connections_per_address`
-//!    (a [`Permit`] held as long as the connection), or answers 503 and closes;
+//!    (a [`Permit`] held as long as the connection), or answers 503 and closes (closes
+//!    only, over TLS);
+//! 1. with `[server.tls]`, runs the TLS handshake within its deadline (`edge/tls.rs`), and
+//!    serves an ALPN `h2` connection with the HTTP/2 limits (`edge/h2.rs`);
 //! 2. reads each request header itself, up to its empty line (`header_end`), within
 //!    `server.client_header_timeout_seconds` and `server.max_header_bytes`, answering 408
 //!    or 431 itself and closing;

@@ -128,7 +128,9 @@ fn framing_http2_forbids_or_contradicts_never_reaches_the_op() {
     let len = body.len().to_string();
     let two = format!("{len}, {len}");
     let filler = "a".repeat(8_000);
-    let rows: Vec<(&str, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    // What, the extra fields, the body.
+    type Row<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>);
+    let rows: Vec<Row> = vec![
         (
             "Connection",
             vec![("connection", "keep-alive")],

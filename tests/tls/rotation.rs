@@ -13,12 +13,15 @@ fn replace(path: &Path, contents: &[u8]) {
 }
 
 /// Waits until new handshakes get `leaf`.
-fn wait_served(addr: &str, cfg: &Arc<rustls::ClientConfig>, leaf: &[u8]) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while served_leaf(&connect(addr, cfg.clone()).unwrap()) != leaf {
+fn wait_served(gw: &Gateway, cfg: &Arc<rustls::ClientConfig>, leaf: &[u8]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while served_leaf(&connect(&gw.addr(), cfg.clone()).unwrap()) != leaf {
         assert!(
             std::time::Instant::now() < deadline,
-            "the new certificate is not served"
+            "the new certificate is not served; loaded {}, refused {}:\n{}",
+            metric(gw, "ciba_gateway_tls_reloads_total{outcome=\"loaded\"}"),
+            metric(gw, "ciba_gateway_tls_reloads_total{outcome=\"refused\"}"),
+            gw.log()
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -109,6 +109,9 @@ pub fn client_config(ca: &[u8], alpn: &[&[u8]], client: Option<&Tls>) -> Arc<rus
             .unwrap(),
     };
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // Every connection a full handshake: a resumed session shows the certificate it was
+    // first made with, not the one the gateway serves now.
+    cfg.resumption = rustls::client::Resumption::disabled();
     Arc::new(cfg)
 }
 

@@ -71,6 +71,8 @@ fn a_whole_flow_over_http1_with_tls() {
     )
     .unwrap();
     assert_eq!(d.status, 200);
+    // Without server.public_url, the document names the gateway over https.
+    assert_eq!(d.json()["token_endpoint"], format!("https://{addr}/token"));
 }
 
 #[test]
@@ -102,6 +104,11 @@ fn a_whole_flow_over_http2_on_one_connection() {
         let again = h2_send(&mut h2, &poll).await.unwrap();
         assert_eq!(again.error(), "invalid_grant");
         // A passed-through path, with and without a body.
+        // Over HTTP/2 the authority is :authority.
+        let d = h2_send(&mut h2, &H2Req::get("/.well-known/openid-configuration"))
+            .await
+            .unwrap();
+        assert_eq!(d.json()["token_endpoint"], "https://127.0.0.1/token", "{}", d.text());
         let jwks = h2_send(&mut h2, &H2Req::get("/jwks")).await.unwrap();
         assert_eq!(jwks.status, 200);
         assert!(jwks.json()["keys"].is_array());

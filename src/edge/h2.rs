@@ -52,9 +52,26 @@ pub struct H2Limits {
     pub max_concurrent_streams: u32,
 }
 
-/// Serves one HTTP/2 connection to its end.
+/// Serves one HTTP/2 connection to its end, and returns only once every stream it started
+/// has ended: the caller's connection permit covers the requests, as on HTTP/1, even when
+/// the client went away while the gateway still waits on the OP for them.
 pub async fn serve<A>(app: &Arc<A>, stream: Stream, limits: H2Limits, shutdown: &ShutdownWatch)
 where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    let active = Arc::new(Active::default());
+    accept(app, stream, limits, shutdown, &active).await;
+    active.drained().await;
+}
+
+/// The accept loop: dispatches each stream to a task counted in `active`.
+async fn accept<A>(
+    app: &Arc<A>,
+    stream: Stream,
+    limits: H2Limits,
+    shutdown: &ShutdownWatch,
+    active: &Arc<Active>,
+) where
     A: HttpServerApp + Send + Sync + 'static,
 {
     let digest = Arc::new(Digest {
@@ -83,7 +100,6 @@ where
                 return;
             }
         };
-    let active = Arc::new(Active::default());
     let mut first = true;
     let mut refused = 0usize;
     let mut shutdown_watch = shutdown.clone();
@@ -246,6 +262,19 @@ impl Active {
         self.count.fetch_add(1, Ordering::AcqRel);
         self.idle.notify_waiters();
         OpenStream(self.clone())
+    }
+
+    /// Resolves once no stream is open.
+    async fn drained(&self) {
+        loop {
+            let changed = self.idle.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// Resolves once no stream has been open for `d`.

@@ -108,7 +108,12 @@ fn a_whole_flow_over_http2_on_one_connection() {
         let d = h2_send(&mut h2, &H2Req::get("/.well-known/openid-configuration"))
             .await
             .unwrap();
-        assert_eq!(d.json()["token_endpoint"], "https://127.0.0.1/token", "{}", d.text());
+        assert_eq!(
+            d.json()["token_endpoint"],
+            "https://127.0.0.1/token",
+            "{}",
+            d.text()
+        );
         let jwks = h2_send(&mut h2, &H2Req::get("/jwks")).await.unwrap();
         assert_eq!(jwks.status, 200);
         assert!(jwks.json()["keys"].is_array());

@@ -270,3 +270,64 @@ fn streams_header_lists_bodies_and_idle_connections_are_bounded() {
     assert_eq!(idle.outcome(1), Outcome::Status(200));
     assert!(idle.closed_within(Duration::from_millis(3_000)));
 }
+
+#[test]
+fn an_http2_connection_holds_its_place_until_its_streams_end() {
+    const ACK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 51\r\n\r\n{\"auth_req_id\":\"held-1\",\"expires_in\":60,\"interval\":5}";
+    let stub = Stub::start(StubMode::Gated(ACK));
+    let pki = Pki::new();
+    let (cert, key, _) = pki.server("server");
+    let text = format!(
+        "[upstream]\nbackchannel_path = \"/backchannel\"\ntoken_path = \"/token\"\nread_timeout_ms = 20000\n\
+         [server]\nmax_connections_per_address = 1\n[rate_limit]\nenabled = false\n{}",
+        tls_section(&cert, &key, "")
+    );
+    let (gw, _d) = Gateway::with_config(&stub.url(), &text);
+    let ca = pki.ca.der();
+    let open = "ciba_gateway_client_connections";
+    // The harness's readiness probe held the address's one place for a moment.
+    while metric(&gw, open) != 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = RawH2::open(&gw.addr(), &ca);
+    c.headers(
+        1,
+        "POST",
+        "/backchannel",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        false,
+    );
+    c.data(1, valid_backchannel().as_bytes(), true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stub.received.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached the stub"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The client goes away while the gateway waits on the OP for its request.
+    drop(c);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        metric(&gw, open),
+        1,
+        "the connection's place is held by its stream"
+    );
+    assert!(
+        connect(&gw.addr(), client_config(&ca, &[b"h2"], None))
+            .and_then(|mut s| s.read(&mut [0u8; 1]))
+            .map_or(true, |n| n == 0),
+        "no second connection from the address meanwhile"
+    );
+    stub.release
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(&gw, open) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was never given back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -115,6 +115,16 @@ impl TlsState {
     /// at start-up.
     pub fn reload(&self, settings: &TlsSettings) -> Result<(), ConfigError> {
         let stamp = stamp(settings);
+        {
+            let w = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+            let fixed = fixed_changes(&w.settings, settings);
+            if !fixed.is_empty() {
+                tracing::warn!(
+                    keys = %fixed.join(", "),
+                    "these [server.tls] changes take effect at the next restart; only the certificate and key are reloaded"
+                );
+            }
+        }
         match config::load_pair(settings) {
             Ok(pair) => {
                 self.cert.0.store(pair);
@@ -131,8 +141,14 @@ impl TlsState {
                 tracing::error!(
                     "new listener certificate refused, the previous one stays in force: {e}"
                 );
-                // Not tried again until the files change once more.
-                self.watched.lock().unwrap_or_else(|p| p.into_inner()).stamp = stamp;
+                // The watched files are not tried again until they change once more; other
+                // files (a reload that named new ones) leave the watch as it was.
+                let mut w = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+                if w.settings.cert_file == settings.cert_file
+                    && w.settings.key_file == settings.key_file
+                {
+                    w.stamp = stamp;
+                }
                 Err(e)
             }
         }
@@ -149,6 +165,36 @@ impl TlsState {
         };
         let _ = self.reload(&settings);
     }
+}
+
+/// The `[server.tls]` keys that differ between `old` and `new` but are fixed at start-up.
+fn fixed_changes(old: &TlsSettings, new: &TlsSettings) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut differs = |changed: bool, key: &'static str| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    differs(old.min_version != new.min_version, "server.tls.min_version");
+    differs(
+        old.fapi_ciphers != new.fapi_ciphers,
+        "server.tls.fapi_ciphers",
+    );
+    differs(old.http2 != new.http2, "server.tls.http2");
+    differs(old.client_auth != new.client_auth, "server.tls.client_auth");
+    differs(
+        old.handshake_timeout != new.handshake_timeout,
+        "server.tls.handshake_timeout_seconds",
+    );
+    differs(
+        old.watch_interval != new.watch_interval,
+        "server.tls.watch_interval_seconds",
+    );
+    differs(
+        old.max_concurrent_streams != new.max_concurrent_streams,
+        "server.tls.max_concurrent_streams",
+    );
+    keys
 }
 
 /// The files' modification times, when both can be read.
@@ -473,6 +519,24 @@ mod tests {
 
         state.reload(&settings(&c2, &k2, ClientAuth::Off)).unwrap();
         assert_eq!(handshake(&state, None).await.1, second);
+    }
+
+    #[test]
+    fn keys_fixed_at_start_up_are_named_when_a_reload_changes_them() {
+        let a = settings(
+            std::path::Path::new("a"),
+            std::path::Path::new("b"),
+            ClientAuth::Off,
+        );
+        let mut b = a.clone();
+        b.cert_file = "c".into();
+        assert!(fixed_changes(&a, &b).is_empty(), "the pair itself reloads");
+        b.client_auth = ClientAuth::Required;
+        b.http2 = false;
+        assert_eq!(
+            fixed_changes(&a, &b),
+            ["server.tls.http2", "server.tls.client_auth"]
+        );
     }
 
     #[tokio::test]

@@ -9,14 +9,14 @@
 //! 1. takes a place under `server.max_connections` and `server.max_connections_per_address`
 //!    (a [`Permit`] held as long as the connection), or answers 503 and closes (closes
 //!    only, over TLS);
-//! 1. with `[server.tls]`, runs the TLS handshake within its deadline (`edge/tls.rs`), and
+//! 2. with `[server.tls]`, runs the TLS handshake within its deadline (`edge/tls.rs`), and
 //!    serves an ALPN `h2` connection with the HTTP/2 limits (`edge/h2.rs`);
-//! 2. reads each request header itself, up to its empty line (`header_end`), within
+//! 3. reads each request header itself, up to its empty line (`header_end`), within
 //!    `server.client_header_timeout_seconds` and `server.max_header_bytes`, answering 408
 //!    or 431 itself and closing;
-//! 3. hands pingora's HTTP/1 session a [`Replay`] stream that gives back those bytes first,
+//! 4. hands pingora's HTTP/1 session a [`Replay`] stream that gives back those bytes first,
 //!    so pingora parses a header that is already complete, and runs the proxy on it;
-//! 4. on keep-alive, waits for the next request's first byte at most
+//! 5. on keep-alive, waits for the next request's first byte at most
 //!    `server.keepalive_timeout_seconds`, then gives that header its own deadline.
 //!
 //! This is the loop pingora's blanket `ServerApp` impl for HTTP apps runs, with the reads

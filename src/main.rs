@@ -133,7 +133,8 @@ fn main() -> ExitCode {
             .announcing_interval(op_interval);
         (op_listen, op, text)
     });
-    let (mut server, _op, runtime) = ciba_gateway::edge::server::build_reloadable(cfg);
+    let built = ciba_gateway::edge::server::build_reloadable(cfg);
+    let (mut server, runtime) = (built.server, built.runtime);
     if let Some(set_level) = log_level {
         runtime.follow(Box::new(move |live| set_level(&live.cfg.log_level)));
     }

@@ -163,7 +163,7 @@ pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
 pub static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "ciba_gateway_connections_refused_total",
-        "Client connections refused or cut by the edge guard, by reason (header_timeout, header_too_large, malformed_header, body_timeout, max_connections, max_connections_per_address).",
+        "Client connections refused or cut by the edge guard, by reason (header_timeout, header_too_large, malformed_header, body_timeout, max_connections, max_connections_per_address, tls_handshake_timeout, tls_handshake_failed).",
         &["reason"]
     )
     .expect("metric registers once")
@@ -224,13 +224,15 @@ pub const RELOAD_RESULTS: [&str; 2] = ["ok", "invalid"];
 pub const PING_OUTCOMES: [&str; 5] = ["delivered", "refused", "retried", "gave_up", "blocked"];
 
 /// The reasons `CONNECTIONS_REFUSED` counts, so every series exists from the first scrape.
-pub const REFUSAL_REASONS: [&str; 6] = [
+pub const REFUSAL_REASONS: [&str; 8] = [
     "header_timeout",
     "header_too_large",
     "malformed_header",
     "body_timeout",
     "max_connections",
     "max_connections_per_address",
+    "tls_handshake_timeout",
+    "tls_handshake_failed",
 ];
 
 /// Touches every metric so that all series families appear from the first scrape.
@@ -261,6 +263,9 @@ pub fn init() {
     }
     Lazy::force(&CONFIG_LOADED);
     Lazy::force(&CONFIG_HASH);
+    for outcome in TLS_RELOAD_OUTCOMES {
+        TLS_RELOADS.with_label_values(&[outcome]);
+    }
     READY.set(0);
     TRACKED.set(0);
     IN_FLIGHT.set(0);
@@ -373,6 +378,19 @@ impl RequestMetrics {
         }
     }
 }
+
+/// Loads of a new listener certificate (rotation), by outcome.
+pub static TLS_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_tls_reloads_total",
+        "New listener certificate and key pairs, by outcome: loaded (in force for new handshakes), refused (invalid; the previous pair stays in force).",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// The outcomes `TLS_RELOADS` counts.
+pub const TLS_RELOAD_OUTCOMES: [&str; 2] = ["loaded", "refused"];
 
 #[cfg(test)]
 mod tests {

@@ -18,4 +18,5 @@ mod polling;
 mod profiles;
 mod reload;
 mod replicas;
+mod tls;
 mod validation;

@@ -14,6 +14,16 @@
 #   f  gateway validates + normalizes a Base64 login_hint_token and forwards  POST /backchannel
 #   g  bare pingora proxy -> stub              GET  /jwks
 #   g0 bare pingora answers a fixed 400 itself POST /slow_down
+#   h  gateway over TLS -> stub, passed through GET /jwks   (HTTPS, TLS 1.3, the gateway's listener)
+#   h0 nginx over TLS, proxy_pass -> stub      GET  /jwks   (HTTPS, the same certificate)
+#   i  gateway over TLS answers slow_down      POST /token  (tracked id, polled too soon)
+#   i0 nginx over TLS answers a fixed 400      POST /slow_down
+#
+# The TLS scenarios use a self-signed RSA 2048 certificate made with openssl in the work
+# directory, wrk's kept-alive connections (one handshake per connection, so they measure the
+# record layer more than handshakes), a second gateway listening with [server.tls], and a
+# TLS server block in the nginx proxy.
+#
 #   Ld nginx + Lua poll rule -> stub, poll forwarded  POST /token  (a new id each time)
 #   Le nginx + Lua answers slow_down itself    POST /token  (tracked id, polled too soon)
 #
@@ -31,7 +41,7 @@
 # Environment: DURATION (seconds per run, default 10), REPS (default 2), CONNECTIONS (default 32),
 #   GATEWAY / BARE (binaries, default target/release/ciba-gateway and
 #   target/release/examples/bare_proxy, or under $CARGO_TARGET_DIR),
-#   BASE_PORT (default 18180; uses BASE_PORT+1 .. BASE_PORT+5 and BASE_PORT+13),
+#   BASE_PORT (default 18180; uses BASE_PORT+1 .. BASE_PORT+7, BASE_PORT+13 and BASE_PORT+14),
 #   ONLY (scenario names to run, e.g. "b c g"; default all), GATEWAY_THREADS (default 1),
 #   WORK_STEALING (true or false, default false; for the gateway and the bare proxy alike:
 #   one thread on the one server core, as nginx's one worker),
@@ -52,8 +62,11 @@ OP_PORT=$((BASE_PORT + 1))
 NGX_PORT=$((BASE_PORT + 2))
 GW_PORT=$((BASE_PORT + 3))
 BARE_PORT=$((BASE_PORT + 4))
-LUA_PORT=$((BASE_PORT + 5))
+LUA_PORT=$((BASE_PORT + 7))
 METRICS_PORT=$((BASE_PORT + 13))
+GW_TLS_PORT=$((BASE_PORT + 5))
+NGX_TLS_PORT=$((BASE_PORT + 6))
+METRICS_TLS_PORT=$((BASE_PORT + 14))
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -65,7 +78,7 @@ LOAD_NAME=compare
 # shellcheck source=lib.sh
 source "$here/lib.sh"
 
-need_tools nginx wrk curl pgrep:procps
+need_tools nginx wrk curl openssl pgrep:procps
 lua_module=/usr/lib/nginx/modules/ngx_http_lua_module.so
 [[ -f $lua_module ]] || need_tools "$lua_module:libnginx-mod-http-lua"
 [[ -f $lua_module ]] || die "no $lua_module; install libnginx-mod-http-lua"
@@ -79,7 +92,8 @@ fi
 [[ -x $GATEWAY ]] || die "no gateway binary at $GATEWAY; run cargo build --release first"
 [[ -x $BARE ]] || die "no bare proxy at $BARE; run cargo build --release --example bare_proxy"
 
-ports_free BASE_PORT "$OP_PORT" "$NGX_PORT" "$GW_PORT" "$BARE_PORT" "$LUA_PORT" "$METRICS_PORT"
+ports_free BASE_PORT "$OP_PORT" "$NGX_PORT" "$GW_PORT" "$BARE_PORT" "$LUA_PORT" "$METRICS_PORT" \
+    "$GW_TLS_PORT" "$NGX_TLS_PORT" "$METRICS_TLS_PORT"
 
 # --- CPU pinning: wrk on the last CPU, servers on the rest ---------------------------------
 ncpu=$(nproc)
@@ -94,6 +108,13 @@ else
 fi
 
 start_work ciba-compare
+
+# --- the certificate the gateway and nginx both serve --------------------------------------
+mkdir -p "$work/tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" 2>/dev/null \
+    || die "openssl could not make the test certificate"
 
 # --- the two nginx instances ---------------------------------------------------------------
 # The stub OP. \$request_id is 32 random hex digits, so every acknowledgement is a new id.
@@ -112,6 +133,18 @@ nginx_conf ngx "
     upstream op { server 127.0.0.1:$OP_PORT; keepalive 64; keepalive_requests 10000000; }
     server {
         listen 127.0.0.1:$NGX_PORT;
+        location / {
+            proxy_pass http://op;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }
+    server {
+        listen 127.0.0.1:$NGX_TLS_PORT ssl;
+        ssl_certificate $work/tls/cert.pem;
+        ssl_certificate_key $work/tls/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location = /slow_down { default_type application/json; return 400 '{\"error\":\"slow_down\"}'; }
         location / {
             proxy_pass http://op;
             proxy_http_version 1.1;
@@ -198,6 +231,18 @@ CONF
 "${srv[@]}" "$GATEWAY" --config "$work/gateway.toml" 2>"$work/gateway.log" &
 gw=$!
 pids+=("$gw")
+# The same gateway listening with TLS (its own state, so its own tracked id below).
+sed -e "s/127.0.0.1:$GW_PORT/127.0.0.1:$GW_TLS_PORT/" -e "s/127.0.0.1:$METRICS_PORT/127.0.0.1:$METRICS_TLS_PORT/" \
+    "$work/gateway.toml" >"$work/gateway-tls.toml"
+cat >>"$work/gateway-tls.toml" <<CONF
+
+[server.tls]
+cert_file = "$work/tls/cert.pem"
+key_file = "$work/tls/key.pem"
+CONF
+"${srv[@]}" "$GATEWAY" --config "$work/gateway-tls.toml" 2>"$work/gateway-tls.log" &
+gw_tls=$!
+pids+=("$gw_tls")
 "${srv[@]}" "$BARE" "127.0.0.1:$BARE_PORT" "127.0.0.1:$OP_PORT" "$GATEWAY_THREADS" "$WORK_STEALING" 2>"$work/bare.log" &
 bare=$!
 pids+=("$bare")
@@ -205,6 +250,8 @@ pids+=("$bare")
 wait_ready "$gw" "$METRICS_PORT" "http://127.0.0.1:$OP_PORT/jwks" "http://127.0.0.1:$NGX_PORT/jwks" \
     "http://127.0.0.1:$BARE_PORT/jwks" "http://127.0.0.1:$LUA_PORT/jwks" \
     || { cat "$work/gateway.log" "$work/bare.log" "$work/lua/logs/error.log" >&2; die "a server did not come up"; }
+wait_ready "$gw_tls" "$METRICS_TLS_PORT" \
+    || { cat "$work/gateway-tls.log" >&2; die "the TLS gateway did not come up"; }
 
 # nginx serves from its one worker process, the master's child; that is the process to time.
 op_worker=$(pgrep -P "$op_master" | head -1)
@@ -231,6 +278,13 @@ poll_tracked="grant_type=urn:openid:params:grant-type:ciba&auth_req_id=$tracked_
 curl -s -o /dev/null -X POST "http://127.0.0.1:$GW_PORT/token" -H "$form" --data "$poll_tracked"
 # The Lua peer tracks the same id from its first poll.
 curl -s -o /dev/null -X POST "http://127.0.0.1:$LUA_PORT/token" -H "$form" --data "$poll_tracked"
+ack=$(curl -fsk -X POST "https://127.0.0.1:$GW_TLS_PORT/backchannel" -H "$form" \
+    --data 'scope=openid&client_id=c&client_secret=s&login_hint=u') \
+    || die "the TLS backchannel probe failed: $(tail -5 "$work/gateway-tls.log")"
+tls_id=$(printf '%s' "$ack" | sed -n 's/.*"auth_req_id":"\([^"]*\)".*/\1/p')
+[[ -n $tls_id ]] || die "no auth_req_id in the TLS acknowledgement: $ack"
+poll_tls="grant_type=urn:openid:params:grant-type:ciba&auth_req_id=$tls_id&client_id=c&client_secret=s"
+curl -sk -o /dev/null -X POST "https://127.0.0.1:$GW_TLS_PORT/token" -H "$form" --data "$poll_tls"
 
 # Each scenario's request must give the expected answer before it is measured.
 expect() { # name, expected substring, curl arguments...
@@ -253,6 +307,10 @@ expect g0 '"slow_down"' -X POST "http://127.0.0.1:$BARE_PORT/slow_down" -H "$for
 expect Ld 'authorization_pending' -X POST "http://127.0.0.1:$LUA_PORT/token" -H "$form" \
     --data "${poll_unknown/never-issued-by-the-op/probe-$RANDOM$RANDOM}"
 expect Le '"slow_down"' -X POST "http://127.0.0.1:$LUA_PORT/token" -H "$form" --data "$poll_tracked"
+expect h '{"keys":[]} 200' -k "https://127.0.0.1:$GW_TLS_PORT/jwks"
+expect h0 '{"keys":[]} 200' -k "https://127.0.0.1:$NGX_TLS_PORT/jwks"
+expect i '"slow_down"' -k -X POST "https://127.0.0.1:$GW_TLS_PORT/token" -H "$form" --data "$poll_tls"
+expect i0 '"slow_down"' -k -X POST "https://127.0.0.1:$NGX_TLS_PORT/slow_down" -H "$form" --data "$poll_tls"
 
 # --- load ----------------------------------------------------------------------------------
 cat >"$work/compare.lua" <<'LUA'
@@ -299,6 +357,10 @@ scenarios=(
     "g0|POST|http://127.0.0.1:$BARE_PORT/slow_down|$poll_tracked|$bare|bare pingora answers a fixed 400 itself"
     "Ld|POST|http://127.0.0.1:$LUA_PORT/token|$poll_unknown|$lua_worker|nginx + Lua poll rule, CIBA poll forwarded"
     "Le|POST|http://127.0.0.1:$LUA_PORT/token|$poll_tracked|$lua_worker|nginx + Lua answers slow_down itself"
+    "h|GET|https://127.0.0.1:$GW_TLS_PORT/jwks||$gw_tls|gateway over TLS, GET /jwks passed through"
+    "h0|GET|https://127.0.0.1:$NGX_TLS_PORT/jwks||$ngx_worker|nginx over TLS, proxy_pass, GET /jwks"
+    "i|POST|https://127.0.0.1:$GW_TLS_PORT/token|$poll_tls|$gw_tls|gateway over TLS answers slow_down itself"
+    "i0|POST|https://127.0.0.1:$NGX_TLS_PORT/slow_down|$poll_tls|$ngx_worker|nginx over TLS answers a fixed 400 itself"
 )
 
 if [[ -n $ONLY ]]; then
@@ -337,6 +399,7 @@ for rep in $(seq "$REPS"); do
 done
 
 kill -0 "$gw" 2>/dev/null || die "the gateway exited during the run"
+kill -0 "$gw_tls" 2>/dev/null || die "the TLS gateway exited during the run"
 rss=$(status_kib "$gw" VmRSS)
 hwm=$(status_kib "$gw" VmHWM)
 tracked=$(tracked "$METRICS_PORT")
@@ -372,7 +435,7 @@ END {
     printf "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     for (x = 1; x <= n; x++) {
         k = order[x]
-        ref = (k == "e" || k == "e0" || k == "g0" || k == "Le") ? "e0" : "b"
+        ref = (k == "e" || k == "e0" || k == "g0" || k == "Le") ? "e0" : (k == "h" ? "h0" : (k == "i" ? "i0" : "b"))
         if (!(ref in R)) ref = k
         printf "| %s: %s | %.0f | %s | %s | %s | %.2f× %s | %.1f | %s | %d, %d |\n", k, desc[k], R[k], ms(P50[k]), ms(P99[k]), ms(P999[k]), R[k] / R[ref], ref, C[k], (C[ref] > 0 ? sprintf("%.2f× %s", C[k] / C[ref], ref) : "-"), non2xx[k], errs[k]
     }
@@ -393,6 +456,8 @@ END {
     if ("c" in R && "b" in R) printf "  c/b (gateway pass-through against nginx proxy_pass): %.2f\n", R["c"] / R["b"]
     if ("e" in R && "e0" in R) printf "  e/e0 (gateway slow_down against nginx fixed 400): %.2f\n", R["e"] / R["e0"]
     if ("g" in R && "b" in R) printf "  g/b (bare pingora against nginx proxy_pass): %.2f\n", R["g"] / R["b"]
+    if ("h" in R && "h0" in R) printf "  h/h0 (over TLS, gateway pass-through against nginx proxy_pass): %.2f; p99 %s vs %s ms\n", R["h"] / R["h0"], ms(P99["h"]), ms(P99["h0"])
+    if ("i" in R && "i0" in R) printf "  i/i0 (over TLS, gateway slow_down against nginx fixed 400): %.2f\n", R["i"] / R["i0"]
 }
 function goal(k, base, want, what) {
     if (!(k in R) || !(base in R)) return

@@ -230,6 +230,32 @@ pub struct ServerSection {
     pub max_connections: Option<usize>,
     /// Concurrent client connections from one source address.
     pub max_connections_per_address: Option<usize>,
+    /// `[server.tls]`: TLS at the listener; absent, the listener speaks plain HTTP/1.1.
+    pub tls: Option<TlsSection>,
+}
+
+/// `[server.tls]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: Option<String>,
+    /// PEM private key of the leaf.
+    pub key_file: Option<String>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<super::tls::MinVersion>,
+    /// Only FAPI 1.0 Advanced 8.5's cipher suites.
+    pub fapi_ciphers: Option<bool>,
+    /// Offer HTTP/2 by ALPN (default true).
+    pub http2: Option<bool>,
+    /// `off` (default), `optional` or `required`.
+    pub client_auth: Option<super::tls::ClientAuth>,
+    /// Seconds a client has to finish the TLS handshake.
+    pub handshake_timeout_seconds: Option<u64>,
+    /// Seconds between looks at the certificate files for a change (0: never).
+    pub watch_interval_seconds: Option<u64>,
+    /// Concurrent streams on one HTTP/2 connection.
+    pub max_concurrent_streams: Option<u32>,
 }
 
 /// `[upstream]` as written.
@@ -254,6 +280,13 @@ pub struct UpstreamSection {
     pub resolve_interval_seconds: Option<u64>,
     /// Verify the OP's TLS certificate (default true).
     pub tls_verify: Option<bool>,
+    /// A PEM bundle of the roots the OP's certificate must chain to, instead of the
+    /// system's.
+    pub ca_file: Option<String>,
+    /// The gateway's client certificate chain (PEM) for an OP that requires mTLS.
+    pub client_cert_file: Option<String>,
+    /// The private key (PEM) of `client_cert_file`.
+    pub client_key_file: Option<String>,
 }
 
 /// `[logging]` as written.

@@ -36,6 +36,17 @@ pub const KEYS: &[(&str, Reload)] = &[
     ("server.max_header_bytes", Live),
     ("server.max_connections", Live),
     ("server.max_connections_per_address", Live),
+    // The listener's certificate pair rotates (edge/tls.rs); the rest of its TLS is
+    // built into the acceptor at start-up.
+    ("server.tls.cert_file", Live),
+    ("server.tls.key_file", Live),
+    ("server.tls.min_version", Restart),
+    ("server.tls.fapi_ciphers", Restart),
+    ("server.tls.http2", Restart),
+    ("server.tls.client_auth", Restart),
+    ("server.tls.handshake_timeout_seconds", Restart),
+    ("server.tls.watch_interval_seconds", Restart),
+    ("server.tls.max_concurrent_streams", Restart),
     // The OP's peer, address follower and discovery are set up once.
     ("upstream.url", Restart),
     ("upstream.backchannel_path", Restart),
@@ -46,6 +57,9 @@ pub const KEYS: &[(&str, Reload)] = &[
     ("upstream.discovery_retry_seconds", Restart),
     ("upstream.resolve_interval_seconds", Restart),
     ("upstream.tls_verify", Restart),
+    ("upstream.ca_file", Restart),
+    ("upstream.client_cert_file", Restart),
+    ("upstream.client_key_file", Restart),
     ("polling", Live),
     ("rate_limit", Live),
     ("metrics.client_labels", Live),
@@ -129,6 +143,12 @@ fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
 /// all: ping delivery turned on needs the ping store and poller, which are built at
 /// start-up (turned off and on again is fine: they are still there).
 pub fn unappliable(started: &Config, new: &Config) -> Option<super::ConfigError> {
+    if started.tls.is_some() != new.tls.is_some() {
+        return Some(super::err(
+            "server.tls",
+            "turning TLS on or off at the listener needs a restart (the listener is built at start-up); the reload is refused",
+        ));
+    }
     (started.ping.is_none() && new.ping.is_some()).then(|| {
         super::err(
             "ping.clients",
@@ -149,6 +169,17 @@ pub fn carry_restart_only(new: &mut Config, running: &Config) {
     new.profile.paths = running.profile.paths.clone();
     new.state = running.state.clone();
     new.log_format = running.log_format;
+    // Only the certificate pair follows a reload; on or off is refused (`unappliable`).
+    match (&mut new.tls, &running.tls) {
+        (Some(n), Some(r)) => {
+            *n = crate::config::TlsSettings {
+                cert_file: n.cert_file.clone(),
+                key_file: n.key_file.clone(),
+                ..r.clone()
+            }
+        }
+        _ => new.tls = running.tls.clone(),
+    }
     match (&mut new.ping, &running.ping) {
         (Some(n), Some(r)) => {
             n.key = r.key.clone();

@@ -16,6 +16,7 @@ mod ping;
 mod polling;
 mod server;
 mod state;
+mod tls;
 mod upstream;
 
 #[cfg(test)]
@@ -28,14 +29,15 @@ pub use crate::ciba::routing::CancelRoute;
 pub use clients::{CertificateIdentity, Client, Clients};
 pub use file::{
     ClientSection, FileConfig, LoggingSection, MetricsSection, PingClientSection, PingSection,
-    PollingSection, RoutingSection, ServerSection, StateSection, UpstreamSection,
+    PollingSection, RoutingSection, ServerSection, StateSection, TlsSection, UpstreamSection,
 };
 pub use logging::LogFormat;
 pub use ping::{pem_roots, NotifySettings, Ping, PingClient};
 pub use polling::{Polling, UnknownPolicy};
 pub use server::{EdgeLimits, Threads, MAX_BODY_LIMIT, MAX_HEADER_BYTES, MIN_HEADER_BYTES};
 pub use state::{BackendKind, StateBackend};
-pub use upstream::OpSettings;
+pub use tls::{load_pair, provider, ClientAuth, MinVersion, TlsSettings};
+pub use upstream::{OpSettings, UpstreamTls};
 
 use crate::ciba::pipeline::Rules;
 use crate::ciba::profile::Profile;
@@ -80,6 +82,8 @@ pub struct Config {
     pub keepalive_timeout_seconds: u64,
     /// Deadlines, header cap and connection caps for client connections.
     pub edge: EdgeLimits,
+    /// TLS at the listener (`[server.tls]`); `None`: plain HTTP/1.1.
+    pub tls: Option<TlsSettings>,
     /// The OP.
     pub upstream: OpSettings,
     /// Poll enforcement.
@@ -175,6 +179,7 @@ fn key_of(text: &str) -> String {
 pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> {
     let server = server::validate_server(&file.server, o)?;
     let edge = server::validate_edge(&file.server)?;
+    let tls = file.server.tls.map(tls::validate_tls).transpose()?;
     let upstream = upstream::validate_upstream(file.upstream, o)?;
     let polling = polling::validate_polling(file.polling)?;
     let rate_limit = file.rate_limit;
@@ -205,6 +210,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         shutdown_grace: server.shutdown_grace,
         keepalive_timeout_seconds: server.keepalive_timeout_seconds,
         edge,
+        tls,
         upstream,
         polling,
         rate_limit,

@@ -47,6 +47,27 @@ pub struct OpSettings {
     pub resolve_interval: Duration,
     /// Verify the OP's certificate.
     pub tls_verify: bool,
+    /// Private roots and the gateway's client certificate for a TLS OP.
+    pub tls_files: UpstreamTls,
+}
+
+/// `upstream.ca_file` and `upstream.client_cert_file`/`client_key_file`, read and checked.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct UpstreamTls {
+    /// Roots (DER) the OP's certificate must chain to, instead of the system's.
+    pub roots: Option<Vec<Vec<u8>>>,
+    /// The gateway's client certificate chain (DER, leaf first) and its key (DER).
+    pub client: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key, nor the certificates' bytes.
+        f.debug_struct("UpstreamTls")
+            .field("roots", &self.roots.as_ref().map(Vec::len))
+            .field("client_cert", &self.client.is_some())
+            .finish()
+    }
 }
 
 impl OpSettings {
@@ -157,7 +178,9 @@ pub(super) fn validate_upstream(
             "must be between 1 and 86400",
         ));
     }
+    let tls_files = validate_tls_files(tls, u.ca_file, u.client_cert_file, u.client_key_file)?;
     Ok(OpSettings {
+        tls_files,
         tls,
         host,
         port,
@@ -171,6 +194,71 @@ pub(super) fn validate_upstream(
         resolve_interval: Duration::from_secs(resolve),
         tls_verify: u.tls_verify.unwrap_or(DEFAULT_TLS_VERIFY),
     })
+}
+
+/// Reads `upstream.ca_file` and the client certificate pair, for an https OP only.
+fn validate_tls_files(
+    tls: bool,
+    ca_file: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+) -> Result<UpstreamTls, ConfigError> {
+    let https_only = |key: &str| {
+        err(
+            key,
+            "applies to an https upstream.url only; the OP is spoken to over plain HTTP",
+        )
+    };
+    let roots = match ca_file {
+        None => None,
+        Some(_) if !tls => return Err(https_only("upstream.ca_file")),
+        Some(path) => {
+            let pem = std::fs::read(&path)
+                .map_err(|e| err("upstream.ca_file", format!("cannot be read ({path}): {e}")))?;
+            Some(super::pem_roots(&pem).map_err(|e| err("upstream.ca_file", e))?)
+        }
+    };
+    let client = match (cert_file, key_file) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(err(
+                "upstream.client_key_file",
+                "is required with upstream.client_cert_file",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                "upstream.client_cert_file",
+                "is required with upstream.client_key_file",
+            ))
+        }
+        (Some(_), Some(_)) if !tls => return Err(https_only("upstream.client_cert_file")),
+        (Some(c), Some(k)) => {
+            let (chain, key) = super::tls::read_pair(
+                ("upstream.client_cert_file", std::path::Path::new(&c)),
+                ("upstream.client_key_file", std::path::Path::new(&k)),
+            )?;
+            let signing = rustls::crypto::ring::default_provider()
+                .key_provider
+                .load_private_key(key.clone_key())
+                .map_err(|e| {
+                    err(
+                        "upstream.client_key_file",
+                        format!("is not a key the gateway can sign with: {e}"),
+                    )
+                })?;
+            super::tls::check_match(
+                &rustls::sign::CertifiedKey::new(chain.clone(), signing),
+                "upstream.client_cert_file",
+                "upstream.client_key_file",
+            )?;
+            Some((
+                chain.iter().map(|c| c.to_vec()).collect(),
+                key.secret_der().to_vec(),
+            ))
+        }
+    };
+    Ok(UpstreamTls { roots, client })
 }
 
 /// A duration in milliseconds, 1 to 3600000.

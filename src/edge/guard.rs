@@ -7,13 +7,16 @@
 //! `ServerApp` and, for each connection,
 //!
 //! 1. takes a place under `server.max_connections` and `server.max_connections_per_address`
-//!    (a [`Permit`] held as long as the connection), or answers 503 and closes;
-//! 2. reads each request header itself, up to its empty line (`header_end`), within
+//!    (a [`Permit`] held as long as the connection), or answers 503 and closes (closes
+//!    only, over TLS);
+//! 2. with `[server.tls]`, runs the TLS handshake within its deadline (`edge/tls.rs`), and
+//!    serves an ALPN `h2` connection with the HTTP/2 limits (`edge/h2.rs`);
+//! 3. reads each request header itself, up to its empty line (`header_end`), within
 //!    `server.client_header_timeout_seconds` and `server.max_header_bytes`, answering 408
 //!    or 431 itself and closing;
-//! 3. hands pingora's HTTP/1 session a [`Replay`] stream that gives back those bytes first,
+//! 4. hands pingora's HTTP/1 session a [`Replay`] stream that gives back those bytes first,
 //!    so pingora parses a header that is already complete, and runs the proxy on it;
-//! 4. on keep-alive, waits for the next request's first byte at most
+//! 5. on keep-alive, waits for the next request's first byte at most
 //!    `server.keepalive_timeout_seconds`, then gives that header its own deadline.
 //!
 //! This is the loop pingora's blanket `ServerApp` impl for HTTP apps runs, with the reads
@@ -23,8 +26,10 @@
 
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::config::EdgeLimits;
+use crate::edge::h2::{self, H2Limits};
 use crate::edge::header_check::{self, Fault, Verdict};
 use crate::edge::header_end::HeaderEnd;
+use crate::edge::tls::TlsState;
 use crate::metrics;
 use crate::state::conn_limit::{ConnLimits, Permit, Refused};
 use arc_swap::ArcSwap;
@@ -67,6 +72,8 @@ pub struct EdgeGuard<A> {
     inner: Arc<A>,
     settings: Arc<ArcSwap<GuardSettings>>,
     conns: Arc<ConnLimits>,
+    /// TLS at the listener (`edge/tls.rs`), with the limits of HTTP/2 connections.
+    tls: Option<(Arc<TlsState>, Duration, H2Limits)>,
 }
 
 /// What the guard holds a connection to, read once when it is accepted.
@@ -118,7 +125,20 @@ impl<A> EdgeGuard<A> {
                 keepalive,
                 trusted,
             })),
+            tls: None,
         }
+    }
+
+    /// Speaks TLS: each connection's handshake within `handshake_timeout`, after its permit
+    /// is taken; HTTP/2 connections (ALPN `h2`) served under `h2`.
+    pub fn with_tls(
+        mut self,
+        state: Arc<TlsState>,
+        handshake_timeout: Duration,
+        h2: H2Limits,
+    ) -> Self {
+        self.tls = Some((state, handshake_timeout, h2));
+        self
     }
 }
 
@@ -140,15 +160,49 @@ where
         let exempt = peer.is_some_and(|ip| settings.trusted.iter().any(|n| n.contains(&ip)));
         let _open = match self.conns.acquire(peer, exempt) {
             Ok(p) => Open::new(p),
+            Err(why) if self.tls.is_some() => {
+                // No answer over TLS: a handshake costs what the cap is there to save.
+                metrics::CONNECTIONS_REFUSED
+                    .with_label_values(&[why.as_str()])
+                    .inc();
+                return None;
+            }
             Err(why) => {
                 refuse_connection(stream, why).await;
                 return None;
             }
         };
+        let (stream, accepted) = match &self.tls {
+            None => (stream, accepted),
+            Some((tls, deadline, h2)) => {
+                let handshake =
+                    tokio::time::timeout_at(accepted + *deadline, tls.handshake(stream));
+                let stream = match handshake.await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(_)) => {
+                        metrics::CONNECTIONS_REFUSED
+                            .with_label_values(&["tls_handshake_failed"])
+                            .inc();
+                        return None;
+                    }
+                    Err(_) => {
+                        metrics::CONNECTIONS_REFUSED
+                            .with_label_values(&["tls_handshake_timeout"])
+                            .inc();
+                        return None;
+                    }
+                };
+                if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+                    h2::serve(&self.inner, stream, *h2, shutdown).await;
+                    return None;
+                }
+                // The first header's deadline starts when the handshake is done.
+                (stream, Instant::now())
+            }
+        };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            // HTTP/2 (only over TLS with ALPN, which this gateway does not listen for) has
-            // its own framing and limits: counted, then served by pingora as it is.
-            return self.inner.process_new(stream, shutdown).await;
+            // Only a TLS listener negotiates h2, and it is served above.
+            return None;
         }
         self.serve_http1(stream, accepted, &settings, shutdown)
             .await;

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod guard;
+pub mod h2;
 pub mod header_check;
 pub mod header_end;
 pub mod in_flight;
@@ -15,3 +16,4 @@ pub mod reload;
 pub mod request_id;
 pub mod resolve;
 pub mod server;
+pub mod tls;

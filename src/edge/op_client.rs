@@ -14,8 +14,10 @@ use crate::config::OpSettings;
 use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
 use pingora::ErrorType;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest answer read from the OP on a CIBA or discovery exchange.
@@ -42,6 +44,18 @@ pub fn peer(upstream: &OpSettings, addr: SocketAddr) -> HttpPeer {
     o.idle_timeout = Some(POOL_IDLE);
     o.verify_cert = upstream.tls_verify;
     o.verify_hostname = upstream.tls_verify;
+    // pingora's connector trusts a peer's own CA list instead of the system roots, and
+    // presents a peer's certificate when the OP asks for one.
+    if let Some(roots) = &upstream.tls_files.roots {
+        let ca: Vec<WrappedX509> = roots
+            .iter()
+            .map(|der| WrappedX509::new(der.clone(), parse_x509))
+            .collect();
+        o.ca = Some(Arc::from(ca.into_boxed_slice()));
+    }
+    if let Some((chain, key)) = &upstream.tls_files.client {
+        peer.client_cert_key = Some(Arc::new(CertKey::new(chain.clone(), key.clone())));
+    }
     peer
 }
 

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::config::StateBackend;
 use crate::edge::admin::AdminApp;
 use crate::edge::guard::{EdgeGuard, GuardSettings};
+use crate::edge::h2::H2Limits;
 use crate::edge::in_flight;
 use crate::edge::notify::{Notifier, NotifyOptions};
 use crate::edge::op_client::{self, Connector};
@@ -13,6 +14,7 @@ use crate::edge::ping_poller::PingPoller;
 use crate::edge::proxy::{Gateway, OpLink, DISCOVERY_PATH};
 use crate::edge::reload::Runtime;
 use crate::edge::resolve;
+use crate::edge::tls::{TlsState, Watcher};
 use crate::metrics;
 use crate::state::pings::Pings;
 use crate::state::poll_store::PollStore;
@@ -29,16 +31,55 @@ use std::sync::Arc;
 
 /// Builds a ready-to-run server for `cfg`; `op` exposes readiness to the caller.
 pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
-    let (server, op, _) = build_reloadable(cfg);
-    (server, op)
+    build_reloadable(cfg).into_server()
 }
 
-/// [`build`], also returning the runtime a reload replaces the configuration of
-/// (`edge/reload.rs`; `main` listens for `SIGHUP`). Reloaders of the parts built here are
-/// registered here; the runtime takes more until the server runs.
-pub fn build_reloadable(cfg: Config) -> (Server, Arc<OpLink>, Arc<Runtime>) {
+/// A ready-to-run server and the handles a running gateway is steered with.
+pub struct Built {
+    /// The server, to run.
+    pub server: Server,
+    /// What start-up learns about the OP (readiness).
+    pub op: Arc<OpLink>,
+    /// The listener's TLS, when `[server.tls]` is set: `TlsState::reload` rotates its
+    /// certificate (a reload does, and the file watcher).
+    pub tls: Option<Arc<TlsState>>,
+    /// The runtime a reload replaces the configuration of (`edge/reload.rs`; `main`
+    /// listens for `SIGHUP`).
+    pub runtime: Arc<Runtime>,
+}
+
+impl Built {
+    /// The server and the OP's readiness, for a caller that steers nothing else.
+    pub fn into_server(self) -> (Server, Arc<OpLink>) {
+        (self.server, self.op)
+    }
+}
+
+/// [`build`], also returning the handles: the runtime a reload replaces the configuration
+/// of and the listener's TLS. Reloaders of the parts built here are registered here; the
+/// runtime takes more until the server runs.
+pub fn build_reloadable(cfg: Config) -> Built {
     let cfg = Arc::new(cfg);
     let runtime = Runtime::new(cfg.clone());
+    // The files passed validation moments ago; one that changed since is a start-up error.
+    let tls = cfg.tls.as_ref().map(|t| {
+        TlsState::new(t).unwrap_or_else(|e| {
+            eprintln!("ciba-gateway: configuration error: {e}");
+            std::process::exit(2)
+        })
+    });
+    if let Some(state) = &tls {
+        // A reload rotates the listener's certificate: read and checked before the swap
+        // (a bad pair refuses the whole reload), put in use right after it.
+        let state = state.clone();
+        runtime.add_reloader(Box::new(move |cfg| match &cfg.tls {
+            Some(settings) => {
+                let prepared = state.prepare(settings)?;
+                Ok(Some(Box::new(move || prepared.commit())))
+            }
+            None => Ok(None),
+        }));
+    }
     let conf = ServerConf {
         threads: cfg.threads.count(),
         grace_period_seconds: Some(cfg.shutdown_grace.as_secs()),
@@ -82,7 +123,14 @@ pub fn build_reloadable(cfg: Config) -> (Server, Arc<OpLink>, Arc<Runtime>) {
     });
     let mut proxy = Service::new(
         "ciba-gateway".to_string(),
-        guarded_proxy(&server, &runtime, op.clone(), store.clone(), pings.clone()),
+        guarded_proxy(
+            &server,
+            &runtime,
+            op.clone(),
+            store.clone(),
+            pings.clone(),
+            tls.clone(),
+        ),
     );
     proxy.add_tcp(&cfg.listen.to_string());
 
@@ -139,12 +187,26 @@ pub fn build_reloadable(cfg: Config) -> (Server, Arc<OpLink>, Arc<Runtime>) {
         runtime.follow(poller.follower());
         server.add_service(background_service("ping poller", poller));
     }
+    if let (Some(state), Some(every)) = (&tls, cfg.tls.as_ref().and_then(|t| t.watch_interval)) {
+        server.add_service(background_service(
+            "certificate watcher",
+            Watcher {
+                state: state.clone(),
+                every,
+            },
+        ));
+    }
     server.add_service(proxy);
     server.add_service(background_service("drain", Drain));
     server.add_service(sweeper);
     server.add_service(ops);
     server.add_service(discovery);
-    (server, op, runtime)
+    Built {
+        server,
+        op,
+        tls,
+        runtime,
+    }
 }
 
 /// The proxy app behind the edge guard (connection caps, header deadline and cap).
@@ -157,6 +219,7 @@ fn guarded_proxy(
     op: Arc<OpLink>,
     store: Store,
     pings: Option<Arc<Pings>>,
+    tls: Option<Arc<TlsState>>,
 ) -> EdgeGuard<HttpProxy<Gateway>> {
     let mut gateway = Gateway::new(runtime.clone(), op, store);
     if let Some(pings) = pings {
@@ -168,12 +231,28 @@ fn guarded_proxy(
         keepalive: std::time::Duration::from_secs(cfg.keepalive_timeout_seconds),
         trusted: cfg.rate_limit.trusted_proxies.clone(),
     };
-    let start = settings(&runtime.current().cfg);
+    let live = runtime.current();
+    let start = settings(&live.cfg);
+    let keepalive = start.keepalive;
     let guard = EdgeGuard::new(proxy, start.limits, start.keepalive, start.trusted);
     // Connections accepted after a reload get its deadlines, header cap and caps.
     let handle = guard.handle();
     runtime.follow(Box::new(move |live| handle.set(settings(&live.cfg))));
-    guard
+    let cfg = &live.cfg;
+    match (tls, &cfg.tls) {
+        (Some(state), Some(t)) => guard.with_tls(
+            state,
+            t.handshake_timeout,
+            H2Limits {
+                header_timeout: cfg.edge.header_timeout,
+                idle_timeout: keepalive,
+                // validate_edge holds it below 1 MiB.
+                max_header_bytes: u32::try_from(cfg.edge.max_header_bytes).unwrap_or(u32::MAX),
+                max_concurrent_streams: t.max_concurrent_streams,
+            },
+        ),
+        _ => guard,
+    }
 }
 
 /// Follows the OP's host name in DNS, pointing new upstream connections at its address.

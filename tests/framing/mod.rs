@@ -1,7 +1,7 @@
 //! How requests are read and routed: chunked bodies, kept-alive connections, and every
 //! spelling of an endpoint's path (`routing.rs`).
 
-mod routing;
+pub(crate) mod routing;
 
 use crate::support::*;
 use std::time::{Duration, Instant};

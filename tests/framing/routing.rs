@@ -35,7 +35,7 @@ fn enc(s: &str, pick: impl Fn(usize, u8) -> bool, lower: bool) -> String {
 }
 
 /// Spellings of `path` that some OP router sends to it (or that fold onto it), as targets.
-fn spellings(path: &str) -> Vec<String> {
+pub(crate) fn spellings(path: &str) -> Vec<String> {
     let body = &path[1..];
     let (head, last) = path.rsplit_once('/').unwrap();
     let alt: String = path

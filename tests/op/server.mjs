@@ -3,6 +3,10 @@
 //
 //   node tests/op/server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path]
 //                            [--interval N] [--ignore-stdin]
+//                            [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
+// --tls-cert/--tls-key: HTTPS instead of HTTP (issuer https://...). --tls-ca: clients must
+// present a certificate that chains to this CA (mTLS); the common names of the client
+// certificates seen are in /admin/stats as tls_client_cns.
 //
 // Listens on 127.0.0.1 only (or the loopback address --host names). When ready it prints exactly one line to stdout:
 //   READY <port>
@@ -11,6 +15,8 @@
 // See README.md for the admin API and the registered clients.
 
 import * as http from 'node:http';
+import * as https from 'node:https';
+import * as fs from 'node:fs';
 import * as crypto from 'node:crypto';
 
 // oidc-provider prints some notices with console.info (i.e. to stdout). Keep
@@ -26,12 +32,13 @@ const { default: Provider, errors } = await import('oidc-provider');
 // ---------------------------------------------------------------- CLI
 function usage(msg) {
   if (msg) process.stderr.write(`server.mjs: ${msg}\n`);
-  process.stderr.write('usage: node server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path] [--interval N] [--ignore-stdin]\n');
+  process.stderr.write('usage: node server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path] [--interval N] [--ignore-stdin] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]\n');
   process.exit(2);
 }
 
 const opts = {
   host: '127.0.0.1', port: 0, backchannelPath: '/backchannel', tokenPath: '/token', interval: null, ignoreStdin: false,
+  tlsCert: null, tlsKey: null, tlsCa: null,
 };
 {
   const argv = process.argv.slice(2);
@@ -66,6 +73,9 @@ const opts = {
         break;
       }
       case '--ignore-stdin': opts.ignoreStdin = true; break;
+      case '--tls-cert': opts.tlsCert = take(); break;
+      case '--tls-key': opts.tlsKey = take(); break;
+      case '--tls-ca': opts.tlsCa = take(); break;
       case '-h': case '--help': usage(); break;
       default: usage(`unknown argument: ${arg}`);
     }
@@ -74,6 +84,8 @@ const opts = {
     if (!p.startsWith('/') || p.startsWith('/admin') || /[?#\s]/.test(p)) usage(`invalid ${name}: ${p}`);
   }
   if (opts.backchannelPath === opts.tokenPath) usage('backchannel and token paths must differ');
+  if (!opts.tlsCert !== !opts.tlsKey) usage('--tls-cert and --tls-key go together');
+  if (opts.tlsCa && !opts.tlsCert) usage('--tls-ca needs --tls-cert and --tls-key');
 }
 
 // ---------------------------------------------------------------- lifecycle
@@ -98,6 +110,7 @@ const state = {
   lastHop: null, // the forwarding headers of the last request counted
   triggered: [], // requests passed to triggerAuthenticationDevice
   tokenLog: [], // every token request: when it arrived and what it was answered
+  tlsClientCns: [], // with --tls-ca: the common name of each client certificate seen
 };
 
 function resetState() {
@@ -116,6 +129,7 @@ function statsJson() {
     token: state.byPath.get(opts.tokenPath) ?? 0,
     total: state.total,
     by_path: byPath,
+    tls_client_cns: state.tlsClientCns,
   };
 }
 
@@ -221,7 +235,19 @@ function accountIdFromClaims(claims) {
 }
 
 // ---------------------------------------------------------------- start
-const server = http.createServer();
+const server = opts.tlsCert
+  ? https.createServer({
+    cert: fs.readFileSync(opts.tlsCert),
+    key: fs.readFileSync(opts.tlsKey),
+    ...(opts.tlsCa ? { ca: fs.readFileSync(opts.tlsCa), requestCert: true, rejectUnauthorized: true } : {}),
+  })
+  : http.createServer();
+if (opts.tlsCa) {
+  server.on('secureConnection', (socket) => {
+    const cn = socket.getPeerCertificate()?.subject?.CN;
+    if (cn) state.tlsClientCns.push(cn);
+  });
+}
 server.keepAliveTimeout = 65_000;
 let providerCallback = null;
 let provider = null;
@@ -237,7 +263,7 @@ await new Promise((resolve, reject) => {
   process.exit(1);
 });
 const { port } = server.address();
-const issuer = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
+const issuer = `${opts.tlsCert ? 'https' : 'http'}://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
 
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingJwk = {

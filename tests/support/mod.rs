@@ -433,7 +433,7 @@ pub fn raw(addr: &str, request: &[u8]) -> Resp {
 }
 
 /// Reads one HTTP/1.1 response.
-pub fn read_response(s: &mut TcpStream) -> Resp {
+pub fn read_response<S: Read + ?Sized>(s: &mut S) -> Resp {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {

@@ -353,7 +353,7 @@ fn unix_now() -> u64 {
 /// pingora's own client read timeout is per read, so a body trickled a byte at a time
 /// would hold the connection for as long as the client likes; the deadline is for the
 /// whole body, from the end of the header.
-async fn read_body(
+pub(super) async fn read_body(
     session: &mut Session,
     limit: usize,
     deadline: std::time::Duration,

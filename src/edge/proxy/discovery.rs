@@ -47,7 +47,7 @@ impl Gateway {
         let live = self.live(ctx);
         let public_base = match &live.cfg.public_url {
             Some(u) => u.clone(),
-            None => derived_base(session.req_header()),
+            None => derived_base(session.req_header(), live.cfg.tls.is_some()),
         };
         let request = self.upstream_request(session, ctx, 0)?;
         let answer = self
@@ -100,14 +100,17 @@ impl Gateway {
     }
 }
 
-/// The public base URL when none is configured: the request's own `Host`, over http.
-fn derived_base(req: &RequestHeader) -> String {
+/// The public base URL when none is configured: the request's own `Host` (HTTP/2's
+/// `:authority` when it sent none), over https when the listener speaks TLS, else http.
+fn derived_base(req: &RequestHeader, tls: bool) -> String {
     let host = super::header_str(req, "host")
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
         .filter(|h| {
             !h.is_empty()
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .unwrap_or("localhost");
-    format!("http://{host}")
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }

@@ -10,6 +10,7 @@
 mod answer;
 mod ciba;
 mod discovery;
+mod h2_body;
 mod ping;
 mod refusal;
 mod route;
@@ -188,6 +189,9 @@ impl ProxyHttp for Gateway {
         ctx.request_id = self
             .request_ids
             .for_request(session.req_header().headers.get("x-request-id"));
+        // The certificate the client presented in its TLS handshake, for every request on
+        // that connection (HTTP/1 or each HTTP/2 stream); its trust is decided per client.
+        ctx.client_cert = crate::edge::tls::client_certificate(session.digest());
 
         // Until the CIBA paths are known the gateway cannot tell a poll from any other
         // request; letting it through would skip every rule. So nothing passes, and nothing
@@ -212,6 +216,10 @@ impl ProxyHttp for Gateway {
         };
         match ctx.route {
             Route::PassThrough => {
+                if let Err(e) = h2_body::read_whole(session, live.cfg.edge.body_timeout).await {
+                    ctx.tally.body_timed_out = e.status == 408;
+                    return answer_error(session, ctx, e).await;
+                }
                 if let Some(cancel) = &live.cfg.polling.cancel {
                     let req = session.req_header();
                     ctx.cancelled_id = cancel

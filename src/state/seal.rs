@@ -24,6 +24,10 @@ pub enum Kind {
     NotificationToken,
     /// The OP's terminal answer.
     Answer,
+    /// What the gateway holds for a bridge request (credential, PKCE verifier, nonce, URL).
+    BridgeRecord,
+    /// The OP's token answer held for a bridge request.
+    BridgeTokens,
 }
 
 impl Kind {
@@ -32,6 +36,8 @@ impl Kind {
             Kind::Credential => b"credential",
             Kind::NotificationToken => b"notification_token",
             Kind::Answer => b"answer",
+            Kind::BridgeRecord => b"bridge record",
+            Kind::BridgeTokens => b"bridge tokens",
         }
     }
 }

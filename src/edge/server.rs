@@ -5,6 +5,7 @@ use crate::ciba::discovery;
 use crate::config::Config;
 use crate::config::StateBackend;
 use crate::edge::admin::AdminApp;
+use crate::edge::bridge::Bridge;
 use crate::edge::guard::EdgeGuard;
 use crate::edge::in_flight;
 use crate::edge::notify::{Notifier, NotifyOptions};
@@ -13,6 +14,7 @@ use crate::edge::ping_poller::PingPoller;
 use crate::edge::proxy::{Gateway, OpLink, DISCOVERY_PATH};
 use crate::edge::resolve;
 use crate::metrics;
+use crate::state::bridge_store::BridgeStore;
 use crate::state::pings::Pings;
 use crate::state::poll_store::PollStore;
 use crate::state::rate_limit::RateLimits;
@@ -152,9 +154,12 @@ fn guarded_proxy(
     limits: Arc<RateLimits>,
     pings: Option<Arc<Pings>>,
 ) -> EdgeGuard<HttpProxy<Gateway>> {
-    let mut gateway = Gateway::new(cfg.clone(), op, store, limits);
+    let mut gateway = Gateway::new(cfg.clone(), op.clone(), store.clone(), limits);
     if let Some(pings) = pings {
         gateway = gateway.with_pings(pings);
+    }
+    if let Some(bridge) = bridge(cfg, op, store) {
+        gateway = gateway.with_bridge(bridge);
     }
     let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
     EdgeGuard::new(
@@ -163,6 +168,22 @@ fn guarded_proxy(
         std::time::Duration::from_secs(cfg.keepalive_timeout_seconds),
         cfg.rate_limit.trusted_proxies.clone(),
     )
+}
+
+/// The PAR bridge for `[bridge]`: its records in memory or in Redis (the state backend's),
+/// its notifier when `bridge.notifier_url` is set.
+fn bridge(cfg: &Arc<Config>, op: Arc<OpLink>, polls: Store) -> Option<Arc<Bridge>> {
+    let b = cfg.bridge.as_ref()?;
+    let sealer = Sealer::new(&b.key);
+    let store = Arc::new(match &cfg.state {
+        StateBackend::Memory => BridgeStore::memory(sealer),
+        StateBackend::Redis { redis, .. } => BridgeStore::redis(redis.clone(), sealer),
+    });
+    let notifier = b
+        .notifier
+        .as_ref()
+        .map(|_| Notifier::new(NotifyOptions::default()));
+    Bridge::new(cfg.clone(), op, store, polls, notifier).map(Arc::new)
 }
 
 /// Follows the OP's host name in DNS, pointing new upstream connections at its address.
@@ -255,7 +276,7 @@ struct Discovery {
 impl BackgroundService for Discovery {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let up = &self.cfg.upstream;
-        if let (Some(b), Some(t)) = (&up.backchannel_path, &up.token_path) {
+        if let (Some(b), Some(t)) = (self.backchannel_path(), &up.token_path) {
             tracing::info!(backchannel = %b, token = %t, "CIBA endpoints configured");
             self.op.set_endpoints(self.public(discovery::Endpoints {
                 backchannel: b.clone(),
@@ -287,6 +308,16 @@ impl BackgroundService for Discovery {
 }
 
 impl Discovery {
+    /// The backchannel path when it is not discovered: configured for the OP, or the
+    /// bridge's own (the OP has none in bridge mode).
+    fn backchannel_path(&self) -> Option<&String> {
+        self.cfg.upstream.backchannel_path.as_ref().or(self
+            .cfg
+            .bridge
+            .as_ref()
+            .map(|b| &b.backchannel_path))
+    }
+
     /// The OP's endpoints under the names clients use (the profile's public paths).
     fn public(&self, op: discovery::Endpoints) -> discovery::Endpoints {
         let p = &self.cfg.profile;
@@ -314,7 +345,7 @@ impl Discovery {
         }
         discovery::endpoints_from(
             &answer.body,
-            up.backchannel_path.as_deref(),
+            self.backchannel_path().map(String::as_str),
             up.token_path.as_deref(),
         )
     }

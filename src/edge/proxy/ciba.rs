@@ -52,6 +52,9 @@ impl Gateway {
         let body = self.read_form_body(session, ctx).await?;
         let mut accepted = self.check_request(session, ctx, endpoint, &body)?;
         self.client_rate_limit(session, endpoint, &accepted).await?;
+        if self.bridge_ciba(session, endpoint, &accepted).await? {
+            return Ok(());
+        }
         let pinging = self
             .ping_initiation(session, endpoint, &mut accepted)
             .await?;
@@ -335,7 +338,7 @@ fn unix_now() -> u64 {
 /// pingora's own client read timeout is per read, so a body trickled a byte at a time
 /// would hold the connection for as long as the client likes; the deadline is for the
 /// whole body, from the end of the header.
-async fn read_body(
+pub(super) async fn read_body(
     session: &mut Session,
     limit: usize,
     deadline: std::time::Duration,
@@ -389,7 +392,7 @@ async fn read_body_unbounded(session: &mut Session, limit: usize) -> Result<Byte
 /// The one `Authorization` header of a CIBA request. Two of them, or one that is not
 /// visible ASCII, are refused: the gateway would read one credential and the OP another,
 /// past the client-identity and one-method checks.
-fn single_authorization(req: &RequestHeader) -> Result<Option<&str>, OAuthError> {
+pub(super) fn single_authorization(req: &RequestHeader) -> Result<Option<&str>, OAuthError> {
     let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
     let Some(first) = values.next() else {
         return Ok(None);

@@ -100,7 +100,7 @@ impl Gateway {
 }
 
 /// The public base URL when none is configured: the request's own `Host`, over http.
-fn derived_base(req: &RequestHeader) -> String {
+pub(super) fn derived_base(req: &RequestHeader) -> String {
     let host = super::header_str(req, "host")
         .filter(|h| {
             !h.is_empty()

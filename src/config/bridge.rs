@@ -64,6 +64,25 @@ pub struct Bridge {
     pub secrets: BTreeMap<String, [u8; 32]>,
 }
 
+impl Bridge {
+    /// The defaults with this key, in PAR mode (`ciba-gateway demo --bridge`).
+    pub fn with_key(key: Secret<[u8; 32]>) -> Bridge {
+        Bridge {
+            mode: BridgeMode::Par,
+            key,
+            backchannel_path: DEFAULT_BACKCHANNEL_PATH.into(),
+            callback_path: DEFAULT_CALLBACK_PATH.into(),
+            api_path: Some(DEFAULT_API_PATH.into()),
+            expires_in: DEFAULT_EXPIRES_IN,
+            interval: DEFAULT_INTERVAL,
+            return_to: DEFAULT_RETURN_TO.into(),
+            login_hint_token: LoginHintTokenMapping::Refuse,
+            notifier: None,
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
 /// Checks `[bridge]`; `None` unless `enabled = true`.
 pub(super) fn validate_bridge(
     b: BridgeSection,

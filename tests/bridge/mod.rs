@@ -4,6 +4,7 @@
 //! once, headless Chromium (`browser.rs`).
 
 mod browser;
+mod demo;
 mod flows;
 mod notifier;
 

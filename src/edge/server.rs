@@ -174,6 +174,12 @@ fn guarded_proxy(
 /// its notifier when `bridge.notifier_url` is set.
 fn bridge(cfg: &Arc<Config>, op: Arc<OpLink>, polls: Store) -> Option<Arc<Bridge>> {
     let b = cfg.bridge.as_ref()?;
+    if cfg.public_url.is_none() {
+        tracing::warn!(
+            "bridge: server.public_url is unset, so the callback's redirect_uri follows each \
+             backchannel request's Host header; set it in production"
+        );
+    }
     let sealer = Sealer::new(&b.key);
     let store = Arc::new(match &cfg.state {
         StateBackend::Memory => BridgeStore::memory(sealer),

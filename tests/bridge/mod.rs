@@ -6,6 +6,7 @@
 mod browser;
 mod demo;
 mod flows;
+mod hostile;
 mod notifier;
 
 use crate::support::*;

@@ -8,7 +8,6 @@ use crate::ciba::bridge::id_token::{self, Expected, IdTokenError};
 use crate::ciba::bridge::outcome::{read_return, Return, Status};
 use crate::ciba::bridge::page::{self, Kind, Page};
 use crate::ciba::bridge::par;
-use crate::ciba::ids::AuthReqId;
 use crate::state::seal::Kind as SealKind;
 
 /// The page the callback answers with: status and HTML (sent with `page::HEADERS`).
@@ -38,6 +37,18 @@ impl Bridge {
             Return::Code { state, .. } | Return::Error { state } => *state,
             Return::Malformed => return self.page(Kind::Invalid, None),
         };
+        // RFC 9207: an `iss` on the redirect must be the OP's (a mix-up otherwise). Checked
+        // before the state is taken, so such a redirect changes nothing.
+        if let Some(iss) = iss {
+            match self.metadata().await {
+                Ok(m) if m.issuer == iss => {}
+                Ok(_) => {
+                    tracing::info!("bridge: a callback with another issuer");
+                    return self.page(Kind::Invalid, None);
+                }
+                Err(_) => return self.page(Kind::Failed, None),
+            }
+        }
         let now = now_ms();
         let taken = match self.store.take_state(state, now).await {
             Ok(t) => t,
@@ -64,7 +75,7 @@ impl Bridge {
                 return self.page(Kind::Cancelled, None);
             }
         };
-        match self.redeem_code(&id, &held, code, iss).await {
+        match self.redeem_code(&held, code).await {
             Ok(tokens) => {
                 let sealed = self
                     .store
@@ -92,18 +103,8 @@ impl Bridge {
 
     /// The code exchange and the ID token's checks; the token answer's bytes on success,
     /// else a label for the log.
-    async fn redeem_code(
-        &self,
-        _id: &AuthReqId,
-        held: &Held,
-        code: &str,
-        iss: Option<&str>,
-    ) -> Result<Vec<u8>, &'static str> {
+    async fn redeem_code(&self, held: &Held, code: &str) -> Result<Vec<u8>, &'static str> {
         let meta = self.metadata().await.map_err(|_| "metadata")?;
-        // RFC 9207: an `iss` on the redirect must be the OP's (a mix-up otherwise).
-        if iss.is_some_and(|i| i != meta.issuer) {
-            return Err("iss_parameter");
-        }
         let credential = held.credential().ok_or("credential")?;
         let client_id = match &credential {
             crate::ciba::bridge::credential::Credential::Post { client_id, .. } => {

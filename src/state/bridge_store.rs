@@ -179,14 +179,6 @@ impl BridgeStore {
             Backend::Redis(r) => r.redeem(id, owner, now_ms).await,
         }
     }
-
-    /// Records held now (memory only; `None` for Redis).
-    pub fn len(&self) -> Option<usize> {
-        match &self.backend {
-            Backend::Memory(m) => Some(m.records.len()),
-            Backend::Redis(_) => None,
-        }
-    }
 }
 
 /// A request in memory.

@@ -5,6 +5,9 @@
 
 use super::*;
 
+/// One attempt: how it is sent.
+type Send<'a> = Box<dyn Fn() -> Resp + 'a>;
+
 /// A started request stopped before its callback: (id, callback path and query).
 fn stopped(gw: &Gateway) -> (String, String) {
     let id = auth_req_id(&start(&gw.addr(), POST_CLIENT, &[]));
@@ -20,7 +23,7 @@ fn other_spellings_and_methods_of_the_callback_change_nothing() {
     let query = callback.split_once('?').unwrap().1.to_string();
     let long = format!("{callback}&pad={}", "a".repeat(5000));
     let addr = gw.addr();
-    let rows: Vec<(&str, Box<dyn Fn() -> Resp>)> = vec![
+    let rows: Vec<(&str, Send)> = vec![
         (
             "POST",
             Box::new(|| post_raw(&addr, &callback, "text/plain", b"", "")),
@@ -89,7 +92,7 @@ fn polls_and_api_calls_that_must_not_get_through() {
         ("client_id", POST_CLIENT.0),
         ("client_secret", POST_CLIENT.1),
     ]);
-    let rows: Vec<(&str, (u16, &str), Box<dyn Fn() -> Resp>)> = vec![
+    let rows: Vec<(&str, (u16, &str), Send)> = vec![
         (
             "another client",
             (400, "invalid_grant"),

@@ -66,6 +66,7 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
             }
         })
     });
+    let bridge_store = bridge_store(&cfg);
     let mut proxy = Service::new(
         "ciba-gateway".to_string(),
         guarded_proxy(
@@ -75,6 +76,7 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
             store.clone(),
             limits.clone(),
             pings.clone(),
+            bridge_store.clone(),
         ),
     );
     proxy.add_tcp(&cfg.listen.to_string());
@@ -112,9 +114,10 @@ pub fn build(cfg: Config) -> (Server, Arc<OpLink>) {
     let sweeper = background_service(
         "poll sweeper",
         Sweeper {
-            store,
-            limits,
+            store: store.clone(),
+            limits: limits.clone(),
             every: cfg.polling.sweep_interval,
+            bridge: bridge_store,
         },
     );
 
@@ -153,12 +156,13 @@ fn guarded_proxy(
     store: Store,
     limits: Arc<RateLimits>,
     pings: Option<Arc<Pings>>,
+    bridge_store: Option<Arc<BridgeStore>>,
 ) -> EdgeGuard<HttpProxy<Gateway>> {
     let mut gateway = Gateway::new(cfg.clone(), op.clone(), store.clone(), limits);
     if let Some(pings) = pings {
         gateway = gateway.with_pings(pings);
     }
-    if let Some(bridge) = bridge(cfg, op, store) {
+    if let Some(bridge) = bridge_store.and_then(|b| bridge(cfg, op, store, b)) {
         gateway = gateway.with_bridge(bridge);
     }
     let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
@@ -170,9 +174,24 @@ fn guarded_proxy(
     )
 }
 
-/// The PAR bridge for `[bridge]`: its records in memory or in Redis (the state backend's),
-/// its notifier when `bridge.notifier_url` is set.
-fn bridge(cfg: &Arc<Config>, op: Arc<OpLink>, polls: Store) -> Option<Arc<Bridge>> {
+/// The PAR bridge's records for `[bridge]`: in memory or in Redis (the state backend's).
+fn bridge_store(cfg: &Config) -> Option<Arc<BridgeStore>> {
+    let b = cfg.bridge.as_ref()?;
+    let sealer = Sealer::new(&b.key);
+    Some(Arc::new(match &cfg.state {
+        StateBackend::Memory => BridgeStore::memory(sealer),
+        StateBackend::Redis { redis, .. } => BridgeStore::redis(redis.clone(), sealer),
+    }))
+}
+
+/// The PAR bridge for `[bridge]` over `store`, with its notifier when
+/// `bridge.notifier_url` is set.
+fn bridge(
+    cfg: &Arc<Config>,
+    op: Arc<OpLink>,
+    polls: Store,
+    store: Arc<BridgeStore>,
+) -> Option<Arc<Bridge>> {
     let b = cfg.bridge.as_ref()?;
     if cfg.public_url.is_none() {
         tracing::warn!(
@@ -180,11 +199,6 @@ fn bridge(cfg: &Arc<Config>, op: Arc<OpLink>, polls: Store) -> Option<Arc<Bridge
              backchannel request's Host header; set it in production"
         );
     }
-    let sealer = Sealer::new(&b.key);
-    let store = Arc::new(match &cfg.state {
-        StateBackend::Memory => BridgeStore::memory(sealer),
-        StateBackend::Redis { redis, .. } => BridgeStore::redis(redis.clone(), sealer),
-    });
     let notifier = b
         .notifier
         .as_ref()
@@ -251,6 +265,8 @@ struct Sweeper {
     store: Store,
     limits: Arc<RateLimits>,
     every: std::time::Duration,
+    /// The bridge's records, when `[bridge]` is on.
+    bridge: Option<Arc<BridgeStore>>,
 }
 
 #[async_trait]
@@ -264,6 +280,9 @@ impl BackgroundService for Sweeper {
             // The tracked-ids gauge is read at scrape time (ops.rs), not here.
             self.store.sweep();
             self.limits.retain_recent();
+            if let Some(b) = &self.bridge {
+                b.sweep(crate::edge::bridge::now_ms());
+            }
         }
     }
 }

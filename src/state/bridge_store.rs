@@ -154,6 +154,13 @@ impl BridgeStore {
         }
     }
 
+    /// Drops expired records and states (memory; Redis expires its own keys).
+    pub fn sweep(&self, now_ms: u64) {
+        if let Backend::Memory(m) = &self.backend {
+            m.sweep(now_ms);
+        }
+    }
+
     /// A poll by `client` presenting `credential` (the hash input): see [`Redeemed`].
     /// Another client, or another credential, changes nothing.
     pub async fn redeem(

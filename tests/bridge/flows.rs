@@ -167,6 +167,7 @@ fn a_forged_or_replayed_state_changes_nothing() {
     let replay = get(&gw.addr(), &callback);
     assert_eq!(replay.status, 400, "a state is used once");
     assert_eq!(op.token_count(), 1, "the replay exchanged nothing");
+    gw.metrics_containing(&["ciba_gateway_bridge_events_total{event=\"invalid_callback\"} 4"]);
     assert_eq!(poll_basic(&gw.addr(), POST_CLIENT, &id).status, 200);
 }
 

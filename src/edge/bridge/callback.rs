@@ -140,6 +140,12 @@ impl Bridge {
     }
 
     fn page(&self, kind: Kind, binding_message: Option<&str>) -> CallbackPage {
+        crate::metrics::bridge_event(match kind {
+            Kind::Done => "approved",
+            Kind::Cancelled => "denied",
+            Kind::Invalid => "invalid_callback",
+            Kind::Failed => "failed",
+        });
         CallbackPage {
             status: page::status(kind),
             html: page::render(Page {

@@ -53,7 +53,8 @@ impl Bridge {
         let url = match (&self.settings.mode, &meta.par_path) {
             (BridgeMode::Par, Some(par_path)) => {
                 let answer = self.post_form(par_path, params, &credential).await?;
-                let (request_uri, _) = par::pushed_answer(answer.status, &answer.body)?;
+                let (request_uri, _) = par::pushed_answer(answer.status, &answer.body)
+                    .inspect_err(|_| crate::metrics::bridge_event("op_refused"))?;
                 par::pushed_url(&meta.authorization_endpoint, client.as_str(), &request_uri)
             }
             _ => par::with_query(
@@ -104,6 +105,7 @@ impl Bridge {
             .await
             .map_err(|_| unavailable())?;
         self.notify(client, form, &url, binding_message, ack.expires_in);
+        crate::metrics::bridge_event("initiated");
         Ok(serde_json::to_vec(&json!({
             "auth_req_id": id,
             "expires_in": ack.expires_in_secs(),
@@ -166,7 +168,11 @@ impl Bridge {
         let notifier = notifier.clone();
         let deadline = std::time::Instant::now() + expires_in;
         tokio::spawn(async move {
-            notifier.post_json(&target, body, deadline).await;
+            let delivered = notifier.post_json(&target, body, deadline).await;
+            crate::metrics::bridge_event(match delivered {
+                crate::edge::notify::Delivery::Delivered => "notified",
+                _ => "notify_failed",
+            });
         });
     }
 }

@@ -34,7 +34,7 @@ impl Bridge {
         match found {
             Redeemed::Unknown => {
                 // Gone from the bridge: the poll rules may still remember its expiry.
-                self.poll_rules(id, client).await?;
+                self.poll_rules(id, client, false).await?;
                 Err(invalid_grant())
             }
             Redeemed::WrongClient | Redeemed::Used => Err(invalid_grant()),
@@ -47,18 +47,22 @@ impl Bridge {
                 ))
             }
             Redeemed::Pending => {
-                self.poll_rules(id, client).await?;
+                self.poll_rules(id, client, true).await?;
                 Err(Status::Pending.poll_error().expect("pending is an error"))
             }
             Redeemed::Ended(status, tokens) => {
                 self.polls.report(id, client, OpVerdict::Ended).await;
                 match (status, tokens) {
-                    (Status::Approved, Some(sealed)) => self
-                        .store
-                        .sealer()
-                        .open(SealKind::BridgeTokens, id, &sealed)
-                        .map(|t| t.into_inner())
-                        .ok_or_else(invalid_grant),
+                    (Status::Approved, Some(sealed)) => {
+                        let tokens = self
+                            .store
+                            .sealer()
+                            .open(SealKind::BridgeTokens, id, &sealed)
+                            .map(|t| t.into_inner())
+                            .ok_or_else(invalid_grant)?;
+                        crate::metrics::bridge_event("redeemed");
+                        Ok(tokens)
+                    }
                     (Status::Approved, None) => Err(invalid_grant()),
                     (other, _) => Err(other.poll_error().unwrap_or_else(invalid_grant)),
                 }
@@ -67,10 +71,17 @@ impl Bridge {
     }
 
     /// The poll rules' verdict (`slow_down`, `expired_token`, `invalid_grant` after the
-    /// end); an id they do not know creates no state.
-    async fn poll_rules(&self, id: &AuthReqId, client: &ClientId) -> Result<(), OAuthError> {
+    /// end); an id they do not know creates no state. `live`: the bridge holds a pending
+    /// record for it, so an id the poll rules lost (their store failed open) stays pending.
+    async fn poll_rules(
+        &self,
+        id: &AuthReqId,
+        client: &ClientId,
+        live: bool,
+    ) -> Result<(), OAuthError> {
         match self.polls.poll(id, client, false).await {
             Ok(Polled::Decided(d)) => d.refusal().map_or(Ok(()), Err),
+            Ok(Polled::Unknown) if live => Ok(()),
             Ok(Polled::Unknown) => Err(invalid_grant()),
             Ok(Polled::Full(_)) | Err(_) => Err(unavailable()),
         }

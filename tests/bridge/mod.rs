@@ -7,6 +7,7 @@ mod browser;
 mod demo;
 mod flows;
 mod hostile;
+mod id_token;
 mod notifier;
 
 use crate::support::*;

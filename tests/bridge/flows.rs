@@ -169,6 +169,17 @@ fn a_forged_or_replayed_state_changes_nothing() {
     assert_eq!(op.token_count(), 1, "the replay exchanged nothing");
     gw.metrics_containing(&["ciba_gateway_bridge_events_total{event=\"invalid_callback\"} 4"]);
     assert_eq!(poll_basic(&gw.addr(), POST_CLIENT, &id).status, 200);
+    let code = callback
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let log = gw.log();
+    for secret in [state, code, id.as_str(), POST_CLIENT.1, "alice"] {
+        assert!(!log.contains(secret), "the log shows a secret or a hint");
+    }
 }
 
 #[test]

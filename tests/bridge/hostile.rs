@@ -190,3 +190,28 @@ fn polls_and_api_calls_that_must_not_get_through() {
     assert_eq!(raw(&addr, req.as_bytes()).error(), "invalid_grant");
     assert_eq!(op.token_count(), 1, "only the callback's code exchange");
 }
+
+#[test]
+fn concurrent_redemptions_on_one_replica_succeed_once() {
+    let (op, gw, _d) = setup("");
+    let (id, callback) = stopped(&gw);
+    let returns: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| get(&gw.addr(), &callback).status))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        returns.iter().filter(|s| **s == 200).count(),
+        1,
+        "{returns:?}"
+    );
+    let polls: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| poll_basic(&gw.addr(), POST_CLIENT, &id).status))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(polls.iter().filter(|s| **s == 200).count(), 1, "{polls:?}");
+    assert_eq!(op.token_count(), 1);
+}

@@ -75,7 +75,7 @@ impl Bridge {
                 return self.page(Kind::Cancelled, None);
             }
         };
-        match self.redeem_code(&held, code).await {
+        match self.redeem_code(&held, record.client.as_str(), code).await {
             Ok(tokens) => {
                 let sealed = self
                     .store
@@ -103,17 +103,14 @@ impl Bridge {
 
     /// The code exchange and the ID token's checks; the token answer's bytes on success,
     /// else a label for the log.
-    async fn redeem_code(&self, held: &Held, code: &str) -> Result<Vec<u8>, &'static str> {
+    async fn redeem_code(
+        &self,
+        held: &Held,
+        client_id: &str,
+        code: &str,
+    ) -> Result<Vec<u8>, &'static str> {
         let meta = self.metadata().await.map_err(|_| "metadata")?;
         let credential = held.credential().ok_or("credential")?;
-        let client_id = match &credential {
-            crate::ciba::bridge::credential::Credential::Post { client_id, .. } => {
-                client_id.clone()
-            }
-            c => crate::ciba::bridge::credential::id_and_secret(c)
-                .map(|(id, _)| id)
-                .ok_or("credential")?,
-        };
         let form = par::token_form(code, &held.redirect_uri, &held.verifier);
         let answer = self
             .post_form(&meta.token_path, form, &credential)
@@ -122,7 +119,7 @@ impl Bridge {
         let id_token = par::token_answer(answer.status, &answer.body)?;
         let want = Expected {
             issuer: &meta.issuer,
-            client_id: &client_id,
+            client_id,
             nonce: &held.nonce,
         };
         let now = now_ms() / 1000;

@@ -105,10 +105,8 @@ impl Gateway {
         let Some(bridge) = &self.bridge else {
             return Ok(());
         };
-        let page = if matches!(
-            session.req_header().method,
-            http::Method::GET | http::Method::HEAD
-        ) {
+        // GET only: a HEAD would redeem the code and show nothing.
+        let page = if session.req_header().method == http::Method::GET {
             bridge.callback(session.req_header().uri.query()).await
         } else {
             return Err(Stop::validation(
@@ -122,15 +120,10 @@ impl Gateway {
             h.insert_header(name, value)?;
         }
         h.set_content_length(page.html.len())?;
-        let head_only = session.req_header().method == http::Method::HEAD;
+        session.write_response_header(Box::new(h), false).await?;
         session
-            .write_response_header(Box::new(h), head_only)
+            .write_response_body(Some(Bytes::from(page.html)), true)
             .await?;
-        if !head_only {
-            session
-                .write_response_body(Some(Bytes::from(page.html)), true)
-                .await?;
-        }
         Ok(())
     }
 

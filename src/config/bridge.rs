@@ -233,6 +233,37 @@ pub(super) fn validate_bridge(
     }))
 }
 
+/// With the bridge on, a client configured (`[clients."id"]`) for a method the bridge
+/// cannot present twice is refused at start-up rather than at its first request.
+pub(super) fn check_clients(
+    bridge: Option<&Bridge>,
+    clients: &super::Clients,
+) -> Result<(), ConfigError> {
+    use crate::ciba::client_auth::AuthMethod;
+    if bridge.is_none() {
+        return Ok(());
+    }
+    for (id, c) in &clients.by_id {
+        if let Some(m) = c.auth_method.filter(|m| {
+            !matches!(
+                m,
+                AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic
+            )
+        }) {
+            return Err(err(
+                &format!("clients.\"{id}\".token_endpoint_auth_method"),
+                format!(
+                    "is {} with bridge.enabled; the bridge presents the client's credential twice \
+                     (PAR, then the code exchange), which only client_secret_basic and \
+                     client_secret_post allow",
+                    m.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn decode_sha256(key: &str, hex: &str) -> Result<[u8; 32], ConfigError> {
     let hex = hex.trim();
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -311,6 +342,18 @@ mod tests {
         );
         let e = validate(parse_file(&text).unwrap(), &Overrides::default()).unwrap_err();
         assert_eq!(e.key, "upstream.backchannel_path");
+    }
+
+    #[test]
+    fn clients_with_a_single_use_method_are_refused() {
+        let text = format!(
+            "[upstream]\nurl = \"http://127.0.0.1:1\"\n[bridge]\nenabled = true\nkey = \"{KEY}\"\n\
+             [clients.\"c\"]\ntoken_endpoint_auth_method = \"private_key_jwt\"\n"
+        );
+        let e = validate(parse_file(&text).unwrap(), &Overrides::default()).unwrap_err();
+        assert_eq!(e.key, "clients.\"c\".token_endpoint_auth_method");
+        let ok = text.replace("private_key_jwt", "client_secret_basic");
+        assert!(validate(parse_file(&ok).unwrap(), &Overrides::default()).is_ok());
     }
 
     #[test]

@@ -181,6 +181,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     profile.validate()?;
     let clients = clients::validate_clients(file.clients)?;
     let bridge = bridge::validate_bridge(file.bridge, &upstream, ping.is_some())?;
+    bridge::check_clients(bridge.as_ref(), &clients)?;
     let client_labels = validate_client_labels(file.metrics.client_labels)?;
     let log_level = file
         .logging

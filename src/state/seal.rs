@@ -1,5 +1,6 @@
-//! Encryption of what the gateway holds for ping requests, and the keyed hash of a
-//! client's credential, both with keys derived from `ping.key`.
+//! Encryption of what the gateway holds for ping and bridge requests, and the keyed hash
+//! of a client's credential, both with keys derived from `ping.key` (or `bridge.key`: each
+//! feature has its own `Sealer`).
 //!
 //! ChaCha20-Poly1305 (ring's, already in the build for TLS and JWTs) with a random 96-bit
 //! nonce per record; the associated data binds each sealed value to its `auth_req_id` and

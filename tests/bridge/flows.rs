@@ -386,3 +386,26 @@ fn plain_mode_checks_the_secret_at_the_gateway() {
         POST_CLIENT.0,
     );
 }
+
+#[test]
+fn a_callback_the_op_does_not_know_is_refused_and_said_so() {
+    // The OP registers another callback path than the gateway's; node-oidc-provider answers
+    // the pushed request with invalid_request.
+    let op = TestOp::start(&["--bridge", "--bridge-callback-path", "/elsewhere"]);
+    let (gw, _d) = Gateway::with_config(&op.url(), &bridge_config(""));
+    let r = start(&gw.addr(), POST_CLIENT, &[]);
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (400, "invalid_request"),
+        "{}",
+        r.text()
+    );
+    assert!(r.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("callback if that is not registered"));
+    assert!(gw
+        .log()
+        .contains("refused the pushed authorization request"));
+    gw.metrics_containing(&["ciba_gateway_bridge_events_total{event=\"op_refused\"} 1"]);
+}

@@ -150,8 +150,12 @@ pub fn op_refusal(status: u16, body: &Value) -> OAuthError {
             ErrorCode::AccessDenied,
             "the OpenID Provider refused the request",
         ),
+        // The client's parameters passed the gateway's checks, so this may also be the
+        // OP refusing the gateway's callback (node-oidc-provider says invalid_request for
+        // an unregistered redirect_uri): the description says both.
         "invalid_request" => OAuthError::invalid_request(
-            "the OpenID Provider refused the authentication request's parameters",
+            "the OpenID Provider refused the authentication request: its parameters, or the \
+             gateway's callback if that is not registered for this client",
         ),
         _ if status == 401 => OAuthError::new(
             ErrorCode::InvalidClient,

@@ -54,7 +54,15 @@ impl Bridge {
             (BridgeMode::Par, Some(par_path)) => {
                 let answer = self.post_form(par_path, params, &credential).await?;
                 let (request_uri, _) = par::pushed_answer(answer.status, &answer.body)
-                    .inspect_err(|_| crate::metrics::bridge_event("op_refused"))?;
+                    .inspect_err(|e| {
+                        crate::metrics::bridge_event("op_refused");
+                        // The OP's status and our code only: its description may echo values.
+                        tracing::warn!(
+                            status = answer.status,
+                            error = e.code.as_str(),
+                            "bridge: the OpenID Provider refused the pushed authorization request"
+                        );
+                    })?;
                 par::pushed_url(&meta.authorization_endpoint, client.as_str(), &request_uri)
             }
             _ => par::with_query(

@@ -5,6 +5,7 @@ use ciba_gateway::config::{Config, LogFormat, Overrides};
 // glibc's malloc was about a sixth of the proxy's CPU under load (BENCHMARKS.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use ciba_gateway::demo::code_op::CodeOp;
 use ciba_gateway::demo::op::DemoOp;
 use ciba_gateway::demo::walkthrough;
 use clap::{Parser, Subcommand};
@@ -54,6 +55,10 @@ enum Command {
         /// default none, like node-oidc-provider, and the gateway adds CIBA's 5 s.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
         op_interval: Option<u64>,
+        /// Run the demo OP with the authorization code flow only (PAR, PKCE, no CIBA), the
+        /// gateway in bridge mode in front of it.
+        #[arg(long)]
+        bridge: bool,
     },
 }
 
@@ -70,12 +75,14 @@ fn main() -> ExitCode {
             op_listen,
             approve_after,
             op_interval,
+            ..
         }) => {
             overrides.upstream = Some(format!("http://{op_listen}"));
             Some((op_listen.clone(), *approve_after, *op_interval))
         }
         None => None,
     };
+    let bridge_demo = matches!(&cli.command, Some(Command::Demo { bridge: true, .. }));
     let (cfg, started_text) = match Config::load_with_text(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {
@@ -83,6 +90,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `demo --bridge`: the bridge on, with a key made for this run unless one is configured.
+    let mut cfg = cfg;
+    if bridge_demo && cfg.bridge.is_none() {
+        cfg.bridge = Some(ciba_gateway::config::bridge::Bridge::with_key(random_key()));
+    }
     if cli.check {
         println!(
             "ciba-gateway: configuration ok (listen {}, metrics {}, upstream {}, worker threads {})",
@@ -118,6 +130,20 @@ fn main() -> ExitCode {
     let threads = cfg.threads;
     // The demo's issuer is the gateway's public URL (see demo/op.rs); its walkthrough is
     // computed before `cfg` moves into the server.
+    let bridge_walkthrough = cfg.bridge.as_ref().filter(|_| bridge_demo).map(|b| {
+        (
+            walkthrough::bridge_text(&walkthrough::BridgeDemo {
+                gateway: format!("http://{listen}"),
+                op: demo
+                    .as_ref()
+                    .map(|(l, _, _)| format!("http://{l}"))
+                    .unwrap_or_default(),
+                interval: b.interval.max(cfg.polling.policy.min_interval.as_secs()),
+                api_path: b.api_path.clone(),
+            }),
+            b.callback_path.clone(),
+        )
+    });
     let demo = demo.map(|(op_listen, approve_after, op_interval)| {
         let gateway = format!("http://{listen}");
         let issuer = cfg.public_url.clone().unwrap_or_else(|| gateway.clone());
@@ -148,9 +174,21 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Some((op_listen, op, text)) = demo {
-        let mut svc = Service::new("demo-op".to_string(), HttpServer::new_app(op));
-        svc.add_tcp(&op_listen);
-        server.add_service(svc);
+        let text = match bridge_walkthrough {
+            Some((bridge_text, callback_path)) => {
+                let op = CodeOp::new(&format!("http://{op_listen}"), &callback_path);
+                let mut svc = Service::new("demo-op".to_string(), HttpServer::new_app(op));
+                svc.add_tcp(&op_listen);
+                server.add_service(svc);
+                bridge_text
+            }
+            None => {
+                let mut svc = Service::new("demo-op".to_string(), HttpServer::new_app(op));
+                svc.add_tcp(&op_listen);
+                server.add_service(svc);
+                text
+            }
+        };
         print!("{text}");
         let _ = std::io::Write::flush(&mut std::io::stdout());
     }
@@ -202,6 +240,16 @@ fn check_resolution(cfg: &Config) {
             ),
         }
     }
+}
+
+/// A fresh 32-byte key (the demo's `bridge.key`).
+fn random_key() -> ciba_gateway::ciba::ids::Secret<[u8; 32]> {
+    use ring::rand::SecureRandom;
+    let mut key = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut key)
+        .expect("the operating system's random source works");
+    ciba_gateway::ciba::ids::Secret::new(key)
 }
 
 /// Changes the log filter of a running process.

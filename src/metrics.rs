@@ -223,6 +223,34 @@ pub const RELOAD_RESULTS: [&str; 2] = ["ok", "invalid"];
 /// The outcomes `PINGS` counts, so every series exists from the first scrape.
 pub const PING_OUTCOMES: [&str; 5] = ["delivered", "refused", "retried", "gave_up", "blocked"];
 
+/// PAR bridge events (`[bridge]`), by event.
+pub static BRIDGE_EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_bridge_events_total",
+        "PAR bridge events: initiated (acknowledged), op_refused (the OP refused the authorization request), approved, denied (the user cancelled or refused), failed (code exchange or ID token refused), invalid_callback (forged, replayed or expired state), redeemed (tokens handed to the client), notified and notify_failed (the authentication-device notifier).",
+        &["event"]
+    )
+    .expect("metric registers once")
+});
+
+/// The events `BRIDGE_EVENTS` counts, so every series exists from the first scrape.
+pub const BRIDGE_EVENT_LABELS: [&str; 9] = [
+    "initiated",
+    "op_refused",
+    "approved",
+    "denied",
+    "failed",
+    "invalid_callback",
+    "redeemed",
+    "notified",
+    "notify_failed",
+];
+
+/// Counts one bridge event (one of [`BRIDGE_EVENT_LABELS`]).
+pub fn bridge_event(event: &'static str) {
+    BRIDGE_EVENTS.with_label_values(&[event]).inc();
+}
+
 /// The reasons `CONNECTIONS_REFUSED` counts, so every series exists from the first scrape.
 pub const REFUSAL_REASONS: [&str; 8] = [
     "header_timeout",
@@ -265,6 +293,9 @@ pub fn init() {
     Lazy::force(&CONFIG_HASH);
     for outcome in TLS_RELOAD_OUTCOMES {
         TLS_RELOADS.with_label_values(&[outcome]);
+    }
+    for event in BRIDGE_EVENT_LABELS {
+        BRIDGE_EVENTS.with_label_values(&[event]);
     }
     READY.set(0);
     TRACKED.set(0);

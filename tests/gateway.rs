@@ -5,6 +5,7 @@
 
 mod support;
 
+mod bridge;
 mod faults;
 mod flows;
 mod framing;

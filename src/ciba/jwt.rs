@@ -336,6 +336,34 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// The signing keys of a JWK Set fetched at run time (an OP's `jwks_uri`): keys that
+    /// are not for signatures (`use` other than `sig`), symmetric, or unusable are left
+    /// out rather than failing the whole set. `None` when the document is not a JWK Set.
+    pub fn from_published_jwks(document: &[u8]) -> Option<KeySet> {
+        let set: JwkSet = serde_json::from_slice(document).ok()?;
+        let keys = set
+            .keys
+            .iter()
+            .filter(|jwk| {
+                !matches!(&jwk.common.public_key_use, Some(u) if *u != jsonwebtoken::jwk::PublicKeyUse::Signature)
+            })
+            .filter_map(|jwk| {
+                let family = match &jwk.algorithm {
+                    AlgorithmParameters::RSA(_) => Family::Rsa,
+                    AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+                    AlgorithmParameters::OctetKeyPair(_) => Family::Ed,
+                    AlgorithmParameters::OctetKey(_) => return None,
+                };
+                Some(Key {
+                    kid: jwk.common.key_id.clone(),
+                    family,
+                    key: DecodingKey::from_jwk(jwk).ok()?,
+                })
+            })
+            .collect();
+        Some(KeySet { keys })
+    }
+
     /// Checks `jwt`'s signature with every key of the right family (and `kid`).
     pub fn verify(&self, jwt: &Jwt<'_>) -> Verification {
         let Ok(alg) = Algorithm::from_str(jwt.alg()) else {

@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod authorize;
+pub mod bridge;
 pub mod client_auth;
 pub mod client_cert;
 pub mod clock;

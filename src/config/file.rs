@@ -60,6 +60,9 @@ pub struct FileConfig {
     /// `[clients."id"]`: each client's authentication method, certificate and keys.
     #[serde(default)]
     pub clients: BTreeMap<String, ClientSection>,
+    /// `[bridge]`: CIBA in front of an OP that has only the authorization code flow.
+    #[serde(default)]
+    pub bridge: BridgeSection,
 }
 
 /// `[clients."id"]` as written.
@@ -297,4 +300,47 @@ pub struct LoggingSection {
     pub level: Option<String>,
     /// `text` or `json`.
     pub format: Option<LogFormat>,
+}
+
+/// `[bridge]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeSection {
+    /// Serve CIBA from the gateway over the OP's authorization code flow.
+    pub enabled: Option<bool>,
+    /// How the authorization request reaches the OP: `par` (pushed) or `plain` (in the URL).
+    pub mode: Option<crate::config::bridge::BridgeMode>,
+    /// The 32-byte key that encrypts what the gateway holds for bridge requests, in Base64.
+    pub key: Option<String>,
+    /// A file holding `key` (Base64), instead of the key in this file.
+    pub key_file: Option<String>,
+    /// The path the gateway serves the backchannel authentication endpoint on.
+    pub backchannel_path: Option<String>,
+    /// The path of the gateway's callback (the `redirect_uri` registered at the OP).
+    pub callback_path: Option<String>,
+    /// The path of the API that hands a client the URL of its pending request; "" for none.
+    pub api_path: Option<String>,
+    /// Longest lifetime of a bridge request, in seconds.
+    pub expires_in: Option<u64>,
+    /// The poll interval the acknowledgement announces, in seconds.
+    pub interval: Option<u64>,
+    /// The application the callback page tells the user to return to.
+    pub return_to: Option<String>,
+    /// What a `login_hint_token` becomes: `refuse` or `login_hint`.
+    pub login_hint_token: Option<crate::ciba::bridge::par::LoginHintTokenMapping>,
+    /// The external HTTP service that delivers the authorization URL to the user.
+    pub notifier_url: Option<String>,
+    /// Allows an http notifier URL and loopback, private or link-local addresses.
+    pub notifier_allow_insecure: Option<bool>,
+    /// Clients, by `client_id`.
+    #[serde(default)]
+    pub clients: BTreeMap<String, BridgeClientSection>,
+}
+
+/// `[bridge.clients."id"]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeClientSection {
+    /// With `mode = "plain"`: the SHA-256 of the client's secret, in hex.
+    pub secret_sha256: Option<String>,
 }

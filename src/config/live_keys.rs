@@ -91,6 +91,8 @@ pub const KEYS: &[(&str, Reload)] = &[
     ("ping.lease_seconds", Restart),
     ("ping.clients", Live),
     ("clients", Live),
+    // The bridge's store, key, paths and notifier are built at start-up.
+    ("bridge", Restart),
 ];
 
 /// Whether `entry` covers `key`: the key itself or a key inside that table.
@@ -169,6 +171,7 @@ pub fn carry_restart_only(new: &mut Config, running: &Config) {
     new.profile.paths = running.profile.paths.clone();
     new.state = running.state.clone();
     new.log_format = running.log_format;
+    new.bridge = running.bridge.clone();
     // Only the certificate pair follows a reload; on or off is refused (`unappliable`).
     match (&mut new.tls, &running.tls) {
         (Some(n), Some(r)) => {

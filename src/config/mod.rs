@@ -8,6 +8,7 @@
 //! `[profile]`) check and compile themselves. Every error is a [`ConfigError`] naming the
 //! key, e.g. `upstream.url: ...`.
 
+pub mod bridge;
 mod clients;
 mod file;
 pub mod live_keys;
@@ -104,6 +105,8 @@ pub struct Config {
     pub ping: Option<Ping>,
     /// Each configured client's authentication method, certificate and keys.
     pub clients: Arc<Clients>,
+    /// The PAR bridge, when enabled.
+    pub bridge: Option<bridge::Bridge>,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -193,6 +196,8 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     let profile = file.profile;
     profile.validate()?;
     let clients = clients::validate_clients(file.clients)?;
+    let bridge = bridge::validate_bridge(file.bridge, &upstream, ping.is_some())?;
+    bridge::check_clients(bridge.as_ref(), &clients)?;
     let client_labels = validate_client_labels(file.metrics.client_labels)?;
     let log_level = file
         .logging
@@ -224,6 +229,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         }),
         ping,
         clients: Arc::new(clients),
+        bridge,
         log_level,
         log_format: file.logging.format.unwrap_or_default(),
     })

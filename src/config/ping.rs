@@ -301,7 +301,7 @@ pub fn pem_roots(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 /// A 32-byte key from its Base64 text (standard or URL-safe alphabet, padded or not).
-fn decode_key(key: &str, text: &str) -> Result<Secret<[u8; 32]>, ConfigError> {
+pub(super) fn decode_key(key: &str, text: &str) -> Result<Secret<[u8; 32]>, ConfigError> {
     let text = text.trim();
     let engines = [
         base64::engine::general_purpose::STANDARD,
@@ -335,7 +335,11 @@ fn decode_key(key: &str, text: &str) -> Result<Secret<[u8; 32]>, ConfigError> {
 ///
 /// Only an address written in the URL can be judged here; where a name resolves to is
 /// checked when the notification connects (on every connection).
-fn check_endpoint(key: &str, url: &str, allow_insecure: bool) -> Result<http::Uri, ConfigError> {
+pub(super) fn check_endpoint(
+    key: &str,
+    url: &str,
+    allow_insecure: bool,
+) -> Result<http::Uri, ConfigError> {
     let uri: http::Uri = url
         .parse()
         .map_err(|_| err(key, "is not a URL, e.g. https://client.example.com/cb"))?;

@@ -112,6 +112,68 @@ Stop with Ctrl-C.
     )
 }
 
+/// What the `--bridge` walkthrough needs to know.
+#[derive(Debug, Clone)]
+pub struct BridgeDemo {
+    /// The gateway's base URL.
+    pub gateway: String,
+    /// The demo OP's base URL.
+    pub op: String,
+    /// The interval the gateway announces, in seconds.
+    pub interval: u64,
+    /// The API's path, when it is on.
+    pub api_path: Option<String>,
+}
+
+/// The `--bridge` walkthrough's text (same layout rules as [`text`]).
+pub fn bridge_text(d: &BridgeDemo) -> String {
+    let gw = &d.gateway;
+    let op = &d.op;
+    let interval = d.interval;
+    let creds = format!("-u {DEMO_CLIENT_ID}:{DEMO_CLIENT_SECRET}");
+    let id_of = r#"sed -n 's/.*"auth_req_id":"\([^"]*\)".*/\1/p'"#;
+    let url_of = r#"sed -n 's/.*"authorization_url":"\([^"]*\)".*/\1/p'"#;
+    let api = d
+        .api_path
+        .as_deref()
+        .unwrap_or("/ciba-bridge/authorization-url");
+    format!(
+        r#"
+ciba-gateway demo --bridge: the gateway on {gw} serves CIBA in front of a built-in demo OP
+on {op} that has no CIBA at all, only the authorization code flow with PAR and PKCE.
+The demo client is {DEMO_CLIENT_ID} / {DEMO_CLIENT_SECRET}.
+
+Paste the commands below (the indented lines) into a shell on this machine: sh, bash or zsh.
+Paste each step's lines together.
+
+1. Start an authentication. The gateway pushes an authorization request to the OP (PAR,
+   with the client's own credential, PKCE, a fresh state and nonce) and acknowledges:
+      ACK=$(curl -s {creds} {gw}/backchannel -d scope=openid -d login_hint=alice -d binding_message=DEMO-42); echo "$ACK"
+      ID=$(echo "$ACK" | {id_of}); echo "ID=$ID"
+
+2. A shell function that polls the token endpoint, and a first poll:
+      poll() {{ curl -s {creds} {gw}/token -d grant_type=urn:openid:params:grant-type:ciba -d auth_req_id="$1"; echo; }}
+      poll "$ID"
+   The gateway answers {{"error":"authorization_pending",...}} itself: the OP knows nothing
+   of CIBA.
+
+3. The URL the user opens, from the gateway's API (asked as the client, same credential):
+      URL=$(curl -s {creds} {gw}{api} -d auth_req_id="$ID" | {url_of}); echo "$URL"
+   Open it in any browser and press Approve: the OP sends the browser back to the gateway,
+   which exchanges the code (PKCE), checks the ID token against the OP's keys, and shows
+   "You are signed in" with DEMO-42. Or approve from here, following the redirect:
+      curl -s -L "$URL&decision=approve" | sed -n 's/.*<h1>\(.*\)<\/h1>.*/\1/p'
+
+4. Poll again, after the {interval} s interval, and once more:
+      sleep {interval}; poll "$ID"; poll "$ID"
+   The first gets the tokens the gateway held for the client; the auth_req_id is used up
+   after that: {{"error":"invalid_grant",...}}.
+
+Stop with Ctrl-C.
+"#
+    )
+}
+
 /// The walkthrough's commands, in order: its lines indented six spaces.
 pub fn commands(text: &str) -> Vec<&str> {
     text.lines()

@@ -3,6 +3,7 @@
 //! layer that speaks to pingora.
 
 pub mod admin;
+pub mod bridge;
 pub mod guard;
 pub mod h2;
 pub mod header_check;

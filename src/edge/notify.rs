@@ -310,6 +310,32 @@ impl Notifier {
         outcome.delivery()
     }
 
+    /// Posts a JSON document (no bearer) to `target` with the same address checks,
+    /// timeouts and retries as a ping, until `deadline`; for the bridge's authentication-
+    /// device notifier. Logs the host and outcome only, never the body.
+    pub async fn post_json(
+        &self,
+        target: &NotifyTarget,
+        body: Bytes,
+        deadline: std::time::Instant,
+    ) -> Delivery {
+        let deadline =
+            Instant::now() + deadline.saturating_duration_since(std::time::Instant::now());
+        let host = target.url.host().unwrap_or("");
+        let outcome = match address::endpoint(&target.url, target.allow_insecure) {
+            Err(refusal) => Outcome::Blocked(refusal),
+            Ok(endpoint) => match build_json(&endpoint, body) {
+                Some(req) => {
+                    self.deliver(&endpoint, target.allow_insecure, &req, deadline)
+                        .await
+                }
+                None => Outcome::GaveUp,
+            },
+        };
+        tracing::info!(host, outcome = outcome.label(), "bridge notification");
+        outcome.delivery()
+    }
+
     async fn deliver(
         &self,
         endpoint: &Endpoint,
@@ -525,6 +551,28 @@ fn build(endpoint: &Endpoint, bearer: &Secret<String>, auth_req_id: &AuthReqId) 
         header,
         body: Bytes::from(body),
     })
+}
+
+/// A JSON `POST` to the URL's path, without credentials.
+fn build_json(endpoint: &Endpoint, body: Bytes) -> Option<Ping> {
+    let mut header = RequestHeader::build("POST", endpoint.path.as_bytes(), Some(5)).ok()?;
+    header
+        .insert_header("host", endpoint.authority.as_str())
+        .ok()?;
+    header
+        .insert_header("content-type", "application/json")
+        .ok()?;
+    header
+        .insert_header("content-length", body.len().to_string())
+        .ok()?;
+    header
+        .insert_header(
+            "user-agent",
+            concat!("ciba-gateway/", env!("CARGO_PKG_VERSION")),
+        )
+        .ok()?;
+    header.insert_header("connection", "close").ok()?;
+    Some(Ping { header, body })
 }
 
 /// Tries until an answer that is not retried, a refused address, or the deadline; pauses

@@ -5,6 +5,7 @@ use crate::ciba::discovery;
 use crate::config::Config;
 use crate::config::StateBackend;
 use crate::edge::admin::AdminApp;
+use crate::edge::bridge::Bridge;
 use crate::edge::guard::{EdgeGuard, GuardSettings};
 use crate::edge::h2::H2Limits;
 use crate::edge::in_flight;
@@ -16,6 +17,7 @@ use crate::edge::reload::Runtime;
 use crate::edge::resolve;
 use crate::edge::tls::{TlsState, Watcher};
 use crate::metrics;
+use crate::state::bridge_store::BridgeStore;
 use crate::state::pings::Pings;
 use crate::state::poll_store::PollStore;
 use crate::state::seal::Sealer;
@@ -121,6 +123,7 @@ pub fn build_reloadable(cfg: Config) -> Built {
             }
         })
     });
+    let bridge_store = bridge_store(&cfg);
     let mut proxy = Service::new(
         "ciba-gateway".to_string(),
         guarded_proxy(
@@ -130,6 +133,7 @@ pub fn build_reloadable(cfg: Config) -> Built {
             store.clone(),
             pings.clone(),
             tls.clone(),
+            bridge_store.clone(),
         ),
     );
     proxy.add_tcp(&cfg.listen.to_string());
@@ -167,8 +171,9 @@ pub fn build_reloadable(cfg: Config) -> Built {
     let sweeper = background_service(
         "poll sweeper",
         Sweeper {
-            store,
+            store: store.clone(),
             runtime: runtime.clone(),
+            bridge: bridge_store,
         },
     );
 
@@ -220,10 +225,14 @@ fn guarded_proxy(
     store: Store,
     pings: Option<Arc<Pings>>,
     tls: Option<Arc<TlsState>>,
+    bridge_store: Option<Arc<BridgeStore>>,
 ) -> EdgeGuard<HttpProxy<Gateway>> {
-    let mut gateway = Gateway::new(runtime.clone(), op, store);
+    let mut gateway = Gateway::new(runtime.clone(), op.clone(), store.clone());
     if let Some(pings) = pings {
         gateway = gateway.with_pings(pings);
+    }
+    if let Some(bridge) = bridge_store.and_then(|b| bridge(&runtime.current().cfg, op, store, b)) {
+        gateway = gateway.with_bridge(bridge);
     }
     let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
     let settings = |cfg: &Config| GuardSettings {
@@ -253,6 +262,38 @@ fn guarded_proxy(
         ),
         _ => guard,
     }
+}
+
+/// The PAR bridge's records for `[bridge]`: in memory or in Redis (the state backend's).
+fn bridge_store(cfg: &Config) -> Option<Arc<BridgeStore>> {
+    let b = cfg.bridge.as_ref()?;
+    let sealer = Sealer::new(&b.key);
+    Some(Arc::new(match &cfg.state {
+        StateBackend::Memory => BridgeStore::memory(sealer),
+        StateBackend::Redis { redis, .. } => BridgeStore::redis(redis.clone(), sealer),
+    }))
+}
+
+/// The PAR bridge for `[bridge]` over `store`, with its notifier when
+/// `bridge.notifier_url` is set.
+fn bridge(
+    cfg: &Arc<Config>,
+    op: Arc<OpLink>,
+    polls: Store,
+    store: Arc<BridgeStore>,
+) -> Option<Arc<Bridge>> {
+    let b = cfg.bridge.as_ref()?;
+    if cfg.public_url.is_none() {
+        tracing::warn!(
+            "bridge: server.public_url is unset, so the callback's redirect_uri follows each \
+             backchannel request's Host header; set it in production"
+        );
+    }
+    let notifier = b
+        .notifier
+        .as_ref()
+        .map(|_| Notifier::new(NotifyOptions::default()));
+    Bridge::new(cfg.clone(), op, store, polls, notifier).map(Arc::new)
 }
 
 /// Follows the OP's host name in DNS, pointing new upstream connections at its address.
@@ -314,6 +355,8 @@ struct Sweeper {
     store: Store,
     /// The interval and the rate limiters in force, read at each sweep.
     runtime: Arc<Runtime>,
+    /// The bridge's records, when `[bridge]` is on.
+    bridge: Option<Arc<BridgeStore>>,
 }
 
 #[async_trait]
@@ -328,6 +371,9 @@ impl BackgroundService for Sweeper {
             // The tracked-ids gauge is read at scrape time (ops.rs), not here.
             self.store.sweep();
             self.runtime.current().limits.retain_recent();
+            if let Some(b) = &self.bridge {
+                b.sweep(crate::edge::bridge::now_ms());
+            }
         }
     }
 }
@@ -346,7 +392,7 @@ struct Discovery {
 impl BackgroundService for Discovery {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let up = &self.cfg.upstream;
-        if let (Some(b), Some(t)) = (&up.backchannel_path, &up.token_path) {
+        if let (Some(b), Some(t)) = (self.backchannel_path(), &up.token_path) {
             tracing::info!(backchannel = %b, token = %t, "CIBA endpoints configured");
             self.op.set_endpoints(self.public(discovery::Endpoints {
                 backchannel: b.clone(),
@@ -378,6 +424,16 @@ impl BackgroundService for Discovery {
 }
 
 impl Discovery {
+    /// The backchannel path when it is not discovered: configured for the OP, or the
+    /// bridge's own (the OP has none in bridge mode).
+    fn backchannel_path(&self) -> Option<&String> {
+        self.cfg.upstream.backchannel_path.as_ref().or(self
+            .cfg
+            .bridge
+            .as_ref()
+            .map(|b| &b.backchannel_path))
+    }
+
     /// The OP's endpoints under the names clients use (the profile's public paths).
     fn public(&self, op: discovery::Endpoints) -> discovery::Endpoints {
         let p = &self.cfg.profile;
@@ -405,7 +461,7 @@ impl Discovery {
         }
         discovery::endpoints_from(
             &answer.body,
-            up.backchannel_path.as_deref(),
+            self.backchannel_path().map(String::as_str),
             up.token_path.as_deref(),
         )
     }

@@ -2,6 +2,8 @@
 //! in Redis), rate-limit buckets and connection counts. Synchronous in memory; no lock is
 //! held across an `.await`.
 
+pub mod bridge_redis;
+pub mod bridge_store;
 pub mod conn_limit;
 pub mod ping_redis;
 pub mod ping_store;

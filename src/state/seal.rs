@@ -1,5 +1,6 @@
-//! Encryption of what the gateway holds for ping requests, and the keyed hash of a
-//! client's credential, both with keys derived from `ping.key`.
+//! Encryption of what the gateway holds for ping and bridge requests, and the keyed hash
+//! of a client's credential, both with keys derived from `ping.key` (or `bridge.key`: each
+//! feature has its own `Sealer`).
 //!
 //! ChaCha20-Poly1305 (ring's, already in the build for TLS and JWTs) with a random 96-bit
 //! nonce per record; the associated data binds each sealed value to its `auth_req_id` and
@@ -24,6 +25,10 @@ pub enum Kind {
     NotificationToken,
     /// The OP's terminal answer.
     Answer,
+    /// What the gateway holds for a bridge request (credential, PKCE verifier, nonce, URL).
+    BridgeRecord,
+    /// The OP's token answer held for a bridge request.
+    BridgeTokens,
 }
 
 impl Kind {
@@ -32,6 +37,8 @@ impl Kind {
             Kind::Credential => b"credential",
             Kind::NotificationToken => b"notification_token",
             Kind::Answer => b"answer",
+            Kind::BridgeRecord => b"bridge record",
+            Kind::BridgeTokens => b"bridge tokens",
         }
     }
 }

@@ -7,6 +7,12 @@
 // --tls-cert/--tls-key: HTTPS instead of HTTP (issuer https://...). --tls-ca: clients must
 // present a certificate that chains to this CA (mTLS); the common names of the client
 // certificates seen are in /admin/stats as tls_client_cns.
+//                            [--interval N] [--ignore-stdin] [--bridge] [--bridge-callback-path /path]
+//
+// --bridge: an OP without CIBA, as the gateway's PAR bridge meets one: CIBA off, PAR on,
+// its development login and consent pages on, the clients registered for the
+// authorization code flow with the gateway's callback (a loopback http URL, any port:
+// they are native clients, RFC 8252 7.3) as redirect_uri.
 //
 // Listens on 127.0.0.1 only (or the loopback address --host names). When ready it prints exactly one line to stdout:
 //   READY <port>
@@ -39,6 +45,7 @@ function usage(msg) {
 const opts = {
   host: '127.0.0.1', port: 0, backchannelPath: '/backchannel', tokenPath: '/token', interval: null, ignoreStdin: false,
   tlsCert: null, tlsKey: null, tlsCa: null,
+  bridge: false, bridgeCallbackPath: '/ciba-bridge/callback',
 };
 {
   const argv = process.argv.slice(2);
@@ -76,6 +83,8 @@ const opts = {
       case '--tls-cert': opts.tlsCert = take(); break;
       case '--tls-key': opts.tlsKey = take(); break;
       case '--tls-ca': opts.tlsCa = take(); break;
+      case '--bridge': opts.bridge = true; break;
+      case '--bridge-callback-path': opts.bridgeCallbackPath = take(); break;
       case '-h': case '--help': usage(); break;
       default: usage(`unknown argument: ${arg}`);
     }
@@ -280,11 +289,23 @@ const cibaClient = (clientId, secret, method) => ({
   backchannel_token_delivery_mode: 'poll',
 });
 
+// --bridge: code-flow clients whose redirect_uri is the gateway's callback on loopback.
+const bridgeClient = (clientId, secret, method) => ({
+  client_id: clientId,
+  client_secret: secret,
+  token_endpoint_auth_method: method,
+  application_type: 'native',
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  redirect_uris: [`http://127.0.0.1${opts.bridgeCallbackPath}`],
+});
+const makeClient = opts.bridge ? bridgeClient : cibaClient;
+
 provider = new Provider(issuer, {
   clients: [
-    cibaClient('client-post', 'post-secret-0123456789', 'client_secret_post'),
-    cibaClient('client-basic', 'basic-secret-0123456789', 'client_secret_basic'),
-    cibaClient('client-other', 'other-secret-0123456789', 'client_secret_post'),
+    makeClient('client-post', 'post-secret-0123456789', 'client_secret_post'),
+    makeClient('client-basic', 'basic-secret-0123456789', 'client_secret_basic'),
+    makeClient('client-other', 'other-secret-0123456789', 'client_secret_post'),
   ],
   jwks: { keys: [signingJwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
@@ -310,6 +331,9 @@ provider = new Provider(issuer, {
     IdToken: () => 3600,
     Grant: () => 3600,
     RefreshToken: () => 3600,
+    // --bridge: the user may open the link as late as the gateway's request lives.
+    PushedAuthorizationRequest: 600,
+    Interaction: 600,
     // Same as the library default: requested_expiry honoured, capped at 600 s.
     BackchannelAuthenticationRequest(ctx) {
       const requested = ctx?.oidc?.params?.requested_expiry;
@@ -317,9 +341,10 @@ provider = new Provider(issuer, {
     },
   },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: opts.bridge },
+    pushedAuthorizationRequests: { enabled: opts.bridge },
     ciba: {
-      enabled: true,
+      enabled: !opts.bridge,
       deliveryModes: ['poll'],
       async processLoginHint(ctx, loginHint) {
         return loginHint;

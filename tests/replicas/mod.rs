@@ -1,6 +1,7 @@
 //! Replicas sharing poll state in Redis: through the real binary here, and the Redis store
 //! itself against a real `redis-server` (`redis_store.rs`).
 
+mod bridge;
 mod ping;
 mod ping_redis;
 mod redis_store;

@@ -51,7 +51,7 @@ fn ensure_op_installed() {
     ONCE.call_once(|| {
         let dir = root().join("tests/op");
         let modules = dir.join("node_modules");
-        if ["oidc-provider", "openid-client"]
+        if ["oidc-provider", "openid-client", "playwright-core"]
             .iter()
             .all(|m| modules.join(m).exists())
         {

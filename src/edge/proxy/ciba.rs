@@ -56,6 +56,12 @@ impl Gateway {
         let mut accepted = self.check_request(&live, session, ctx, endpoint, &body)?;
         self.client_rate_limit(&live, session, endpoint, &accepted)
             .await?;
+        // Boxed: the bridge's exchanges are KiB of future state the other requests skip.
+        if self.bridge.is_some()
+            && Box::pin(self.bridge_ciba(&live, session, endpoint, &accepted)).await?
+        {
+            return Ok(());
+        }
         let pinging = self
             .ping_initiation(&live, session, endpoint, &mut accepted)
             .await?;
@@ -407,7 +413,7 @@ async fn read_body_unbounded(session: &mut Session, limit: usize) -> Result<Byte
 /// The one `Authorization` header of a CIBA request. Two of them, or one that is not
 /// visible ASCII, are refused: the gateway would read one credential and the OP another,
 /// past the client-identity and one-method checks.
-fn single_authorization(req: &RequestHeader) -> Result<Option<&str>, OAuthError> {
+pub(super) fn single_authorization(req: &RequestHeader) -> Result<Option<&str>, OAuthError> {
     let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
     let Some(first) = values.next() else {
         return Ok(None);

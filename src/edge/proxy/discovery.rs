@@ -102,7 +102,7 @@ impl Gateway {
 
 /// The public base URL when none is configured: the request's own `Host` (HTTP/2's
 /// `:authority` when it sent none), over https when the listener speaks TLS, else http.
-fn derived_base(req: &RequestHeader, tls: bool) -> String {
+pub(super) fn derived_base(req: &RequestHeader, tls: bool) -> String {
     let host = super::header_str(req, "host")
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
         .filter(|h| {

@@ -8,6 +8,7 @@
 //! is counted in one place, the `logging` hook (`tally`).
 
 mod answer;
+mod bridge;
 mod ciba;
 mod discovery;
 mod h2_body;
@@ -101,6 +102,8 @@ pub struct Gateway {
     routes: OnceLock<Routes>,
     /// What the gateway holds for the ping requests it polls, when it pings clients.
     pings: Option<Arc<Pings>>,
+    /// The PAR bridge, when `[bridge]` is enabled.
+    bridge: Option<Arc<crate::edge::bridge::Bridge>>,
 }
 
 impl Gateway {
@@ -120,12 +123,19 @@ impl Gateway {
             host,
             routes: OnceLock::new(),
             pings: None,
+            bridge: None,
         }
     }
 
     /// Serves ping clients (`[ping]`) from `store`, which the ping poller shares.
     pub fn with_pings(mut self, store: Arc<Pings>) -> Self {
         self.pings = Some(store);
+        self
+    }
+
+    /// Serves CIBA over the OP's code flow (`[bridge]`).
+    pub fn with_bridge(mut self, bridge: Arc<crate::edge::bridge::Bridge>) -> Self {
+        self.bridge = Some(bridge);
         self
     }
 
@@ -216,6 +226,10 @@ impl ProxyHttp for Gateway {
         };
         match ctx.route {
             Route::PassThrough => {
+                // The bridge's own paths read their bodies themselves, within the deadline.
+                if let Some(which) = self.bridge_path(session) {
+                    return Box::pin(self.serve_bridge_path(session, ctx, which)).await;
+                }
                 if let Err(e) = h2_body::read_whole(session, live.cfg.edge.body_timeout).await {
                     ctx.tally.body_timed_out = e.status == 408;
                     return answer_error(session, ctx, e).await;

@@ -60,6 +60,26 @@ pub struct FileConfig {
     /// `[clients."id"]`: each client's authentication method, certificate and keys.
     #[serde(default)]
     pub clients: BTreeMap<String, ClientSection>,
+    /// `[client_certificates]`: where client certificates come from and how the OP gets them.
+    #[serde(default)]
+    pub client_certificates: ClientCertificatesSection,
+}
+
+/// `[client_certificates]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificatesSection {
+    /// The header a TLS terminator listed in `rate_limit.trusted_proxies` puts the client's
+    /// certificate in; unset, no such header is believed.
+    pub proxy_header: Option<String>,
+    /// `pem` (URL-encoded PEM, default) or `rfc9440` (`:base64 DER:`).
+    pub proxy_header_format: Option<crate::ciba::cert_header::CertFormat>,
+    /// The header the OP gets the client's certificate in.
+    pub forward_header: Option<String>,
+    /// `pem` (URL-encoded PEM, default) or `rfc9440`.
+    pub forward_format: Option<crate::ciba::cert_header::CertFormat>,
+    /// A PEM bundle of the CAs `tls_client_auth` certificates must chain to.
+    pub ca_file: Option<String>,
 }
 
 /// `[clients."id"]` as written.

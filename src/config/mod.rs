@@ -8,6 +8,7 @@
 //! `[profile]`) check and compile themselves. Every error is a [`ConfigError`] naming the
 //! key, e.g. `upstream.url: ...`.
 
+mod client_certificates;
 mod clients;
 mod file;
 mod logging;
@@ -24,10 +25,12 @@ mod tests;
 
 pub use crate::ciba::config_error::ConfigError;
 pub use crate::ciba::routing::CancelRoute;
+pub use client_certificates::{ClientCertificates, DEFAULT_FORWARD_HEADER};
 pub use clients::{CertificateIdentity, Client, Clients};
 pub use file::{
-    ClientSection, FileConfig, LoggingSection, MetricsSection, PingClientSection, PingSection,
-    PollingSection, RoutingSection, ServerSection, StateSection, UpstreamSection,
+    ClientCertificatesSection, ClientSection, FileConfig, LoggingSection, MetricsSection,
+    PingClientSection, PingSection, PollingSection, RoutingSection, ServerSection, StateSection,
+    UpstreamSection,
 };
 pub use logging::LogFormat;
 pub use ping::{pem_roots, NotifySettings, Ping, PingClient};
@@ -99,6 +102,8 @@ pub struct Config {
     pub ping: Option<Ping>,
     /// Each configured client's authentication method, certificate and keys.
     pub clients: Arc<Clients>,
+    /// Where client certificates come from, how the OP gets them, the CAs they chain to.
+    pub client_certificates: Arc<ClientCertificates>,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -177,6 +182,11 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     let profile = file.profile;
     profile.validate()?;
     let clients = clients::validate_clients(file.clients)?;
+    let client_certificates = client_certificates::validate_client_certificates(
+        file.client_certificates,
+        !rate_limit.trusted_proxies.is_empty(),
+    )?;
+    clients::check_certificate_sources(&clients, &client_certificates)?;
     let client_labels = validate_client_labels(file.metrics.client_labels)?;
     let log_level = file
         .logging
@@ -207,6 +217,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         }),
         ping,
         clients: Arc::new(clients),
+        client_certificates: Arc::new(client_certificates),
         log_level,
         log_format: file.logging.format.unwrap_or_default(),
     })

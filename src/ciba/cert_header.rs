@@ -206,7 +206,7 @@ fn decode_b64(v: &[u8]) -> Result<Vec<u8>, BadHeader> {
 /// One X.509 certificate, nothing after it.
 fn check_der(der: &[u8]) -> Result<(), BadHeader> {
     match x509_parser::parse_x509_certificate(der) {
-        Ok((rest, _)) if rest.is_empty() => Ok(()),
+        Ok(([], _)) => Ok(()),
         _ => Err(BadHeader::NotACertificate),
     }
 }

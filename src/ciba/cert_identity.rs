@@ -154,7 +154,7 @@ pub fn x5c_thumbprints(x5c_first: &[String]) -> Result<Vec<[u8; 32]>, String> {
             .decode(b64)
             .map_err(|_| format!("key {}: x5c[0] is not base64", i + 1))?;
         match x509_parser::parse_x509_certificate(&der) {
-            Ok((rest, _)) if rest.is_empty() => {}
+            Ok(([], _)) => {}
             _ => return Err(format!("key {}: x5c[0] is not an X.509 certificate", i + 1)),
         }
         let d = ring::digest::digest(&ring::digest::SHA256, &der);

@@ -260,6 +260,7 @@ impl BackgroundService for Discovery {
             self.op.set_endpoints(self.public(discovery::Endpoints {
                 backchannel: b.clone(),
                 token: t.clone(),
+                ..Default::default()
             }));
             return;
         }
@@ -290,9 +291,12 @@ impl Discovery {
     /// The OP's endpoints under the names clients use (the profile's public paths).
     fn public(&self, op: discovery::Endpoints) -> discovery::Endpoints {
         let p = &self.cfg.profile;
+        let public = |path: &str| p.to_public_path(path).into_owned();
         discovery::Endpoints {
-            backchannel: p.to_public_path(&op.backchannel).into_owned(),
-            token: p.to_public_path(&op.token).into_owned(),
+            backchannel: public(&op.backchannel),
+            token: public(&op.token),
+            mtls_backchannel: op.mtls_backchannel.as_deref().map(public),
+            mtls_token: op.mtls_token.as_deref().map(public),
         }
     }
 

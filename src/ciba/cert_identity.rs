@@ -243,14 +243,14 @@ mod tests {
             authenticate(&pki, Some((&der, &t)), None, 0),
             Err(CertRefusal::Unverified)
         );
-        let anchors = TrustAnchors::from_der(&[der.clone()]).unwrap();
+        let anchors = TrustAnchors::from_der(std::slice::from_ref(&der)).unwrap();
         // A certificate listed in the CA file is its own anchor (webpki, like a browser's
         // pinned root): the chain passes and the name decides.
         assert_eq!(
             authenticate(&pki, Some((&der, &t)), Some(&anchors), 1_767_225_600),
             Err(CertRefusal::NameMismatch)
         );
-        let elsewhere = TrustAnchors::from_der(&[other.clone()]).unwrap();
+        let elsewhere = TrustAnchors::from_der(std::slice::from_ref(&other)).unwrap();
         assert_eq!(
             authenticate(&pki, Some((&der, &t)), Some(&elsewhere), 1_767_225_600),
             Err(CertRefusal::Unverified)

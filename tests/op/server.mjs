@@ -2,7 +2,14 @@
 // Test OpenID Provider (CIBA, poll mode) for the gateway's integration tests.
 //
 //   node tests/op/server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path]
-//                            [--interval N] [--ignore-stdin]
+//                            [--interval N] [--ignore-stdin] [--mtls FILE]
+//
+// --mtls FILE turns on oidc-provider's mTLS feature (RFC 8705) behind the gateway: FILE is
+// JSON {"header", "ca_pem", "clients": [...]}; the client certificate is read from the
+// header the gateway forwards (URL-encoded PEM), tls_client_auth chains are checked against
+// ca_pem, each client is registered for CIBA poll with certificate-bound tokens (a
+// self_signed_tls_client_auth client's "certificate_pem" becomes its jwks x5c), and the
+// discovery document publishes mtls_endpoint_aliases /mtls/token and /mtls/backchannel.
 //
 // Listens on 127.0.0.1 only (or the loopback address --host names). When ready it prints exactly one line to stdout:
 //   READY <port>
@@ -32,6 +39,7 @@ function usage(msg) {
 
 const opts = {
   host: '127.0.0.1', port: 0, backchannelPath: '/backchannel', tokenPath: '/token', interval: null, ignoreStdin: false,
+  mtls: null,
 };
 {
   const argv = process.argv.slice(2);
@@ -66,6 +74,11 @@ const opts = {
         break;
       }
       case '--ignore-stdin': opts.ignoreStdin = true; break;
+      case '--mtls': {
+        const { readFileSync } = await import('node:fs');
+        opts.mtls = JSON.parse(readFileSync(take(), 'utf8'));
+        break;
+      }
       case '-h': case '--help': usage(); break;
       default: usage(`unknown argument: ${arg}`);
     }
@@ -254,12 +267,85 @@ const cibaClient = (clientId, secret, method) => ({
   backchannel_token_delivery_mode: 'poll',
 });
 
+// ---------------------------------------------------------------- mTLS (--mtls)
+const MTLS_ALIASES = { '/mtls/token': opts.tokenPath, '/mtls/backchannel': opts.backchannelPath };
+
+function mtlsCertificate(ctx) {
+  const value = ctx.get(opts.mtls.header);
+  if (!value) return undefined;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function mtlsClients() {
+  if (!opts.mtls) return [];
+  return opts.mtls.clients.map(({ certificate_pem: pem, ...meta }) => {
+    const client = {
+      ...cibaClient(meta.client_id, undefined, meta.token_endpoint_auth_method),
+      ...meta,
+      tls_client_certificate_bound_access_tokens: true,
+    };
+    delete client.client_secret;
+    if (pem) {
+      const cert = new crypto.X509Certificate(pem);
+      const x5c = pem.replace(/-----(BEGIN|END) CERTIFICATE-----|\s/g, '');
+      client.jwks = { keys: [{ ...cert.publicKey.export({ format: 'jwk' }), x5c: [x5c] }] };
+    }
+    return client;
+  });
+}
+
+function mtlsFeature() {
+  if (!opts.mtls) return { enabled: false };
+  const ca = new crypto.X509Certificate(opts.mtls.ca_pem);
+  return {
+    enabled: true,
+    certificateBoundAccessTokens: true,
+    tlsClientAuth: true,
+    selfSignedTlsClientAuth: true,
+    getCertificate: mtlsCertificate,
+    certificateAuthorized(ctx) {
+      const pem = mtlsCertificate(ctx);
+      if (!pem) return false;
+      try {
+        const cert = new crypto.X509Certificate(pem);
+        const now = Date.now();
+        return cert.checkIssued(ca) && cert.verify(ca.publicKey)
+          && Date.parse(cert.validFrom) <= now && now <= Date.parse(cert.validTo);
+      } catch {
+        return false;
+      }
+    },
+    certificateSubjectMatches(ctx, property, expected) {
+      const cert = new crypto.X509Certificate(mtlsCertificate(ctx));
+      switch (property) {
+        case 'tls_client_auth_subject_dn':
+          // X509Certificate.subject lists RDNs in certificate order, one a line; RFC 4514
+          // writes them most specific first. Test names need no escaping.
+          return cert.subject.split('\n').reverse().join(',') === expected;
+        case 'tls_client_auth_san_dns':
+          return (cert.subjectAltName ?? '').split(', ').includes(`DNS:${expected}`);
+        default:
+          return false;
+      }
+    },
+  };
+}
+
 provider = new Provider(issuer, {
   clients: [
     cibaClient('client-post', 'post-secret-0123456789', 'client_secret_post'),
     cibaClient('client-basic', 'basic-secret-0123456789', 'client_secret_basic'),
     cibaClient('client-other', 'other-secret-0123456789', 'client_secret_post'),
+    ...mtlsClients(),
   ],
+  ...(opts.mtls ? {
+    clientAuthMethods: ['client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none',
+      'tls_client_auth', 'self_signed_tls_client_auth'],
+  } : {}),
   jwks: { keys: [signingJwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   scopes: ['openid', 'profile', 'email'],
@@ -292,6 +378,7 @@ provider = new Provider(issuer, {
   },
   features: {
     devInteractions: { enabled: false },
+    mTLS: mtlsFeature(),
     ciba: {
       enabled: true,
       deliveryModes: ['poll'],
@@ -335,6 +422,9 @@ provider.use(async (ctx, next) => {
     host: ctx.get('host') || null,
     x_forwarded_for: ctx.get('x-forwarded-for') || null,
     x_request_id: ctx.get('x-request-id') || null,
+    // Every header whose name looks like a client-certificate header, as received.
+    cert_headers: Object.keys(ctx.headers).filter((k) => /client.?cert/i.test(k)).sort(),
+    client_cert: opts.mtls ? (ctx.get(opts.mtls.header) || null) : null,
   };
   const arrived = Date.now();
   await next();
@@ -344,6 +434,16 @@ provider.use(async (ctx, next) => {
       status: ctx.status,
       error: (ctx.body && typeof ctx.body === 'object' && ctx.body.error) || null,
     });
+  }
+  // oidc-provider 9 does not publish RFC 8705 aliases itself; --mtls adds them.
+  if (opts.mtls && ctx.path === '/.well-known/openid-configuration' && ctx.body && typeof ctx.body === 'object') {
+    ctx.body = {
+      ...ctx.body,
+      mtls_endpoint_aliases: Object.fromEntries(Object.entries({
+        token_endpoint: '/mtls/token',
+        backchannel_authentication_endpoint: '/mtls/backchannel',
+      }).map(([k, v]) => [k, `${issuer}${v}`])),
+    };
   }
   // oidc-provider's ack has no interval; --interval adds one, as many OPs send it.
   if (opts.interval !== null && ctx.path === opts.backchannelPath && ctx.status === 200
@@ -406,6 +506,14 @@ async function handleAdmin(req, res, url) {
       return sendJson(res, 200, state.lastHop);
     case 'GET /admin/token-log':
       return sendJson(res, 200, state.tokenLog);
+    case 'POST /admin/access-token': {
+      // What the OP holds for an access token: its client and certificate binding.
+      const raw = (await readAll(req)).toString('utf8');
+      const { token } = parseParams(req.headers['content-type'], raw);
+      const at = typeof token === 'string' ? await provider.AccessToken.find(token) : undefined;
+      if (!at) return sendJson(res, 404, { error: 'not_found' });
+      return sendJson(res, 200, { client_id: at.clientId, 'x5t#S256': at['x5t#S256'] ?? null });
+    }
     case 'GET /admin/requests':
       return sendJson(res, 200, state.triggered);
     case 'POST /admin/approve':
@@ -441,6 +549,12 @@ server.on('request', async (req, res) => {
       res.writeHead(204);
       res.end();
       return;
+    }
+    // The mTLS aliases (--mtls) are the same endpoints: counted under their own name too.
+    if (opts.mtls && MTLS_ALIASES[url.pathname]) {
+      state.byPath.set(`alias:${url.pathname}`, (state.byPath.get(`alias:${url.pathname}`) ?? 0) + 1);
+      req.url = MTLS_ALIASES[url.pathname] + url.search;
+      url.pathname = MTLS_ALIASES[url.pathname];
     }
     if (url.pathname === opts.backchannelPath) {
       const raw = await readAll(req);

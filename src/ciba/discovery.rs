@@ -138,14 +138,18 @@ pub fn rewrite_with_modes(
         }
     }
     if let Some(Value::Object(aliases)) = obj.get_mut(MTLS_ALIASES) {
-        for (key, path) in [
+        // An alias the gateway does not route (configured paths, no alias configured)
+        // points at the endpoint itself, never at a path that would pass through.
+        for (key, alias, endpoint) in [
             (
                 "backchannel_authentication_endpoint",
                 &endpoints.mtls_backchannel,
+                &endpoints.backchannel,
             ),
-            ("token_endpoint", &endpoints.mtls_token),
+            ("token_endpoint", &endpoints.mtls_token, &endpoints.token),
         ] {
-            if let Some(path) = path {
+            if aliases.contains_key(key) {
+                let path = alias.as_ref().unwrap_or(endpoint);
                 aliases.insert(key.into(), Value::String(format!("{public_base}{path}")));
             }
         }
@@ -442,6 +446,22 @@ mod tests {
                 "introspection_endpoint": "https://gw/mtls/introspect",
                 "odd": 5
             })
+        );
+        // Aliases the gateway does not route point at the endpoints themselves.
+        let plain = Endpoints {
+            backchannel: "/backchannel".into(),
+            token: "/token".into(),
+            ..Default::default()
+        };
+        let out = rewrite(&doc, "https://gw", &plain, &|p: &str| p.to_string()).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["mtls_endpoint_aliases"]["token_endpoint"],
+            "https://gw/token"
+        );
+        assert_eq!(
+            v["mtls_endpoint_aliases"]["backchannel_authentication_endpoint"],
+            "https://gw/backchannel"
         );
         for bad in [
             json!({"token_endpoint": "http://op/t", "backchannel_authentication_endpoint": "http://op/b", "mtls_endpoint_aliases": []}),

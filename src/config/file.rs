@@ -274,6 +274,11 @@ pub struct UpstreamSection {
     pub resolve_interval_seconds: Option<u64>,
     /// Verify the OP's TLS certificate (default true).
     pub tls_verify: Option<bool>,
+    /// Path of the backchannel endpoint's mTLS alias on the OP (RFC 8705 5), instead of
+    /// discovery's `mtls_endpoint_aliases`.
+    pub mtls_backchannel_path: Option<String>,
+    /// Path of the token endpoint's mTLS alias on the OP (RFC 8705 5).
+    pub mtls_token_path: Option<String>,
 }
 
 /// `[logging]` as written.

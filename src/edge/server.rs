@@ -260,7 +260,8 @@ impl BackgroundService for Discovery {
             self.op.set_endpoints(self.public(discovery::Endpoints {
                 backchannel: b.clone(),
                 token: t.clone(),
-                ..Default::default()
+                mtls_backchannel: up.mtls_backchannel_path.clone(),
+                mtls_token: up.mtls_token_path.clone(),
             }));
             return;
         }
@@ -316,10 +317,18 @@ impl Discovery {
         if answer.status != 200 {
             return Err(format!("status {}", answer.status));
         }
-        discovery::endpoints_from(
+        let mut found = discovery::endpoints_from(
             &answer.body,
             up.backchannel_path.as_deref(),
             up.token_path.as_deref(),
-        )
+        )?;
+        // Configured alias paths win over the document's, as the endpoints' do.
+        if up.mtls_backchannel_path.is_some() {
+            found.mtls_backchannel = up.mtls_backchannel_path.clone();
+        }
+        if up.mtls_token_path.is_some() {
+            found.mtls_token = up.mtls_token_path.clone();
+        }
+        Ok(found)
     }
 }

@@ -75,6 +75,11 @@ fn jwk_with_x5c(tls: &crate::support::receiver::Tls) -> serde_json::Value {
 }
 
 fn setup() -> Setup {
+    setup_with("", "")
+}
+
+/// [`setup`], with lines added to the gateway's `[upstream]` and `[client_certificates]`.
+fn setup_with(upstream: &str, certificates: &str) -> Setup {
     let ca = Ca::new("client CA");
     let tls = ca.leaf(&["tls-client.example"]);
     let selfsigned = pki::self_signed(&["self-client.example"]);
@@ -94,7 +99,9 @@ fn setup() -> Setup {
     let op = TestOp::start(&["--interval", "1", "--mtls", mtls_file.to_str().unwrap()]);
     let jwks = serde_json::json!({"keys": [jwk_with_x5c(&selfsigned)]}).to_string();
     let config = format!(
-        r#"[polling]
+        r#"[upstream]
+{upstream}
+[polling]
 min_interval_seconds = 1
 [rate_limit]
 trusted_proxies = ["127.0.0.1/32"]
@@ -107,6 +114,7 @@ per_address = {{ per_second = 1000, burst = 1000 }}
 [client_certificates]
 proxy_header = "{PROXY_HEADER}"
 ca_file = "{}"
+{certificates}
 [clients."{TLS_CLIENT}"]
 token_endpoint_auth_method = "tls_client_auth"
 tls_client_auth_subject_dn = "CN=tls-client.example"
@@ -585,5 +593,74 @@ fn polling_through_the_alias_is_held_to_the_same_interval() {
         (401, "invalid_client"),
         label,
         || poll_with(&s, "/MTLS/TOKEN", TLS_CLIENT, &s.self_cert, &id),
+    );
+}
+
+#[test]
+fn rfc_9440_both_ways_and_configured_alias_paths() {
+    let s = setup_with(
+        "backchannel_path = \"/backchannel\"\ntoken_path = \"/token\"\nmtls_backchannel_path = \"/mtls/backchannel\"\nmtls_token_path = \"/mtls/token\"",
+        "proxy_header_format = \"rfc9440\"\nforward_format = \"rfc9440\"",
+    );
+    let gw = s.gw.addr();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&s.tls_cert);
+    let rfc9440 = format!(":{b64}:");
+    let req = format!(
+        "GET /jwks HTTP/1.1\r\nHost: {gw}\r\nConnection: close\r\n{PROXY_HEADER}: {rfc9440}\r\n\r\n"
+    );
+    let r = raw_from(TRUSTED, &gw, req.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.op.last_hop()["client_cert"], rfc9440.as_str());
+    // The PEM format is not read when RFC 9440 is configured.
+    assert_refused_at_edge(
+        &s.op,
+        OpCount::Total,
+        (400, "invalid_request"),
+        "PEM for RFC 9440",
+        || {
+            post_from(
+                TRUSTED,
+                &gw,
+                "/jwks",
+                &[],
+                &[(PROXY_HEADER, escaped(&s.tls_cert))],
+            )
+        },
+    );
+    // Without discovery, the configured aliases are the endpoints, in every spelling.
+    for path in [
+        "/mtls/token",
+        "/MTLS/Token/",
+        "/mtls//%74oken",
+        "/mtls/backchannel",
+        "/Mtls/BACKCHANNEL",
+    ] {
+        let what = format!("{path}: no certificate");
+        assert_refused_at_edge(
+            &s.op,
+            OpCount::Total,
+            (401, "invalid_client"),
+            &what,
+            || {
+                post_from(
+                    TRUSTED,
+                    &gw,
+                    path,
+                    &[
+                        ("client_id", SELF_CLIENT),
+                        ("grant_type", CIBA_GRANT),
+                        ("auth_req_id", "x"),
+                        ("scope", "openid"),
+                        ("login_hint", "alice"),
+                    ],
+                    &[],
+                )
+            },
+        );
+    }
+    let d = get(&gw, "/.well-known/openid-configuration").json();
+    assert_eq!(
+        d["mtls_endpoint_aliases"]["token_endpoint"],
+        format!("{}/mtls/token", s.gw.url())
     );
 }

@@ -75,11 +75,12 @@ fn jwk_with_x5c(tls: &crate::support::receiver::Tls) -> serde_json::Value {
 }
 
 fn setup() -> Setup {
-    setup_with("", "")
+    setup_with("", "", "")
 }
 
-/// [`setup`], with lines added to the gateway's `[upstream]` and `[client_certificates]`.
-fn setup_with(upstream: &str, certificates: &str) -> Setup {
+/// [`setup`], with lines added to the gateway's `[upstream]` and `[client_certificates]`,
+/// and `tail` at the end of its configuration.
+fn setup_with(upstream: &str, certificates: &str, tail: &str) -> Setup {
     let ca = Ca::new("client CA");
     let tls = ca.leaf(&["tls-client.example"]);
     let selfsigned = pki::self_signed(&["self-client.example"]);
@@ -121,6 +122,7 @@ tls_client_auth_subject_dn = "CN=tls-client.example"
 [clients."{SELF_CLIENT}"]
 token_endpoint_auth_method = "self_signed_tls_client_auth"
 jwks = '{jwks}'
+{tail}
 "#,
         ca_file.display()
     );
@@ -601,6 +603,7 @@ fn rfc_9440_both_ways_and_configured_alias_paths() {
     let s = setup_with(
         "backchannel_path = \"/backchannel\"\ntoken_path = \"/token\"\nmtls_backchannel_path = \"/mtls/backchannel\"\nmtls_token_path = \"/mtls/token\"",
         "proxy_header_format = \"rfc9440\"\nforward_format = \"rfc9440\"",
+        "",
     );
     let gw = s.gw.addr();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&s.tls_cert);
@@ -662,5 +665,48 @@ fn rfc_9440_both_ways_and_configured_alias_paths() {
     assert_eq!(
         d["mtls_endpoint_aliases"]["token_endpoint"],
         format!("{}/mtls/token", s.gw.url())
+    );
+}
+
+#[test]
+fn the_client_rate_key_is_the_certificate() {
+    let s = setup_with(
+        "",
+        "",
+        &format!("[rate_limit.clients.\"{TLS_CLIENT}\"]\ntoken = {{ per_second = 1, burst = 2 }}"),
+    );
+    let gw = s.gw.addr();
+    // A second valid certificate of the same client (a rotation): same name, same CA.
+    let rotated = s.ca.leaf(&["tls-client.example"]).chain[0].to_vec();
+    let poll = |cert: &[u8], n: usize| {
+        let id = format!("unknown-{n}");
+        post_from(
+            TRUSTED,
+            &gw,
+            "/token",
+            &[
+                ("client_id", TLS_CLIENT),
+                ("grant_type", CIBA_GRANT),
+                ("auth_req_id", &id),
+            ],
+            &[(PROXY_HEADER, escaped(cert))],
+        )
+    };
+    for n in 0..2 {
+        assert_ne!(poll(&s.tls_cert, n).status, 429);
+    }
+    assert_refused_at_edge(
+        &s.op,
+        OpCount::Total,
+        (429, "temporarily_unavailable"),
+        "third",
+        || poll(&s.tls_cert, 2),
+    );
+    let other = poll(&rotated, 3);
+    assert_ne!(
+        other.status,
+        429,
+        "another certificate has its own bucket: {}",
+        other.text()
     );
 }

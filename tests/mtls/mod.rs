@@ -516,14 +516,23 @@ fn the_op_sees_only_the_certificate_the_gateway_vouches_for() {
     let s = setup();
     let gw = s.gw.addr();
     let forged = escaped(&pki::self_signed(&["forged.example"]).chain[0]);
-    let get_from = |from, headers: &[(&str, String)]| {
+    let get_with = |version: &str, from, headers: &[(&str, String)]| {
         let extra: String = headers
             .iter()
             .map(|(n, v)| format!("{n}: {v}\r\n"))
             .collect();
-        let req = format!("GET /jwks HTTP/1.1\r\nHost: {gw}\r\nConnection: close\r\n{extra}\r\n");
+        let req = format!("GET /jwks {version}\r\nHost: {gw}\r\nConnection: close\r\n{extra}\r\n");
         raw_from(from, &gw, req.as_bytes())
     };
+    let get_from = |from, headers: &[(&str, String)]| get_with("HTTP/1.1", from, headers);
+    // HTTP/1.0 from an untrusted peer: the same.
+    let r = get_with(
+        "HTTP/1.0",
+        UNTRUSTED,
+        &[("X-Ssl-Client-Cert", forged.clone())],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.op.last_hop()["cert_headers"], serde_json::json!([]));
     // Forged copies of both headers, in every spelling, from an untrusted peer: the OP gets none.
     let r = get_from(
         UNTRUSTED,

@@ -12,7 +12,7 @@
 use super::{Gateway, RequestCtx, Stop};
 use crate::ciba::cert_header;
 use crate::ciba::cert_identity;
-use crate::ciba::client_cert::{CertSource, ClientCertificate};
+use crate::ciba::client_cert;
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::ciba::pipeline::Accepted;
 use http::header::HeaderValue;
@@ -65,21 +65,19 @@ impl Gateway {
                 .with_reason(REASON))
             }
         };
-        if ctx.client_cert.is_some() {
-            return Err(OAuthError::invalid_request(format!(
-                "a client certificate came in the TLS handshake and in the {name} header; only one source is accepted"
-            ))
-            .with_reason(REASON));
-        }
         let verified = settings
             .anchors
             .as_ref()
             .is_some_and(|a| a.verifies(&der, &[], super::ciba::unix_now()));
-        ctx.client_cert = Some(Arc::new(ClientCertificate::new(
-            der,
-            verified,
-            CertSource::TrustedProxy,
-        )));
+        let cert = client_cert::from_proxy(ctx.client_cert.as_deref(), der, verified).map_err(
+            |_| {
+                OAuthError::invalid_request(format!(
+                    "a client certificate came in the TLS handshake and in the {name} header; only one source is accepted"
+                ))
+                .with_reason(REASON)
+            },
+        )?;
+        ctx.client_cert = Some(Arc::new(cert));
         Ok(())
     }
 

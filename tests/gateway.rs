@@ -12,6 +12,7 @@ mod framing;
 mod layers;
 mod lifecycle;
 mod limits;
+mod mtls;
 mod notify;
 mod observability;
 mod ping;

@@ -57,6 +57,29 @@ impl ClientCertificate {
     }
 }
 
+/// A request with a certificate from its TLS handshake and another from a trusted proxy's
+/// header: refused, since nothing says which is the client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TwoSources;
+
+/// The certificate a request carries once a trusted proxy's header gave `der`: the
+/// handshake's certificate is never replaced by a header's, so a request that has one
+/// already is [`TwoSources`].
+pub fn from_proxy(
+    handshake: Option<&ClientCertificate>,
+    der: Vec<u8>,
+    chain_verified: bool,
+) -> Result<ClientCertificate, TwoSources> {
+    match handshake {
+        Some(_) => Err(TwoSources),
+        None => Ok(ClientCertificate::new(
+            der,
+            chain_verified,
+            CertSource::TrustedProxy,
+        )),
+    }
+}
+
 impl fmt::Debug for ClientCertificate {
     // A certificate is personal data (names, e-mail addresses): logs get its size only.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -65,5 +88,28 @@ impl fmt::Debug for ClientCertificate {
             .field("chain_verified", &self.chain_verified)
             .field("source", &self.source)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_never_replaces_the_handshake_certificate() {
+        let handshake = ClientCertificate::new(vec![1, 2, 3], false, CertSource::Handshake);
+        assert_eq!(from_proxy(Some(&handshake), vec![4], true), Err(TwoSources));
+        let got = from_proxy(None, vec![4], true).unwrap();
+        assert_eq!(got.source(), CertSource::TrustedProxy);
+        assert!(got.chain_verified());
+        assert_eq!(got.der(), &[4]);
+    }
+
+    #[test]
+    fn debug_prints_no_certificate_bytes() {
+        let c = ClientCertificate::new(b"secret-ish".to_vec(), true, CertSource::Handshake);
+        let shown = format!("{c:?}");
+        assert!(shown.contains("der_bytes: 10"), "{shown}");
+        assert!(!shown.contains("115"), "{shown}");
     }
 }

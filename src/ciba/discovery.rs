@@ -9,13 +9,20 @@ use serde_json::{Map, Value};
 pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
 
 /// The OP paths the gateway enforces CIBA on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Endpoints {
     /// Path of the backchannel authentication endpoint, e.g. `/backchannel`.
     pub backchannel: String,
     /// Path of the token endpoint, e.g. `/token`.
     pub token: String,
+    /// Path of the backchannel endpoint's mTLS alias (RFC 8705 5), when published.
+    pub mtls_backchannel: Option<String>,
+    /// Path of the token endpoint's mTLS alias (RFC 8705 5), when published.
+    pub mtls_token: Option<String>,
 }
+
+/// RFC 8705 5: the discovery key whose object holds the mTLS aliases.
+pub const MTLS_ALIASES: &str = "mtls_endpoint_aliases";
 
 /// Reads the two CIBA endpoints from a discovery document; `configured` paths take precedence.
 ///
@@ -45,7 +52,37 @@ pub fn endpoints_from(
         Some(p) => p.to_string(),
         None => path_of("token_endpoint")?,
     };
-    Ok(Endpoints { backchannel, token })
+    let (mtls_backchannel, mtls_token) = mtls_aliases(obj)?;
+    Ok(Endpoints {
+        backchannel,
+        token,
+        mtls_backchannel,
+        mtls_token,
+    })
+}
+
+/// The paths of the backchannel and token endpoints' mTLS aliases (RFC 8705 5). An alias
+/// that is present but not an http(s) URL is an error: a CIBA endpoint the gateway could
+/// not route would be a way around every rule.
+fn mtls_aliases(obj: &Map<String, Value>) -> Result<(Option<String>, Option<String>), String> {
+    let Some(aliases) = obj.get(MTLS_ALIASES) else {
+        return Ok((None, None));
+    };
+    let aliases = aliases
+        .as_object()
+        .ok_or_else(|| format!("`{MTLS_ALIASES}` in the discovery document is not an object"))?;
+    let path_of = |key: &str| -> Result<Option<String>, String> {
+        match aliases.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_str().and_then(url_path).map(Some).ok_or_else(|| {
+                format!("`{MTLS_ALIASES}.{key}` in the discovery document is not a URL")
+            }),
+        }
+    };
+    Ok((
+        path_of("backchannel_authentication_endpoint")?,
+        path_of("token_endpoint")?,
+    ))
 }
 
 /// The path of an absolute `http(s)` URL (without query).
@@ -90,9 +127,31 @@ pub fn rewrite_with_modes(
     for (key, value) in obj.iter_mut() {
         if is_endpoint_key(key) {
             rebase_value(value, public_base, public_path);
-        } else if key == "mtls_endpoint_aliases" {
-            // mTLS aliases point at a listener that terminates client TLS; the gateway
-            // does not, so they are left as the OP says.
+        } else if key == MTLS_ALIASES {
+            // RFC 8705 5: every alias points at the gateway too, or a client would take
+            // the OP's alias around the gateway's rules.
+            if let Value::Object(aliases) = value {
+                for (_, v) in aliases.iter_mut() {
+                    rebase_value(v, public_base, public_path);
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(aliases)) = obj.get_mut(MTLS_ALIASES) {
+        // An alias the gateway does not route (configured paths, no alias configured)
+        // points at the endpoint itself, never at a path that would pass through.
+        for (key, alias, endpoint) in [
+            (
+                "backchannel_authentication_endpoint",
+                &endpoints.mtls_backchannel,
+                &endpoints.backchannel,
+            ),
+            ("token_endpoint", &endpoints.mtls_token, &endpoints.token),
+        ] {
+            if aliases.contains_key(key) {
+                let path = alias.as_ref().unwrap_or(endpoint);
+                aliases.insert(key.into(), Value::String(format!("{public_base}{path}")));
+            }
         }
     }
     obj.insert(
@@ -197,6 +256,7 @@ mod tests {
         let e = Endpoints {
             backchannel: "/bc".into(),
             token: "/token".into(),
+            ..Default::default()
         };
         let same = |p: &str| p.to_string();
         let modes = |doc: &[u8], extra: &[&str]| -> Value {
@@ -305,6 +365,7 @@ mod tests {
         let e = Endpoints {
             backchannel: "/bc".into(),
             token: "/token".into(),
+            ..Default::default()
         };
         let doc = br#"{"issuer":"i","backchannel_token_delivery_modes_supported":"poll","backchannel_user_code_parameter_supported":"true","grant_types_supported":"x"}"#;
         let v: Value =
@@ -329,6 +390,7 @@ mod tests {
         let e = Endpoints {
             backchannel: "/backchannel".into(),
             token: "/token".into(),
+            ..Default::default()
         };
         let doc =
             br#"{"issuer":"i","token_endpoint":"http://a/op/token","jwks_uri":"http://a/op/keys"}"#;
@@ -356,5 +418,60 @@ mod tests {
             "http://gw/op/connect/ciba"
         );
         assert_eq!(v["token_endpoint"], "http://gw/connect/token");
+    }
+
+    #[test]
+    fn mtls_aliases_are_learned_and_pointed_at_the_gateway() {
+        let doc = serde_json::to_vec(&json!({
+            "token_endpoint": "http://op/token",
+            "backchannel_authentication_endpoint": "http://op/backchannel",
+            "mtls_endpoint_aliases": {
+                "token_endpoint": "https://mtls.op/mtls/token",
+                "backchannel_authentication_endpoint": "https://mtls.op/mtls/backchannel",
+                "introspection_endpoint": "https://mtls.op/mtls/introspect",
+                "odd": 5
+            }
+        }))
+        .unwrap();
+        let e = endpoints_from(&doc, None, None).unwrap();
+        assert_eq!(e.mtls_token.as_deref(), Some("/mtls/token"));
+        assert_eq!(e.mtls_backchannel.as_deref(), Some("/mtls/backchannel"));
+        let out = rewrite(&doc, "https://gw", &e, &|p: &str| p.to_string()).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["mtls_endpoint_aliases"],
+            json!({
+                "token_endpoint": "https://gw/mtls/token",
+                "backchannel_authentication_endpoint": "https://gw/mtls/backchannel",
+                "introspection_endpoint": "https://gw/mtls/introspect",
+                "odd": 5
+            })
+        );
+        // Aliases the gateway does not route point at the endpoints themselves.
+        let plain = Endpoints {
+            backchannel: "/backchannel".into(),
+            token: "/token".into(),
+            ..Default::default()
+        };
+        let out = rewrite(&doc, "https://gw", &plain, &|p: &str| p.to_string()).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["mtls_endpoint_aliases"]["token_endpoint"],
+            "https://gw/token"
+        );
+        assert_eq!(
+            v["mtls_endpoint_aliases"]["backchannel_authentication_endpoint"],
+            "https://gw/backchannel"
+        );
+        for bad in [
+            json!({"token_endpoint": "http://op/t", "backchannel_authentication_endpoint": "http://op/b", "mtls_endpoint_aliases": []}),
+            json!({"token_endpoint": "http://op/t", "backchannel_authentication_endpoint": "http://op/b", "mtls_endpoint_aliases": {"token_endpoint": "/relative"}}),
+            json!({"token_endpoint": "http://op/t", "backchannel_authentication_endpoint": "http://op/b", "mtls_endpoint_aliases": {"backchannel_authentication_endpoint": 1}}),
+        ] {
+            assert!(
+                endpoints_from(&serde_json::to_vec(&bad).unwrap(), None, None).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

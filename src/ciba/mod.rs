@@ -6,11 +6,15 @@
 pub mod address;
 pub mod authorize;
 pub mod bridge;
+pub mod cert_chain;
+pub mod cert_header;
+pub mod cert_identity;
 pub mod client_auth;
 pub mod client_cert;
 pub mod clock;
 pub mod config_error;
 pub mod discovery;
+pub mod dn;
 pub mod error;
 pub mod form;
 pub mod ids;

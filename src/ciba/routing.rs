@@ -65,6 +65,10 @@ pub enum Target {
     Discovery,
     /// The authorization server metadata (RFC 8414).
     Metadata,
+    /// The backchannel endpoint's mTLS alias (RFC 8705 5), when the OP publishes one.
+    MtlsBackchannel,
+    /// The token endpoint's mTLS alias (RFC 8705 5), when the OP publishes one.
+    MtlsToken,
 }
 
 /// Why a request-target is refused whatever its method and the mode.

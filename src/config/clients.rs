@@ -6,8 +6,10 @@
 
 use super::err;
 use super::file::ClientSection;
+use crate::ciba::cert_identity::{self, CertName, CertRule};
 use crate::ciba::client_auth::AuthMethod;
 use crate::ciba::config_error::ConfigError;
+use crate::ciba::dn::Dn;
 use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
 use std::collections::BTreeMap;
@@ -37,6 +39,8 @@ pub struct Client {
     pub jwks: Option<JwkSet>,
     /// Where its public keys are published instead.
     pub jwks_uri: Option<String>,
+    /// For the TLS methods: the certificate rule the edge applies (RFC 8705 2).
+    pub cert_rule: Option<CertRule>,
 }
 
 /// What identifies a client's certificate (RFC 8705 2.1.2 metadata names, and pinned
@@ -133,6 +137,12 @@ pub(super) fn validate_clients(
                 "and the tls_client_auth_san_* keys: set exactly one (RFC 8705 2.1.2)",
             ));
         }
+        let cert_rule = cert_rule(
+            &id,
+            c.token_endpoint_auth_method,
+            &certificate,
+            jwks.as_ref(),
+        )?;
         by_id.insert(
             id,
             Client {
@@ -140,8 +150,110 @@ pub(super) fn validate_clients(
                 certificate,
                 jwks,
                 jwks_uri: c.jwks_uri,
+                cert_rule,
             },
         );
     }
     Ok(Clients { by_id })
+}
+
+/// The certificate rule of a client registered for a TLS method: `tls_client_auth` needs
+/// its one name (the DN read as RFC 4514 writes it), `self_signed_tls_client_auth` pinned
+/// thumbprints or `x5c` certificates in its inline JWK Set.
+fn cert_rule(
+    id: &str,
+    method: Option<AuthMethod>,
+    c: &CertificateIdentity,
+    jwks: Option<&JwkSet>,
+) -> Result<Option<CertRule>, ConfigError> {
+    let key = |k: &str| format!("clients.{id}.{k}");
+    match method {
+        Some(AuthMethod::TlsClientAuth) => {
+            let name = if let Some(dn) = &c.subject_dn {
+                CertName::SubjectDn(Dn::parse(dn).map_err(|why| {
+                    err(
+                        &key("tls_client_auth_subject_dn"),
+                        format!(
+                            "{why} (an RFC 4514 string, most specific first: CN=...,O=...,C=...)"
+                        ),
+                    )
+                })?)
+            } else if let Some(v) = &c.san_dns {
+                CertName::SanDns(v.clone())
+            } else if let Some(v) = &c.san_uri {
+                CertName::SanUri(v.clone())
+            } else if let Some(v) = c.san_ip {
+                CertName::SanIp(v)
+            } else if let Some(v) = &c.san_email {
+                CertName::SanEmail(v.clone())
+            } else {
+                return Err(err(
+                    &key("token_endpoint_auth_method"),
+                    "is tls_client_auth but none of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email is set (RFC 8705 2.1.2)",
+                ));
+            };
+            for (set, k) in [
+                (
+                    c.san_dns.as_ref().is_some_and(String::is_empty),
+                    "tls_client_auth_san_dns",
+                ),
+                (
+                    c.san_uri.as_ref().is_some_and(String::is_empty),
+                    "tls_client_auth_san_uri",
+                ),
+                (
+                    c.san_email.as_ref().is_some_and(String::is_empty),
+                    "tls_client_auth_san_email",
+                ),
+            ] {
+                if set {
+                    return Err(err(&key(k), "is empty"));
+                }
+            }
+            Ok(Some(CertRule::Pki(name)))
+        }
+        Some(AuthMethod::SelfSignedTlsClientAuth) => {
+            let x5c: Vec<String> = jwks
+                .map(|set| {
+                    set.keys
+                        .iter()
+                        .filter_map(|k| k.common.x509_chain.as_ref()?.first().cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut pinned = c.thumbprints.clone();
+            pinned.extend(
+                cert_identity::x5c_thumbprints(&x5c).map_err(|why| err(&key("jwks"), why))?,
+            );
+            if pinned.is_empty() {
+                return Err(err(
+                    &key("token_endpoint_auth_method"),
+                    "is self_signed_tls_client_auth but neither certificate_thumbprints nor an inline jwks with x5c certificates is set (the gateway does not fetch jwks_uri)",
+                ));
+            }
+            Ok(Some(CertRule::SelfSigned(pinned)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A `tls_client_auth` client needs CAs to chain to.
+pub(super) fn check_certificate_sources(
+    clients: &Clients,
+    certs: &super::ClientCertificates,
+) -> Result<(), ConfigError> {
+    if certs.anchors.is_some() {
+        return Ok(());
+    }
+    match clients
+        .by_id
+        .iter()
+        .find(|(_, c)| matches!(c.cert_rule, Some(CertRule::Pki(_))))
+    {
+        Some((id, _)) => Err(err(
+            &format!("clients.{id}.token_endpoint_auth_method"),
+            "is tls_client_auth, which needs client_certificates.ca_file (the CAs its certificate chains to)",
+        )),
+        None => Ok(()),
+    }
 }

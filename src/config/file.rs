@@ -63,6 +63,26 @@ pub struct FileConfig {
     /// `[bridge]`: CIBA in front of an OP that has only the authorization code flow.
     #[serde(default)]
     pub bridge: BridgeSection,
+    /// `[client_certificates]`: where client certificates come from and how the OP gets them.
+    #[serde(default)]
+    pub client_certificates: ClientCertificatesSection,
+}
+
+/// `[client_certificates]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificatesSection {
+    /// The header a TLS terminator listed in `rate_limit.trusted_proxies` puts the client's
+    /// certificate in; unset, no such header is believed.
+    pub proxy_header: Option<String>,
+    /// `pem` (URL-encoded PEM, default) or `rfc9440` (`:base64 DER:`).
+    pub proxy_header_format: Option<crate::ciba::cert_header::CertFormat>,
+    /// The header the OP gets the client's certificate in.
+    pub forward_header: Option<String>,
+    /// `pem` (URL-encoded PEM, default) or `rfc9440`.
+    pub forward_format: Option<crate::ciba::cert_header::CertFormat>,
+    /// A PEM bundle of the CAs `tls_client_auth` certificates must chain to.
+    pub ca_file: Option<String>,
 }
 
 /// `[clients."id"]` as written.
@@ -290,6 +310,11 @@ pub struct UpstreamSection {
     pub client_cert_file: Option<String>,
     /// The private key (PEM) of `client_cert_file`.
     pub client_key_file: Option<String>,
+    /// Path of the backchannel endpoint's mTLS alias on the OP (RFC 8705 5), instead of
+    /// discovery's `mtls_endpoint_aliases`.
+    pub mtls_backchannel_path: Option<String>,
+    /// Path of the token endpoint's mTLS alias on the OP (RFC 8705 5).
+    pub mtls_token_path: Option<String>,
 }
 
 /// `[logging]` as written.

@@ -60,6 +60,8 @@ pub const KEYS: &[(&str, Reload)] = &[
     ("upstream.ca_file", Restart),
     ("upstream.client_cert_file", Restart),
     ("upstream.client_key_file", Restart),
+    ("upstream.mtls_backchannel_path", Restart),
+    ("upstream.mtls_token_path", Restart),
     ("polling", Live),
     ("rate_limit", Live),
     ("metrics.client_labels", Live),
@@ -91,6 +93,8 @@ pub const KEYS: &[(&str, Reload)] = &[
     ("ping.lease_seconds", Restart),
     ("ping.clients", Live),
     ("clients", Live),
+    // Read per request from the request's snapshot (edge/proxy/client_cert.rs).
+    ("client_certificates", Live),
     // The bridge's store, key, paths and notifier are built at start-up.
     ("bridge", Restart),
 ];

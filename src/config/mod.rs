@@ -9,6 +9,7 @@
 //! key, e.g. `upstream.url: ...`.
 
 pub mod bridge;
+mod client_certificates;
 mod clients;
 mod file;
 pub mod live_keys;
@@ -27,10 +28,12 @@ mod tests;
 
 pub use crate::ciba::config_error::ConfigError;
 pub use crate::ciba::routing::CancelRoute;
+pub use client_certificates::{ClientCertificates, DEFAULT_FORWARD_HEADER};
 pub use clients::{CertificateIdentity, Client, Clients};
 pub use file::{
-    ClientSection, FileConfig, LoggingSection, MetricsSection, PingClientSection, PingSection,
-    PollingSection, RoutingSection, ServerSection, StateSection, TlsSection, UpstreamSection,
+    ClientCertificatesSection, ClientSection, FileConfig, LoggingSection, MetricsSection,
+    PingClientSection, PingSection, PollingSection, RoutingSection, ServerSection, StateSection,
+    TlsSection, UpstreamSection,
 };
 pub use logging::LogFormat;
 pub use ping::{pem_roots, NotifySettings, Ping, PingClient};
@@ -107,6 +110,8 @@ pub struct Config {
     pub clients: Arc<Clients>,
     /// The PAR bridge, when enabled.
     pub bridge: Option<bridge::Bridge>,
+    /// Where client certificates come from, how the OP gets them, the CAs they chain to.
+    pub client_certificates: Arc<ClientCertificates>,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -198,6 +203,11 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     let clients = clients::validate_clients(file.clients)?;
     let bridge = bridge::validate_bridge(file.bridge, &upstream, ping.is_some())?;
     bridge::check_clients(bridge.as_ref(), &clients)?;
+    let client_certificates = client_certificates::validate_client_certificates(
+        file.client_certificates,
+        !rate_limit.trusted_proxies.is_empty(),
+    )?;
+    clients::check_certificate_sources(&clients, &client_certificates)?;
     let client_labels = validate_client_labels(file.metrics.client_labels)?;
     let log_level = file
         .logging
@@ -230,6 +240,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         ping,
         clients: Arc::new(clients),
         bridge,
+        client_certificates: Arc::new(client_certificates),
         log_level,
         log_format: file.logging.format.unwrap_or_default(),
     })

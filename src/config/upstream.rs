@@ -35,6 +35,10 @@ pub struct OpSettings {
     pub backchannel_path: Option<String>,
     /// Token path on the OP, when configured rather than discovered.
     pub token_path: Option<String>,
+    /// The backchannel endpoint's mTLS alias path on the OP, when configured.
+    pub mtls_backchannel_path: Option<String>,
+    /// The token endpoint's mTLS alias path on the OP, when configured.
+    pub mtls_token_path: Option<String>,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Per-read timeout; must exceed the OP's longest answer.
@@ -145,6 +149,28 @@ pub(super) fn validate_upstream(
             ));
         }
     }
+    let mtls_backchannel_path =
+        check_path("upstream.mtls_backchannel_path", u.mtls_backchannel_path)?;
+    let mtls_token_path = check_path("upstream.mtls_token_path", u.mtls_token_path)?;
+    // An alias of one endpoint must not be the other endpoint in another spelling.
+    let same = |a: &Option<String>, b: &Option<String>| match (a, b) {
+        (Some(a), Some(b)) => {
+            routing::canonical_path(a.as_bytes()) == routing::canonical_path(b.as_bytes())
+        }
+        _ => false,
+    };
+    if same(&mtls_token_path, &backchannel_path) || same(&mtls_token_path, &mtls_backchannel_path) {
+        return Err(err(
+            "upstream.mtls_token_path",
+            "names the backchannel endpoint or its alias once letter case, slashes and encodings are folded",
+        ));
+    }
+    if same(&mtls_backchannel_path, &token_path) {
+        return Err(err(
+            "upstream.mtls_backchannel_path",
+            "names the token endpoint once letter case, slashes and encodings are folded",
+        ));
+    }
     let connect_timeout = millis(
         "upstream.connect_timeout_ms",
         u.connect_timeout_ms,
@@ -187,6 +213,8 @@ pub(super) fn validate_upstream(
         base_path,
         backchannel_path,
         token_path,
+        mtls_backchannel_path,
+        mtls_token_path,
         connect_timeout,
         read_timeout,
         write_timeout,

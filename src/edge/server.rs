@@ -397,6 +397,8 @@ impl BackgroundService for Discovery {
             self.op.set_endpoints(self.public(discovery::Endpoints {
                 backchannel: b.clone(),
                 token: t.clone(),
+                mtls_backchannel: up.mtls_backchannel_path.clone(),
+                mtls_token: up.mtls_token_path.clone(),
             }));
             return;
         }
@@ -437,9 +439,12 @@ impl Discovery {
     /// The OP's endpoints under the names clients use (the profile's public paths).
     fn public(&self, op: discovery::Endpoints) -> discovery::Endpoints {
         let p = &self.cfg.profile;
+        let public = |path: &str| p.to_public_path(path).into_owned();
         discovery::Endpoints {
-            backchannel: p.to_public_path(&op.backchannel).into_owned(),
-            token: p.to_public_path(&op.token).into_owned(),
+            backchannel: public(&op.backchannel),
+            token: public(&op.token),
+            mtls_backchannel: op.mtls_backchannel.as_deref().map(public),
+            mtls_token: op.mtls_token.as_deref().map(public),
         }
     }
 
@@ -459,10 +464,18 @@ impl Discovery {
         if answer.status != 200 {
             return Err(format!("status {}", answer.status));
         }
-        discovery::endpoints_from(
+        let mut found = discovery::endpoints_from(
             &answer.body,
             self.backchannel_path().map(String::as_str),
             up.token_path.as_deref(),
-        )
+        )?;
+        // Configured alias paths win over the document's, as the endpoints' do.
+        if up.mtls_backchannel_path.is_some() {
+            found.mtls_backchannel = up.mtls_backchannel_path.clone();
+        }
+        if up.mtls_token_path.is_some() {
+            found.mtls_token = up.mtls_token_path.clone();
+        }
+        Ok(found)
     }
 }

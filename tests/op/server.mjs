@@ -2,17 +2,24 @@
 // Test OpenID Provider (CIBA, poll mode) for the gateway's integration tests.
 //
 //   node tests/op/server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path]
-//                            [--interval N] [--ignore-stdin]
-//                            [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
+//                            [--interval N] [--ignore-stdin] [--bridge] [--bridge-callback-path /path]
+//                            [--mtls FILE] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
+//
 // --tls-cert/--tls-key: HTTPS instead of HTTP (issuer https://...). --tls-ca: clients must
 // present a certificate that chains to this CA (mTLS); the common names of the client
 // certificates seen are in /admin/stats as tls_client_cns.
-//                            [--interval N] [--ignore-stdin] [--bridge] [--bridge-callback-path /path]
 //
 // --bridge: an OP without CIBA, as the gateway's PAR bridge meets one: CIBA off, PAR on,
 // its development login and consent pages on, the clients registered for the
 // authorization code flow with the gateway's callback (a loopback http URL, any port:
 // they are native clients, RFC 8252 7.3) as redirect_uri.
+//
+// --mtls FILE turns on oidc-provider's mTLS feature (RFC 8705) behind the gateway: FILE is
+// JSON {"header", "ca_pem", "clients": [...]}; the client certificate is read from the
+// header the gateway forwards (URL-encoded PEM), tls_client_auth chains are checked against
+// ca_pem, each client is registered for CIBA poll with certificate-bound tokens (a
+// self_signed_tls_client_auth client's "certificate_pem" becomes its jwks x5c), and the
+// discovery document publishes mtls_endpoint_aliases /mtls/token and /mtls/backchannel.
 //
 // Listens on 127.0.0.1 only (or the loopback address --host names). When ready it prints exactly one line to stdout:
 //   READY <port>
@@ -46,6 +53,7 @@ const opts = {
   host: '127.0.0.1', port: 0, backchannelPath: '/backchannel', tokenPath: '/token', interval: null, ignoreStdin: false,
   tlsCert: null, tlsKey: null, tlsCa: null,
   bridge: false, bridgeCallbackPath: '/ciba-bridge/callback',
+  mtls: null,
 };
 {
   const argv = process.argv.slice(2);
@@ -85,6 +93,11 @@ const opts = {
       case '--tls-ca': opts.tlsCa = take(); break;
       case '--bridge': opts.bridge = true; break;
       case '--bridge-callback-path': opts.bridgeCallbackPath = take(); break;
+      case '--mtls': {
+        const { readFileSync } = await import('node:fs');
+        opts.mtls = JSON.parse(readFileSync(take(), 'utf8'));
+        break;
+      }
       case '-h': case '--help': usage(); break;
       default: usage(`unknown argument: ${arg}`);
     }
@@ -289,6 +302,74 @@ const cibaClient = (clientId, secret, method) => ({
   backchannel_token_delivery_mode: 'poll',
 });
 
+// ---------------------------------------------------------------- mTLS (--mtls)
+const MTLS_ALIASES = { '/mtls/token': opts.tokenPath, '/mtls/backchannel': opts.backchannelPath };
+
+function mtlsCertificate(ctx) {
+  const value = ctx.get(opts.mtls.header);
+  if (!value) return undefined;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function mtlsClients() {
+  if (!opts.mtls) return [];
+  return opts.mtls.clients.map(({ certificate_pem: pem, ...meta }) => {
+    const client = {
+      ...cibaClient(meta.client_id, undefined, meta.token_endpoint_auth_method),
+      ...meta,
+      tls_client_certificate_bound_access_tokens: true,
+    };
+    delete client.client_secret;
+    if (pem) {
+      const cert = new crypto.X509Certificate(pem);
+      const x5c = pem.replace(/-----(BEGIN|END) CERTIFICATE-----|\s/g, '');
+      client.jwks = { keys: [{ ...cert.publicKey.export({ format: 'jwk' }), x5c: [x5c] }] };
+    }
+    return client;
+  });
+}
+
+function mtlsFeature() {
+  if (!opts.mtls) return { enabled: false };
+  const ca = new crypto.X509Certificate(opts.mtls.ca_pem);
+  return {
+    enabled: true,
+    certificateBoundAccessTokens: true,
+    tlsClientAuth: true,
+    selfSignedTlsClientAuth: true,
+    getCertificate: mtlsCertificate,
+    certificateAuthorized(ctx) {
+      const pem = mtlsCertificate(ctx);
+      if (!pem) return false;
+      try {
+        const cert = new crypto.X509Certificate(pem);
+        const now = Date.now();
+        return cert.checkIssued(ca) && cert.verify(ca.publicKey)
+          && Date.parse(cert.validFrom) <= now && now <= Date.parse(cert.validTo);
+      } catch {
+        return false;
+      }
+    },
+    certificateSubjectMatches(ctx, property, expected) {
+      const cert = new crypto.X509Certificate(mtlsCertificate(ctx));
+      switch (property) {
+        case 'tls_client_auth_subject_dn':
+          // X509Certificate.subject lists RDNs in certificate order, one a line; RFC 4514
+          // writes them most specific first. Test names need no escaping.
+          return cert.subject.split('\n').reverse().join(',') === expected;
+        case 'tls_client_auth_san_dns':
+          return (cert.subjectAltName ?? '').split(', ').includes(`DNS:${expected}`);
+        default:
+          return false;
+      }
+    },
+  };
+}
+
 // --bridge: code-flow clients whose redirect_uri is the gateway's callback on loopback.
 const bridgeClient = (clientId, secret, method) => ({
   client_id: clientId,
@@ -306,7 +387,12 @@ provider = new Provider(issuer, {
     makeClient('client-post', 'post-secret-0123456789', 'client_secret_post'),
     makeClient('client-basic', 'basic-secret-0123456789', 'client_secret_basic'),
     makeClient('client-other', 'other-secret-0123456789', 'client_secret_post'),
+    ...mtlsClients(),
   ],
+  ...(opts.mtls ? {
+    clientAuthMethods: ['client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none',
+      'tls_client_auth', 'self_signed_tls_client_auth'],
+  } : {}),
   jwks: { keys: [signingJwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   scopes: ['openid', 'profile', 'email'],
@@ -343,6 +429,7 @@ provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: opts.bridge },
     pushedAuthorizationRequests: { enabled: opts.bridge },
+    mTLS: mtlsFeature(),
     ciba: {
       enabled: !opts.bridge,
       deliveryModes: ['poll'],
@@ -386,6 +473,9 @@ provider.use(async (ctx, next) => {
     host: ctx.get('host') || null,
     x_forwarded_for: ctx.get('x-forwarded-for') || null,
     x_request_id: ctx.get('x-request-id') || null,
+    // Every header whose name looks like a client-certificate header, as received.
+    cert_headers: Object.keys(ctx.headers).filter((k) => /client.?cert/i.test(k)).sort(),
+    client_cert: opts.mtls ? (ctx.get(opts.mtls.header) || null) : null,
   };
   const arrived = Date.now();
   await next();
@@ -395,6 +485,16 @@ provider.use(async (ctx, next) => {
       status: ctx.status,
       error: (ctx.body && typeof ctx.body === 'object' && ctx.body.error) || null,
     });
+  }
+  // oidc-provider 9 does not publish RFC 8705 aliases itself; --mtls adds them.
+  if (opts.mtls && ctx.path === '/.well-known/openid-configuration' && ctx.body && typeof ctx.body === 'object') {
+    ctx.body = {
+      ...ctx.body,
+      mtls_endpoint_aliases: Object.fromEntries(Object.entries({
+        token_endpoint: '/mtls/token',
+        backchannel_authentication_endpoint: '/mtls/backchannel',
+      }).map(([k, v]) => [k, `${issuer}${v}`])),
+    };
   }
   // oidc-provider's ack has no interval; --interval adds one, as many OPs send it.
   if (opts.interval !== null && ctx.path === opts.backchannelPath && ctx.status === 200
@@ -457,6 +557,14 @@ async function handleAdmin(req, res, url) {
       return sendJson(res, 200, state.lastHop);
     case 'GET /admin/token-log':
       return sendJson(res, 200, state.tokenLog);
+    case 'POST /admin/access-token': {
+      // What the OP holds for an access token: its client and certificate binding.
+      const raw = (await readAll(req)).toString('utf8');
+      const { token } = parseParams(req.headers['content-type'], raw);
+      const at = typeof token === 'string' ? await provider.AccessToken.find(token) : undefined;
+      if (!at) return sendJson(res, 404, { error: 'not_found' });
+      return sendJson(res, 200, { client_id: at.clientId, 'x5t#S256': at['x5t#S256'] ?? null });
+    }
     case 'GET /admin/requests':
       return sendJson(res, 200, state.triggered);
     case 'POST /admin/approve':
@@ -492,6 +600,12 @@ server.on('request', async (req, res) => {
       res.writeHead(204);
       res.end();
       return;
+    }
+    // The mTLS aliases (--mtls) are the same endpoints: counted under their own name too.
+    if (opts.mtls && MTLS_ALIASES[url.pathname]) {
+      state.byPath.set(`alias:${url.pathname}`, (state.byPath.get(`alias:${url.pathname}`) ?? 0) + 1);
+      req.url = MTLS_ALIASES[url.pathname] + url.search;
+      url.pathname = MTLS_ALIASES[url.pathname];
     }
     if (url.pathname === opts.backchannelPath) {
       const raw = await readAll(req);

@@ -5,7 +5,8 @@
 //!
 //! 1. the per-address rate limit;
 //! 2. POST only, the whole body within its deadline and cap;
-//! 3. the request's checks (`pipeline::check_request`: form, client, validation);
+//! 3. the request's checks (`pipeline::check_request`: form, client, validation), and for
+//!    a client registered for a TLS method its certificate (`client_cert`, RFC 8705 2);
 //! 4. the per-client rate limit;
 //!    for a client the gateway pings (`ping`): its notification token and credential taken
 //!    at the backchannel endpoint, its held answer redeemed at the token endpoint;
@@ -54,7 +55,9 @@ impl Gateway {
         self.address_rate_limit(&live, session, endpoint).await?;
         let body = self.read_form_body(&live, session, ctx).await?;
         let mut accepted = self.check_request(&live, session, ctx, endpoint, &body)?;
-        self.client_rate_limit(&live, session, endpoint, &accepted)
+        let authorization = session.req_header().headers.contains_key("authorization");
+        self.certificate_identity(ctx, &accepted, authorization)?;
+        self.client_rate_limit(&live, session, ctx, endpoint, &accepted)
             .await?;
         // Boxed: the bridge's exchanges are KiB of future state the other requests skip.
         if self.bridge.is_some()
@@ -149,21 +152,26 @@ impl Gateway {
         Ok(accepted)
     }
 
-    /// Step 4: the per-client rate limit, keyed by the client and its credential.
+    /// Step 4: the per-client rate limit, keyed by the client and its credential (for a
+    /// client registered for a TLS method, its certificate's thumbprint).
     async fn client_rate_limit(
         &self,
         live: &Live,
         session: &Session,
+        ctx: &RequestCtx,
         endpoint: Endpoint,
         accepted: &Accepted,
     ) -> Result<(), Stop> {
         let Some(client) = &accepted.client else {
             return Ok(());
         };
-        let credential = accepted
-            .form
-            .get("client_secret")
-            .or_else(|| header_str(session.req_header(), "authorization"));
+        let certificate = self.certificate_credential(ctx, accepted);
+        let credential = certificate.as_deref().or_else(|| {
+            accepted
+                .form
+                .get("client_secret")
+                .or_else(|| header_str(session.req_header(), "authorization"))
+        });
         let fingerprint = live.limits.fingerprint(credential);
         Ok(self
             .store
@@ -345,8 +353,8 @@ async fn write_answer(
     Ok(())
 }
 
-/// Seconds since the Unix epoch, for JWT expiry checks.
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch, for JWT expiry and certificate validity checks.
+pub(super) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

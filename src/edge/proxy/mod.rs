@@ -10,6 +10,7 @@
 mod answer;
 mod bridge;
 mod ciba;
+mod client_cert;
 mod discovery;
 mod h2_body;
 mod ping;
@@ -164,8 +165,9 @@ pub struct RequestCtx {
     tally: Tally,
     /// The `auth_req_id` a proxied vendor cancel call names.
     cancelled_id: Option<AuthReqId>,
+    /// Whether the request named a CIBA endpoint's mTLS alias (RFC 8705 5).
+    via_alias: bool,
     /// The client's certificate: from its TLS handshake, or from a trusted proxy's header.
-    #[allow(dead_code)]
     client_cert: Option<std::sync::Arc<crate::ciba::client_cert::ClientCertificate>>,
     /// Counts this request as in flight until the context is dropped; held, never read.
     _in_flight: Option<InFlight>,
@@ -216,7 +218,7 @@ impl ProxyHttp for Gateway {
                 .with_retry_after(live.cfg.upstream.discovery_retry.as_secs().max(1));
             return answer_error(session, ctx, e).await;
         };
-        ctx.route = match route(
+        (ctx.route, ctx.via_alias) = match route::route_and_alias(
             session.req_header(),
             self.routes(endpoints),
             live.cfg.variants,
@@ -224,6 +226,9 @@ impl ProxyHttp for Gateway {
             Ok(r) => r,
             Err(e) => return answer_error(session, ctx, e).await,
         };
+        if let Err(e) = self.read_proxy_certificate(session, ctx) {
+            return answer_error(session, ctx, e).await;
+        }
         match ctx.route {
             Route::PassThrough => {
                 // The bridge's own paths read their bodies themselves, within the deadline.
@@ -292,6 +297,7 @@ impl ProxyHttp for Gateway {
         }
         append_forwarded_for(session, upstream_request)?;
         upstream_request.insert_header("x-request-id", ctx.request_id.header_value())?;
+        self.forward_certificate(ctx, upstream_request)?;
         Ok(())
     }
 

@@ -37,16 +37,27 @@ pub fn routes_for(endpoints: &Endpoints, cfg: &Config) -> Routes {
     let discovery = format!("{}{}", cfg.upstream.base_path, DISCOVERY_PATH);
     let metadata = format!("{}{}", cfg.upstream.base_path, METADATA_PATH);
     let op = |p: &str| cfg.profile.to_op_path(p).into_owned();
-    Routes::new(&[
-        (
-            Target::Backchannel,
-            &endpoints.backchannel,
-            &op(&endpoints.backchannel),
-        ),
-        (Target::Token, &endpoints.token, &op(&endpoints.token)),
-        (Target::Discovery, &discovery, &op(&discovery)),
-        (Target::Metadata, &metadata, &op(&metadata)),
-    ])
+    let mut paths = vec![
+        (Target::Backchannel, endpoints.backchannel.clone()),
+        (Target::Token, endpoints.token.clone()),
+        (Target::Discovery, discovery),
+        (Target::Metadata, metadata),
+    ];
+    // RFC 8705 5: the aliases are the same endpoints under other paths, so the same rule
+    // routes every spelling of them into the same pipeline.
+    if let Some(p) = &endpoints.mtls_backchannel {
+        paths.push((Target::MtlsBackchannel, p.clone()));
+    }
+    if let Some(p) = &endpoints.mtls_token {
+        paths.push((Target::MtlsToken, p.clone()));
+    }
+    let ops: Vec<String> = paths.iter().map(|(_, p)| op(p)).collect();
+    let triples: Vec<(Target, &str, &str)> = paths
+        .iter()
+        .zip(&ops)
+        .map(|((t, p), o)| (*t, p.as_str(), o.as_str()))
+        .collect();
+    Routes::new(&triples)
 }
 
 /// Decides the route from the request-target as received (`routing::Routes::classify`,
@@ -57,10 +68,32 @@ pub fn route(
     routes: &Routes,
     variants: Variants,
 ) -> Result<Route, OAuthError> {
+    route_and_alias(req, routes, variants).map(|(r, _)| r)
+}
+
+/// [`route`], and whether the request named an endpoint's mTLS alias (RFC 8705 5): the
+/// same endpoint and pipeline, sent to the OP under the alias's path.
+pub fn route_and_alias(
+    req: &RequestHeader,
+    routes: &Routes,
+    variants: Variants,
+) -> Result<(Route, bool), OAuthError> {
+    let alias = |e| Ok((Route::Ciba(e), true));
+    let plain = |r: Result<Route, OAuthError>| r.map(|r| (r, false));
     match routes.classify(req.raw_path()).outcome(variants) {
+        Outcome::Serve(Target::MtlsBackchannel) => alias(Endpoint::Backchannel),
+        Outcome::Serve(Target::MtlsToken) => alias(Endpoint::Token),
+        other => plain(route_outcome(req, other)),
+    }
+}
+
+fn route_outcome(req: &RequestHeader, outcome: Outcome) -> Result<Route, OAuthError> {
+    match outcome {
         Outcome::PassThrough => Ok(Route::PassThrough),
-        Outcome::Serve(Target::Backchannel) => Ok(Route::Ciba(Endpoint::Backchannel)),
-        Outcome::Serve(Target::Token) => Ok(Route::Ciba(Endpoint::Token)),
+        Outcome::Serve(Target::Backchannel | Target::MtlsBackchannel) => {
+            Ok(Route::Ciba(Endpoint::Backchannel))
+        }
+        Outcome::Serve(Target::Token | Target::MtlsToken) => Ok(Route::Ciba(Endpoint::Token)),
         Outcome::Serve(Target::Discovery) => document(req, Document::OpenId),
         Outcome::Serve(Target::Metadata) => document(req, Document::OAuth),
         Outcome::NotFound => Err(OAuthError::invalid_request(

@@ -26,6 +26,8 @@ impl Gateway {
         let src = session.req_header();
         // The endpoint's own path, whichever spelling of it the client used.
         let public = match ctx.route {
+            Route::Ciba(Endpoint::Backchannel) if ctx.via_alias => Some(Target::MtlsBackchannel),
+            Route::Ciba(Endpoint::Token) if ctx.via_alias => Some(Target::MtlsToken),
             Route::Ciba(Endpoint::Backchannel) => Some(Target::Backchannel),
             Route::Ciba(Endpoint::Token) => Some(Target::Token),
             Route::Discovery(doc) => Some(doc.target()),
@@ -49,6 +51,7 @@ impl Gateway {
         }
         req.insert_header("x-request-id", ctx.request_id.header_value())?;
         append_forwarded_for(session, &mut req)?;
+        self.forward_certificate(ctx, &mut req)?;
         Ok(req)
     }
 

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config_error;
 pub mod discovery;
 pub mod error;
+pub mod fapi;
 pub mod form;
 pub mod ids;
 pub mod jwt;

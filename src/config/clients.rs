@@ -37,6 +37,12 @@ pub struct Client {
     pub jwks: Option<JwkSet>,
     /// Where its public keys are published instead.
     pub jwks_uri: Option<String>,
+    /// Whether the FAPI-CIBA profile covers it, when set (else `fapi.enabled`).
+    pub fapi: Option<bool>,
+    /// Its requests carry a unique authorization context (no `binding_message` required).
+    pub request_context: bool,
+    /// Its `jwks_uri` may be http and a loopback, private or link-local address.
+    pub jwks_uri_allow_insecure: bool,
 }
 
 /// What identifies a client's certificate (RFC 8705 2.1.2 metadata names, and pinned
@@ -140,6 +146,9 @@ pub(super) fn validate_clients(
                 certificate,
                 jwks,
                 jwks_uri: c.jwks_uri,
+                fapi: c.fapi,
+                request_context: c.request_context.unwrap_or(false),
+                jwks_uri_allow_insecure: c.jwks_uri_allow_insecure.unwrap_or(false),
             },
         );
     }

@@ -9,6 +9,7 @@
 //! key, e.g. `upstream.url: ...`.
 
 mod clients;
+mod fapi;
 mod file;
 mod logging;
 mod ping;
@@ -25,8 +26,9 @@ mod tests;
 pub use crate::ciba::config_error::ConfigError;
 pub use crate::ciba::routing::CancelRoute;
 pub use clients::{CertificateIdentity, Client, Clients};
+pub use fapi::{Fapi, JwksLimits};
 pub use file::{
-    ClientSection, FileConfig, LoggingSection, MetricsSection, PingClientSection, PingSection,
+    ClientSection, FapiSection, FileConfig, LoggingSection, MetricsSection, PingClientSection, PingSection,
     PollingSection, RoutingSection, ServerSection, StateSection, UpstreamSection,
 };
 pub use logging::LogFormat;
@@ -99,6 +101,8 @@ pub struct Config {
     pub ping: Option<Ping>,
     /// Each configured client's authentication method, certificate and keys.
     pub clients: Arc<Clients>,
+    /// The FAPI-CIBA profile.
+    pub fapi: Arc<Fapi>,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -177,6 +181,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
     let profile = file.profile;
     profile.validate()?;
     let clients = clients::validate_clients(file.clients)?;
+    let fapi = fapi::validate_fapi(file.fapi, &clients, &validation, ping.as_ref(), &upstream)?;
     let client_labels = validate_client_labels(file.metrics.client_labels)?;
     let log_level = file
         .logging
@@ -207,6 +212,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         }),
         ping,
         clients: Arc::new(clients),
+        fapi: Arc::new(fapi),
         log_level,
         log_format: file.logging.format.unwrap_or_default(),
     })

@@ -7,6 +7,7 @@ pub mod guard;
 pub mod header_check;
 pub mod header_end;
 pub mod in_flight;
+pub mod jwks_fetch;
 pub mod notify;
 pub mod op_client;
 pub mod ping_poller;

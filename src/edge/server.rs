@@ -312,6 +312,9 @@ impl Discovery {
         if answer.status != 200 {
             return Err(format!("status {}", answer.status));
         }
+        if let Some(names) = discovery::op_names(&answer.body) {
+            let _ = self.op.op_names.set(names);
+        }
         discovery::endpoints_from(
             &answer.body,
             up.backchannel_path.as_deref(),

@@ -3,11 +3,13 @@
 //! held across an `.await`.
 
 pub mod conn_limit;
+pub mod jwks_cache;
 pub mod ping_redis;
 pub mod ping_store;
 pub mod pings;
 pub mod poll_store;
 pub mod rate_limit;
 pub mod redis_store;
+pub mod replay;
 pub mod seal;
 pub mod store;

@@ -6,7 +6,8 @@
 //! 1. the per-address rate limit;
 //! 2. POST only, the whole body within its deadline and cap;
 //! 3. the request's checks (`pipeline::check_request`: form, client, validation);
-//! 4. the per-client rate limit;
+//! 4. the per-client rate limit; the FAPI-CIBA profile's checks (`fapi`) for the clients
+//!    it covers;
 //!    for a client the gateway pings (`ping`): its notification token and credential taken
 //!    at the backchannel endpoint, its held answer redeemed at the token endpoint;
 //! 5. admission (backchannel: room to track the ack) or the poll decision (token);
@@ -52,6 +53,12 @@ impl Gateway {
         let body = self.read_form_body(session, ctx).await?;
         let mut accepted = self.check_request(session, ctx, endpoint, &body)?;
         self.client_rate_limit(session, endpoint, &accepted).await?;
+        self.fapi_checks(
+            header_str(session.req_header(), "authorization"),
+            endpoint,
+            &accepted,
+        )
+        .await?;
         let pinging = self
             .ping_initiation(session, endpoint, &mut accepted)
             .await?;
@@ -322,7 +329,7 @@ async fn write_answer(
 }
 
 /// Seconds since the Unix epoch, for JWT expiry checks.
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

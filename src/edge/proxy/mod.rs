@@ -10,6 +10,7 @@
 mod answer;
 mod ciba;
 mod discovery;
+mod fapi;
 mod ping;
 mod refusal;
 mod route;
@@ -56,6 +57,8 @@ pub struct OpLink {
     /// The OP at its current address; empty until its host name first resolves, never
     /// emptied afterwards.
     peer: ArcSwapOption<HttpPeer>,
+    /// The OP's issuer and endpoint URLs from its discovery document (FAPI `aud`).
+    pub op_names: OnceLock<crate::ciba::fapi::OpNames>,
 }
 
 impl OpLink {
@@ -101,6 +104,8 @@ pub struct Gateway {
     routes: OnceLock<Routes>,
     /// What the gateway holds for the ping requests it polls, when it pings clients.
     pings: Option<Arc<Pings>>,
+    /// The FAPI profile's caches and key fetcher.
+    fapi: fapi::Shared,
 }
 
 impl Gateway {
@@ -111,6 +116,7 @@ impl Gateway {
         let host = HeaderValue::from_str(&cfg.upstream.authority())
             .expect("a validated upstream.url is a valid Host header");
         let client_labels = cfg.client_labels.iter().cloned().collect();
+        let fapi = Arc::new(fapi::FapiRuntime::new(&cfg));
         Gateway {
             cfg,
             op,
@@ -123,6 +129,7 @@ impl Gateway {
             host,
             routes: OnceLock::new(),
             pings: None,
+            fapi,
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod fapi;
 mod faults;
 mod flows;
 mod framing;

@@ -64,7 +64,11 @@ pub fn op_names(document: &[u8]) -> Option<crate::ciba::fapi::OpNames> {
 /// What discovery says of the FAPI profile the gateway enforces (FAPI-CIBA 5.2.2, CIBA 4):
 /// the request-object and assertion algorithms, no push, and only the client
 /// authentication methods FAPI allows.
-pub fn apply_fapi(document: &[u8], request_algs: &[&str], assertion_algs: &[&str]) -> Result<Vec<u8>, String> {
+pub fn apply_fapi(
+    document: &[u8],
+    request_algs: &[&str],
+    assertion_algs: &[&str],
+) -> Result<Vec<u8>, String> {
     let mut doc: Value = serde_json::from_slice(document)
         .map_err(|e| format!("the discovery document is not JSON: {e}"))?;
     let obj = doc
@@ -85,7 +89,11 @@ pub fn apply_fapi(document: &[u8], request_algs: &[&str], assertion_algs: &[&str
             modes.push(Value::String("poll".into()));
         }
     }
-    const FAPI_METHODS: [&str; 3] = ["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"];
+    const FAPI_METHODS: [&str; 3] = [
+        "private_key_jwt",
+        "tls_client_auth",
+        "self_signed_tls_client_auth",
+    ];
     let methods: Vec<Value> = match obj.get("token_endpoint_auth_methods_supported") {
         Some(Value::Array(items)) => items
             .iter()
@@ -94,7 +102,11 @@ pub fn apply_fapi(document: &[u8], request_algs: &[&str], assertion_algs: &[&str
             .collect(),
         _ => Vec::new(),
     };
-    let methods = if methods.is_empty() { strings(&["private_key_jwt"]) } else { Value::Array(methods) };
+    let methods = if methods.is_empty() {
+        strings(&["private_key_jwt"])
+    } else {
+        Value::Array(methods)
+    };
     obj.insert("token_endpoint_auth_methods_supported".into(), methods);
     serde_json::to_vec(&doc).map_err(|e| e.to_string())
 }
@@ -268,13 +280,34 @@ mod tests {
             "backchannel_token_delivery_modes_supported":["poll","ping","push"],
             "token_endpoint_auth_methods_supported":["client_secret_basic","private_key_jwt","none"],
             "backchannel_authentication_request_signing_alg_values_supported":["RS256","none"]}"#;
-        let v: Value = serde_json::from_slice(&apply_fapi(doc, &["PS256", "ES256"], &["ES256"]).unwrap()).unwrap();
-        assert_eq!(v["backchannel_token_delivery_modes_supported"], json!(["poll", "ping"]));
-        assert_eq!(v["backchannel_authentication_request_signing_alg_values_supported"], json!(["PS256", "ES256"]));
-        assert_eq!(v["token_endpoint_auth_signing_alg_values_supported"], json!(["ES256"]));
-        assert_eq!(v["token_endpoint_auth_methods_supported"], json!(["private_key_jwt"]));
+        let v: Value =
+            serde_json::from_slice(&apply_fapi(doc, &["PS256", "ES256"], &["ES256"]).unwrap())
+                .unwrap();
+        assert_eq!(
+            v["backchannel_token_delivery_modes_supported"],
+            json!(["poll", "ping"])
+        );
+        assert_eq!(
+            v["backchannel_authentication_request_signing_alg_values_supported"],
+            json!(["PS256", "ES256"])
+        );
+        assert_eq!(
+            v["token_endpoint_auth_signing_alg_values_supported"],
+            json!(["ES256"])
+        );
+        assert_eq!(
+            v["token_endpoint_auth_methods_supported"],
+            json!(["private_key_jwt"])
+        );
         let names = op_names(doc).unwrap();
-        assert_eq!((names.issuer.as_str(), names.token_endpoint.as_str(), names.backchannel_endpoint.as_str()), ("https://op", "https://op/token", ""));
+        assert_eq!(
+            (
+                names.issuer.as_str(),
+                names.token_endpoint.as_str(),
+                names.backchannel_endpoint.as_str()
+            ),
+            ("https://op", "https://op/token", "")
+        );
         assert!(op_names(br#"{"issuer":""}"#).is_none());
         assert!(op_names(b"[]").is_none());
     }

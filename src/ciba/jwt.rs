@@ -349,7 +349,8 @@ impl KeySet {
                 // A symmetric key in a public key set proves nothing about the client.
                 AlgorithmParameters::OctetKey(_) => continue,
             };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key #{i} is unusable: {e}"))?;
+            let key =
+                DecodingKey::from_jwk(jwk).map_err(|e| format!("key #{i} is unusable: {e}"))?;
             keys.push(Key {
                 kid: jwk.common.key_id.clone(),
                 family,

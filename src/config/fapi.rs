@@ -77,7 +77,13 @@ impl Fapi {
     }
 }
 
-fn bounded(key: &str, v: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+fn bounded(
+    key: &str,
+    v: Option<u64>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     let v = v.unwrap_or(default);
     if !(min..=max).contains(&v) {
         return Err(err(key, format!("must be between {min} and {max}")));
@@ -93,7 +99,8 @@ pub(super) fn validate_fapi(
     ping: Option<&Ping>,
     upstream: &OpSettings,
 ) -> Result<Fapi, ConfigError> {
-    let names = |v: Option<Vec<String>>| v.unwrap_or_else(|| DEFAULT_ALGS.map(String::from).to_vec());
+    let names =
+        |v: Option<Vec<String>>| v.unwrap_or_else(|| DEFAULT_ALGS.map(String::from).to_vec());
     let policy = FapiPolicy {
         request_algs: AllowedAlgs::parse(
             &names(f.request_signing_alg_values),
@@ -103,7 +110,13 @@ pub(super) fn validate_fapi(
             &names(f.client_assertion_signing_alg_values),
             "fapi.client_assertion_signing_alg_values",
         )?,
-        clock_skew: bounded("fapi.clock_skew_seconds", f.clock_skew_seconds, DEFAULT_CLOCK_SKEW, 0, 300)?,
+        clock_skew: bounded(
+            "fapi.clock_skew_seconds",
+            f.clock_skew_seconds,
+            DEFAULT_CLOCK_SKEW,
+            0,
+            300,
+        )?,
     };
     let replay_max_entries = bounded(
         "fapi.replay_cache_max_entries",
@@ -113,11 +126,41 @@ pub(super) fn validate_fapi(
         10_000_000,
     )? as usize;
     let jwks = JwksLimits {
-        max_bytes: bounded("fapi.jwks_max_bytes", f.jwks_max_bytes.map(|v| v as u64), DEFAULT_JWKS_MAX_BYTES as u64, 256, 1 << 20)? as usize,
-        max_keys: bounded("fapi.jwks_max_keys", f.jwks_max_keys.map(|v| v as u64), DEFAULT_JWKS_MAX_KEYS as u64, 1, 100)? as usize,
-        cache: Duration::from_secs(bounded("fapi.jwks_cache_seconds", f.jwks_cache_seconds, DEFAULT_JWKS_CACHE, 1, 86_400)?),
-        refresh_min: Duration::from_secs(bounded("fapi.jwks_refresh_min_seconds", f.jwks_refresh_min_seconds, DEFAULT_JWKS_REFRESH_MIN, 1, 3600)?),
-        timeout: Duration::from_millis(bounded("fapi.jwks_fetch_timeout_ms", f.jwks_fetch_timeout_ms, DEFAULT_JWKS_TIMEOUT_MS, 100, 60_000)?),
+        max_bytes: bounded(
+            "fapi.jwks_max_bytes",
+            f.jwks_max_bytes.map(|v| v as u64),
+            DEFAULT_JWKS_MAX_BYTES as u64,
+            256,
+            1 << 20,
+        )? as usize,
+        max_keys: bounded(
+            "fapi.jwks_max_keys",
+            f.jwks_max_keys.map(|v| v as u64),
+            DEFAULT_JWKS_MAX_KEYS as u64,
+            1,
+            100,
+        )? as usize,
+        cache: Duration::from_secs(bounded(
+            "fapi.jwks_cache_seconds",
+            f.jwks_cache_seconds,
+            DEFAULT_JWKS_CACHE,
+            1,
+            86_400,
+        )?),
+        refresh_min: Duration::from_secs(bounded(
+            "fapi.jwks_refresh_min_seconds",
+            f.jwks_refresh_min_seconds,
+            DEFAULT_JWKS_REFRESH_MIN,
+            1,
+            3600,
+        )?),
+        timeout: Duration::from_millis(bounded(
+            "fapi.jwks_fetch_timeout_ms",
+            f.jwks_fetch_timeout_ms,
+            DEFAULT_JWKS_TIMEOUT_MS,
+            100,
+            60_000,
+        )?),
     };
     if let Some(issuer) = &f.issuer {
         if crate::ciba::discovery::url_path(issuer).is_none() {
@@ -148,7 +191,12 @@ pub(super) fn validate_fapi(
         fapi.active = true;
         let key = |k: &str| format!("clients.{id}.{k}");
         match c.auth_method {
-            None | Some(AuthMethod::PrivateKeyJwt | AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth) => {}
+            None
+            | Some(
+                AuthMethod::PrivateKeyJwt
+                | AuthMethod::TlsClientAuth
+                | AuthMethod::SelfSignedTlsClientAuth,
+            ) => {}
             Some(m) => {
                 return Err(err(
                     &key("token_endpoint_auth_method"),
@@ -233,4 +281,69 @@ pub(super) fn validate_fapi(
         ));
     }
     Ok(fapi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_file, validate, Overrides};
+
+    const JWKS: &str = include_str!("../../tests/data/fapi/client-a.jwks.json");
+
+    fn load(text: &str) -> Result<std::sync::Arc<Fapi>, ConfigError> {
+        let text = format!("[upstream]\nurl = \"http://a:1\"\n{text}");
+        validate(parse_file(&text)?, &Overrides::default()).map(|c| c.fapi)
+    }
+
+    fn jwks() -> String {
+        format!("jwks = '{}'\n", JWKS.replace('\n', ""))
+    }
+
+    #[test]
+    fn defaults_and_coverage() {
+        let f = load("").unwrap();
+        assert!(!f.active && !f.enabled);
+        assert_eq!(f.policy.request_algs.names(), ["PS256", "ES256"]);
+        assert_eq!(f.policy.clock_skew, DEFAULT_CLOCK_SKEW);
+        let f = load(&format!("[clients.\"a\"]\nfapi = true\n{}", jwks())).unwrap();
+        assert!(f.active && !f.enabled);
+        assert_eq!(f.inline_keys["a"].len(), 2);
+        let f = load(&format!(
+            "[fapi]\nenabled = true\n[clients.\"a\"]\n{}[clients.\"b\"]\nfapi = false\n",
+            jwks()
+        ))
+        .unwrap();
+        assert!(f.active && f.enabled);
+    }
+
+    #[test]
+    fn covered_clients_are_checked_and_errors_name_the_key() {
+        let cases = [
+            ("[fapi]\nrequest_signing_alg_values = [\"RS256\"]\n", "fapi.request_signing_alg_values"),
+            ("[fapi]\nclient_assertion_signing_alg_values = [\"none\"]\n", "fapi.client_assertion_signing_alg_values"),
+            ("[fapi]\nclock_skew_seconds = 301\n", "fapi.clock_skew_seconds"),
+            ("[fapi]\njwks_max_keys = 0\n", "fapi.jwks_max_keys"),
+            ("[fapi]\nissuer = \"op\"\n", "fapi.issuer"),
+            ("[clients.\"a\"]\nfapi = true\n", "clients.a.jwks"),
+            ("[clients.\"a\"]\nfapi = true\ntoken_endpoint_auth_method = \"client_secret_basic\"\njwks_uri = \"https://k.example/j\"\n", "clients.a.token_endpoint_auth_method"),
+            ("[clients.\"a\"]\nfapi = true\njwks_uri = \"http://k.example/j\"\n", "clients.a.jwks_uri"),
+            ("[clients.\"a\"]\nfapi = true\njwks_uri = \"https://127.0.0.1/j\"\n", "clients.a.jwks_uri"),
+            ("[clients.\"a\"]\nfapi = true\njwks_uri = \"https://k.example/j\"\n[validation.clients.\"a\"]\ndelivery_mode = \"push\"\n", "validation.clients.a.delivery_mode"),
+            ("[fapi]\nenabled = true\n[validation]\ndelivery_mode = \"push\"\n", "validation.delivery_mode"),
+        ];
+        for (text, key) in cases {
+            let e = load(text).expect_err(text);
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+        // Insecure jwks_uri allowed for tests; metadata addresses never.
+        assert!(load("[clients.\"a\"]\nfapi = true\njwks_uri = \"http://127.0.0.1:9/j\"\njwks_uri_allow_insecure = true\n").is_ok());
+        assert!(load("[clients.\"a\"]\nfapi = true\njwks_uri = \"http://169.254.169.254/j\"\njwks_uri_allow_insecure = true\n").is_err());
+        // Discovery skipped: the issuer must be configured.
+        let skip = "[upstream]\nurl = \"http://a:1\"\nbackchannel_path = \"/bc\"\ntoken_path = \"/token\"\n";
+        let text = format!("{skip}[clients.\"a\"]\nfapi = true\n{}", jwks());
+        let e = validate(parse_file(&text).unwrap(), &Overrides::default()).unwrap_err();
+        assert_eq!(e.key, "fapi.issuer");
+        let text = format!("{text}[fapi]\nissuer = \"https://op.example\"\n");
+        assert!(validate(parse_file(&text).unwrap(), &Overrides::default()).is_ok());
+    }
 }

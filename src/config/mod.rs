@@ -28,8 +28,8 @@ pub use crate::ciba::routing::CancelRoute;
 pub use clients::{CertificateIdentity, Client, Clients};
 pub use fapi::{Fapi, JwksLimits};
 pub use file::{
-    ClientSection, FapiSection, FileConfig, LoggingSection, MetricsSection, PingClientSection, PingSection,
-    PollingSection, RoutingSection, ServerSection, StateSection, UpstreamSection,
+    ClientSection, FapiSection, FileConfig, LoggingSection, MetricsSection, PingClientSection,
+    PingSection, PollingSection, RoutingSection, ServerSection, StateSection, UpstreamSection,
 };
 pub use logging::LogFormat;
 pub use ping::{pem_roots, NotifySettings, Ping, PingClient};

@@ -35,10 +35,20 @@ impl std::fmt::Debug for JwksFetcher {
 
 impl JwksFetcher {
     /// Fetches and parses the key set at `uri`; the error says why, without the body.
-    pub async fn fetch(&self, uri: &str, allow_insecure: bool, limits: &JwksLimits) -> Result<KeySet, String> {
+    pub async fn fetch(
+        &self,
+        uri: &str,
+        allow_insecure: bool,
+        limits: &JwksLimits,
+    ) -> Result<KeySet, String> {
         let url: http::Uri = uri.parse().map_err(|_| "not a URL".to_string())?;
         let host = url.host().unwrap_or("").to_string();
-        let result = match tokio::time::timeout(limits.timeout, Box::pin(self.fetch_inner(&url, allow_insecure, limits))).await {
+        let result = match tokio::time::timeout(
+            limits.timeout,
+            Box::pin(self.fetch_inner(&url, allow_insecure, limits)),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err("timed out".into()),
         };
@@ -49,8 +59,14 @@ impl JwksFetcher {
         result
     }
 
-    async fn fetch_inner(&self, url: &http::Uri, allow_insecure: bool, limits: &JwksLimits) -> Result<KeySet, String> {
-        let endpoint = address::endpoint(url, allow_insecure).map_err(|r| format!("refused ({})", r.as_str()))?;
+    async fn fetch_inner(
+        &self,
+        url: &http::Uri,
+        allow_insecure: bool,
+        limits: &JwksLimits,
+    ) -> Result<KeySet, String> {
+        let endpoint = address::endpoint(url, allow_insecure)
+            .map_err(|r| format!("refused ({})", r.as_str()))?;
         let ips = match &endpoint.host {
             Host::Ip(ip) => vec![*ip],
             Host::Name(name) => crate::edge::resolve::lookup(name.clone(), endpoint.port)
@@ -64,7 +80,8 @@ impl JwksFetcher {
             return Err("the host name did not resolve".into());
         }
         for ip in &ips {
-            address::check(*ip, allow_insecure).map_err(|r| format!("refused address ({})", r.as_str()))?;
+            address::check(*ip, allow_insecure)
+                .map_err(|r| format!("refused address ({})", r.as_str()))?;
         }
         let addr = SocketAddr::new(ips[0], endpoint.port);
         let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.server_name.clone());
@@ -85,11 +102,26 @@ impl JwksFetcher {
         let _ = req.insert_header("host", endpoint.authority.as_str());
         let _ = req.insert_header("accept", "application/jwk-set+json, application/json");
         let _ = req.insert_header("connection", "close");
-        let _ = req.insert_header("user-agent", concat!("ciba-gateway/", env!("CARGO_PKG_VERSION")));
-        session.write_request_header(Box::new(req)).await.map_err(|_| "could not send".to_string())?;
-        session.finish_body().await.map_err(|_| "could not send".to_string())?;
-        session.read_response().await.map_err(|_| "no answer".to_string())?;
-        let status = session.resp_header().map(|h| h.status.as_u16()).unwrap_or(0);
+        let _ = req.insert_header(
+            "user-agent",
+            concat!("ciba-gateway/", env!("CARGO_PKG_VERSION")),
+        );
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(|_| "could not send".to_string())?;
+        session
+            .finish_body()
+            .await
+            .map_err(|_| "could not send".to_string())?;
+        session
+            .read_response()
+            .await
+            .map_err(|_| "no answer".to_string())?;
+        let status = session
+            .resp_header()
+            .map(|h| h.status.as_u16())
+            .unwrap_or(0);
         if status != 200 {
             return Err(format!("status {status}"));
         }
@@ -102,7 +134,11 @@ impl JwksFetcher {
             return Err("the document is larger than fapi.jwks_max_bytes".into());
         }
         let mut body = BytesMut::new();
-        while let Some(chunk) = session.read_body_bytes().await.map_err(|_| "the body could not be read".to_string())? {
+        while let Some(chunk) = session
+            .read_body_bytes()
+            .await
+            .map_err(|_| "the body could not be read".to_string())?
+        {
             if body.len() + chunk.len() > limits.max_bytes {
                 return Err("the document is larger than fapi.jwks_max_bytes".into());
             }
@@ -115,8 +151,13 @@ impl JwksFetcher {
 /// A JWK Set document with at most `max_keys` keys, as signing keys.
 pub fn parse(body: &[u8], max_keys: usize) -> Result<KeySet, String> {
     // Count before building keys: a document of a thousand RSA keys costs nothing to refuse.
-    let raw: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not JSON".to_string())?;
-    let n = raw.get("keys").and_then(|k| k.as_array()).map(Vec::len).ok_or("not a JWK Set")?;
+    let raw: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "not JSON".to_string())?;
+    let n = raw
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .map(Vec::len)
+        .ok_or("not a JWK Set")?;
     if n > max_keys {
         return Err("more keys than fapi.jwks_max_keys".into());
     }

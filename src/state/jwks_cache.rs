@@ -28,7 +28,12 @@ impl std::fmt::Debug for JwksCache {
 
 impl JwksCache {
     /// The client's keys, and whether they are younger than `max_age`.
-    pub fn get(&self, client: &str, now: Instant, max_age: Duration) -> (Option<Arc<KeySet>>, bool) {
+    pub fn get(
+        &self,
+        client: &str,
+        now: Instant,
+        max_age: Duration,
+    ) -> (Option<Arc<KeySet>>, bool) {
         match self.entries.get(client).and_then(|e| e.keys.clone()) {
             Some((keys, at)) => {
                 let fresh = now.saturating_duration_since(at) < max_age;
@@ -75,7 +80,7 @@ mod tests {
         assert!(c.begin_fetch("a", t0 + min, min));
         assert_eq!(c.get("a", t0, min).0.map(|k| k.len()), None);
         c.store("a", KeySet::default(), t0);
-        assert_eq!(c.get("a", t0, min).1, true);
-        assert_eq!(c.get("a", t0 + min, min).1, false);
+        assert!(c.get("a", t0, min).1);
+        assert!(!c.get("a", t0 + min, min).1);
     }
 }

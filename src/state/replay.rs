@@ -47,7 +47,10 @@ pub fn replay_key(ns: Namespace, client: &str, jti: &str) -> [u8; 32] {
         ctx.update(&(part.len() as u64).to_be_bytes());
         ctx.update(part.as_bytes());
     }
-    ctx.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+    ctx.finish()
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
 }
 
 /// The in-memory `jti` cache, bounded to `max` entries.

@@ -2,16 +2,19 @@
 // Test OpenID Provider (CIBA, poll mode) for the gateway's integration tests.
 //
 //   node tests/op/server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path]
-//                            [--interval N] [--ignore-stdin]
+//                            [--interval N] [--ignore-stdin] [--fapi]
 //
 // Listens on 127.0.0.1 only (or the loopback address --host names). When ready it prints exactly one line to stdout:
 //   READY <port>
 // Nothing else is ever written to stdout (all logging goes to stderr).
 // Exits when stdin closes (unless --ignore-stdin), and on SIGTERM / SIGINT.
 // See README.md for the admin API and the registered clients.
+// --fapi also registers the FAPI-CIBA clients fapi-a and fapi-b (private_key_jwt, keys from
+// tests/data/fapi, poll) and turns request objects on.
 
 import * as http from 'node:http';
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 
 // oidc-provider prints some notices with console.info (i.e. to stdout). Keep
 // stdout reserved for the READY line: route every console method to stderr
@@ -26,12 +29,13 @@ const { default: Provider, errors } = await import('oidc-provider');
 // ---------------------------------------------------------------- CLI
 function usage(msg) {
   if (msg) process.stderr.write(`server.mjs: ${msg}\n`);
-  process.stderr.write('usage: node server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path] [--interval N] [--ignore-stdin]\n');
+  process.stderr.write('usage: node server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path] [--interval N] [--ignore-stdin] [--fapi]\n');
   process.exit(2);
 }
 
 const opts = {
   host: '127.0.0.1', port: 0, backchannelPath: '/backchannel', tokenPath: '/token', interval: null, ignoreStdin: false,
+  fapi: false,
 };
 {
   const argv = process.argv.slice(2);
@@ -66,6 +70,7 @@ const opts = {
         break;
       }
       case '--ignore-stdin': opts.ignoreStdin = true; break;
+      case '--fapi': opts.fapi = true; break;
       case '-h': case '--help': usage(); break;
       default: usage(`unknown argument: ${arg}`);
     }
@@ -254,11 +259,19 @@ const cibaClient = (clientId, secret, method) => ({
   backchannel_token_delivery_mode: 'poll',
 });
 
+// FAPI-CIBA clients (--fapi): private_key_jwt with the test keys in tests/data/fapi.
+const fapiClient = (clientId, jwksFile) => {
+  const { client_secret: _unused, ...base } = cibaClient(clientId, undefined, 'private_key_jwt');
+  const file = new URL(`../data/fapi/${jwksFile}`, import.meta.url);
+  return { ...base, jwks: JSON.parse(fs.readFileSync(file, 'utf8')) };
+};
+
 provider = new Provider(issuer, {
   clients: [
     cibaClient('client-post', 'post-secret-0123456789', 'client_secret_post'),
     cibaClient('client-basic', 'basic-secret-0123456789', 'client_secret_basic'),
     cibaClient('client-other', 'other-secret-0123456789', 'client_secret_post'),
+    ...(opts.fapi ? [fapiClient('fapi-a', 'client-a.jwks.json'), fapiClient('fapi-b', 'client-b.jwks.json')] : []),
   ],
   jwks: { keys: [signingJwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
@@ -292,6 +305,7 @@ provider = new Provider(issuer, {
   },
   features: {
     devInteractions: { enabled: false },
+    requestObjects: { enabled: opts.fapi },
     ciba: {
       enabled: true,
       deliveryModes: ['poll'],

@@ -68,7 +68,7 @@ pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<u64, Stri
     match claims.get(name) {
         None | Some(Value::Null) => Err(format!("claim `{name}` is missing")),
         Some(v) => match v.as_f64() {
-            Some(n) if n.is_finite() && n >= 0.0 && n < 1e15 => Ok(n as u64),
+            Some(n) if (0.0..1e15).contains(&n) => Ok(n as u64),
             _ => Err(format!("claim `{name}` must be a number of seconds")),
         },
     }

@@ -50,14 +50,21 @@ pub fn check_form(form: &Form) -> Result<(), OAuthError> {
                 .iter()
                 .find(|p| **p == name)
                 .map(|p| format!("parameter `{p}`"))
-                .unwrap_or_else(|| "a parameter other than `request`, `client_id` and the client's authentication".into());
+                .unwrap_or_else(|| {
+                    "a parameter other than `request`, `client_id` and the client's authentication"
+                        .into()
+                });
             return Err(invalid(format!(
                 "{named} must not appear outside the signed request object (CIBA 7.1.1)"
             )));
         }
     }
-    if form.contains("client_assertion_type") && form.get("client_assertion_type") != Some(JWT_BEARER) {
-        return Err(invalid("parameter `client_assertion_type` is not supported"));
+    if form.contains("client_assertion_type")
+        && form.get("client_assertion_type") != Some(JWT_BEARER)
+    {
+        return Err(invalid(
+            "parameter `client_assertion_type` is not supported",
+        ));
     }
     Ok(())
 }
@@ -91,22 +98,28 @@ pub fn check(
     let nbf = claims::numeric_date(c, "nbf").map_err(fail)?;
     let jti = claims::jti(c).map_err(fail)?;
     let skew = policy.clock_skew;
-    claims::check_not_expired(exp, now, skew).map_err(fail)?;
-    if exp <= nbf || exp - nbf > MAX_LIFETIME_SECONDS {
-        return Err(fail(
-            "claim `exp` must be after `nbf` and at most 60 minutes after it".into(),
-        )
-        .into());
-    }
+    // The time rules, the most specific first: an `nbf` 70 minutes old also makes a
+    // lifetime too long or an `exp` passed, but the description names `nbf`.
     if nbf.saturating_add(MAX_LIFETIME_SECONDS) < now {
         return Err(fail("claim `nbf` is more than 60 minutes in the past".into()).into());
     }
     claims::check_not_future("nbf", nbf, now, skew).map_err(fail)?;
     claims::check_not_future("iat", iat, now, skew).map_err(fail)?;
+    claims::check_not_expired(exp, now, skew).map_err(fail)?;
+    if exp <= nbf || exp - nbf > MAX_LIFETIME_SECONDS {
+        return Err(
+            fail("claim `exp` must be after `nbf` and at most 60 minutes after it".into()).into(),
+        );
+    }
     // CIBA 7.1.1: a `client_id` outside the object names the object's issuer; inside, the
     // same (node-oidc-provider and others compare them, some do not).
-    if form.get("client_id").is_some_and(|id| id != client.client_id) {
-        return Err(invalid("parameter `client_id` differs from the request object's `iss`").into());
+    if form
+        .get("client_id")
+        .is_some_and(|id| id != client.client_id)
+    {
+        return Err(
+            invalid("parameter `client_id` differs from the request object's `iss`").into(),
+        );
     }
     match c.get("client_id") {
         None | Some(Value::Null) => {}

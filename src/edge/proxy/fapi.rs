@@ -130,11 +130,12 @@ impl Gateway {
             }
         };
         let base = issuer.trim_end_matches('/').to_string();
-        let url = |configured: &Option<String>, learned: Option<&String>| match (configured, learned) {
-            (_, Some(l)) if !l.is_empty() => l.clone(),
-            (Some(p), _) => format!("{base}{p}"),
-            _ => String::new(),
-        };
+        let url =
+            |configured: &Option<String>, learned: Option<&String>| match (configured, learned) {
+                (_, Some(l)) if !l.is_empty() => l.clone(),
+                (Some(p), _) => format!("{base}{p}"),
+                _ => String::new(),
+            };
         Ok(OpNames {
             token_endpoint: url(&up.token_path, discovered.map(|d| &d.token_endpoint)),
             backchannel_endpoint: url(
@@ -159,7 +160,10 @@ impl Gateway {
             return check(keys).map_err(|r| Stop::validation(r.error));
         }
         let Some(uri) = &configured.jwks_uri else {
-            return Err(refusal(code, "the client has no keys configured at the gateway"));
+            return Err(refusal(
+                code,
+                "the client has no keys configured at the gateway",
+            ));
         };
         let limits = &fapi.jwks;
         let cache = &self.fapi.jwks;
@@ -168,19 +172,36 @@ impl Gateway {
         let mut fetched = false;
         if !fresh && cache.begin_fetch(id, Instant::now(), limits.refresh_min) {
             fetched = true;
-            if let Ok(k) = self.fapi.fetcher.fetch(uri, configured.jwks_uri_allow_insecure, limits).await {
+            if let Ok(k) = self
+                .fapi
+                .fetcher
+                .fetch(uri, configured.jwks_uri_allow_insecure, limits)
+                .await
+            {
                 keys = Some(cache.store(id, k, Instant::now()));
             }
         }
         let Some(mut keys) = keys else {
-            return Err(refusal(code, "the client's keys could not be fetched from its jwks_uri"));
+            return Err(refusal(
+                code,
+                "the client's keys could not be fetched from its jwks_uri",
+            ));
         };
         loop {
             match check(&keys) {
                 Ok(v) => return Ok(v),
-                Err(r) if r.unknown_key && !fetched && cache.begin_fetch(id, Instant::now(), limits.refresh_min) => {
+                Err(r)
+                    if r.unknown_key
+                        && !fetched
+                        && cache.begin_fetch(id, Instant::now(), limits.refresh_min) =>
+                {
                     fetched = true;
-                    match self.fapi.fetcher.fetch(uri, configured.jwks_uri_allow_insecure, limits).await {
+                    match self
+                        .fapi
+                        .fetcher
+                        .fetch(uri, configured.jwks_uri_allow_insecure, limits)
+                        .await
+                    {
                         Ok(k) => keys = cache.store(id, k, Instant::now()),
                         Err(_) => return Err(Stop::validation(r.error)),
                     }
@@ -227,8 +248,12 @@ impl Gateway {
             return body;
         }
         let p = &fapi.policy;
-        crate::ciba::discovery::apply_fapi(&body, &p.request_algs.names(), &p.assertion_algs.names())
-            .unwrap_or(body)
+        crate::ciba::discovery::apply_fapi(
+            &body,
+            &p.request_algs.names(),
+            &p.assertion_algs.names(),
+        )
+        .unwrap_or(body)
     }
 }
 

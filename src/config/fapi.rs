@@ -202,7 +202,7 @@ pub(super) fn validate_fapi(
                     &key("token_endpoint_auth_method"),
                     format!(
                         "is {}, which FAPI forbids; use private_key_jwt, tls_client_auth or \
-                         self_signed_tls_client_auth (FAPI 1.0 Advanced 5.2.2-14)",
+                         self_signed_tls_client_auth (FAPI 1.0 Advanced 5.2.2)",
                         m.name()
                     ),
                 ))

@@ -568,3 +568,55 @@ fn a_jti_is_used_once_across_two_replicas_on_one_redis() {
         assert!(ttl > 0 && ttl <= 400, "{k}: {ttl}");
     }
 }
+
+#[test]
+fn concurrent_replays_and_other_spellings_of_the_path() {
+    let (op, gw, _d) = setup();
+    let iss = op.url();
+    // Eight copies of one request object at once: one reaches the OP.
+    let request = es_a(&object("fapi-a", &iss));
+    let before = op.backchannel_count();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| backchannel(&gw, Some(&request), Some(&assertion_a(&iss)), &[]).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(op.backchannel_count(), before + 1);
+    // The endpoint under other spellings gets the same rules.
+    let rs256 = sign(Algorithm::RS256, "a-rsa", A_RSA, &object("fapi-a", &iss));
+    for path in [
+        "/BACKCHANNEL",
+        "/backchannel/",
+        "//backchannel",
+        "/%62ackchannel",
+        "/x/../backchannel",
+    ] {
+        assert_refused_at_edge(&op, OpCount::Total, (400, "invalid_request"), path, || {
+            let a = assertion_a(&iss);
+            post_form(
+                &gw.addr(),
+                path,
+                &[
+                    ("client_id", "fapi-a"),
+                    ("request", &rs256),
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", &a),
+                ],
+                &[],
+            )
+        });
+    }
+}

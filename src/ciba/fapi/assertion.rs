@@ -1,4 +1,4 @@
-//! Client authentication under FAPI (FAPI 1.0 Advanced 5.2.2-14): `private_key_jwt`
+//! Client authentication under FAPI (FAPI 1.0 Advanced 5.2.2): `private_key_jwt`
 //! (RFC 7523, OIDC Core 9) or mutual TLS (RFC 8705); never a client secret.
 //!
 //! A `private_key_jwt` assertion is checked here: an allowed algorithm, the client's key,
@@ -38,7 +38,7 @@ pub fn method(
     if basic || form.contains("client_secret") {
         return Err(invalid_client(
             "client authentication with a client secret is not allowed under FAPI; use \
-             private_key_jwt or mutual TLS (FAPI 1.0 Advanced 5.2.2-14)",
+             private_key_jwt or mutual TLS (FAPI 1.0 Advanced 5.2.2)",
         ));
     }
     let assertion = form.contains("client_assertion");
@@ -55,7 +55,7 @@ pub fn method(
         _ if assertion => Ok(Method::PrivateKeyJwt),
         _ => Err(invalid_client(
             "parameter `client_assertion` is required: FAPI clients authenticate with \
-             private_key_jwt or mutual TLS (FAPI 1.0 Advanced 5.2.2-14)",
+             private_key_jwt or mutual TLS (FAPI 1.0 Advanced 5.2.2)",
         )),
     }
 }

@@ -19,6 +19,9 @@ pub enum SignatureError {
     UnknownKey,
     /// Keys fit, but none verified the signature.
     BadSignature,
+    /// A `crit` header parameter: extensions the gateway (and most OPs) do not implement,
+    /// which RFC 7515 4.1.11 says must then be refused.
+    Critical,
 }
 
 impl SignatureError {
@@ -39,6 +42,10 @@ impl SignatureError {
             SignatureError::BadSignature => {
                 format!("{what}: the signature does not verify with the client's keys")
             }
+            SignatureError::Critical => format!(
+                "{what}: header parameter `crit` names extensions the gateway does not \
+                 implement (RFC 7515 4.1.11)"
+            ),
         }
     }
 }
@@ -54,6 +61,9 @@ pub fn check_signature(
     }
     if !algs.allows(jwt.alg()) {
         return Err(SignatureError::AlgNotAllowed);
+    }
+    if jwt.header.contains_key("crit") {
+        return Err(SignatureError::Critical);
     }
     match keys.verify(jwt) {
         Verification::Verified => Ok(()),

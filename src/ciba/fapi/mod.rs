@@ -26,7 +26,7 @@ use std::str::FromStr;
 /// The algorithms allowed when none are configured (FAPI 1.0 Advanced 8.6: PS256 or ES256).
 pub const DEFAULT_ALGS: [&str; 2] = ["PS256", "ES256"];
 
-/// FAPI-CIBA 5.2.2 / FAPI 1.0 Advanced 5.2.2-13: a request object's `exp - nbf` at most
+/// FAPI-CIBA 5.2.2 / FAPI 1.0 Advanced 5.2.2: a request object's `exp - nbf` at most
 /// 60 minutes, and `nbf` no more than 60 minutes in the past.
 pub const MAX_LIFETIME_SECONDS: u64 = 3600;
 

@@ -32,7 +32,7 @@ pub struct ForClient<'a> {
     /// Its `client_id` (the authenticated client's).
     pub client_id: &'a str,
     /// Its requests carry a unique authorization context, so `binding_message` is not
-    /// required (FAPI-CIBA 5.2.2-6).
+    /// required (FAPI-CIBA 5.2.2).
     pub request_context: bool,
 }
 

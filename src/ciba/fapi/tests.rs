@@ -130,6 +130,27 @@ fn the_request_object_table() {
             parts[2]
         )
     };
+    let crit = {
+        let mut h = Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some("a-ec".into());
+        let mut header = serde_json::to_value(&h).unwrap();
+        header["crit"] = json!(["exp"]);
+        header["exp"] = json!(1);
+        let b64 = |v: &Value| {
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                v.to_string(),
+            )
+        };
+        let input = format!("{}.{}", b64(&header), b64(&good_object()));
+        let sig = jsonwebtoken::crypto::sign(
+            input.as_bytes(),
+            &EncodingKey::from_ec_pem(A_EC.as_bytes()).unwrap(),
+            jsonwebtoken::Algorithm::ES256,
+        )
+        .unwrap();
+        format!("{input}.{sig}")
+    };
     let none = crate::ciba::jwt::tests::unsigned(r#"{"alg":"none"}"#, &good_object().to_string());
     let cases: Vec<(&str, String, &str)> = vec![
         ("aud missing", es(&without("aud")), "`aud` is missing"),
@@ -204,6 +225,24 @@ fn the_request_object_table() {
             "`client_id` does not name",
         ),
         ("alg none", none, "`alg` none"),
+        ("crit header", crit, "`crit`"),
+        (
+            "alg NONE",
+            crate::ciba::jwt::tests::unsigned(r#"{"alg":"NONE"}"#, &good_object().to_string()),
+            "`alg` none",
+        ),
+        (
+            "alg es256",
+            {
+                let t = es(&good_object());
+                let b64 = |s: &str| {
+                    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s)
+                };
+                let rest = t.split_once('.').unwrap().1;
+                format!("{}.{rest}", b64(r#"{"alg":"es256","kid":"a-ec"}"#))
+            },
+            "`alg` is not allowed",
+        ),
         ("RS256", rs256, "`alg` is not allowed"),
         ("bad signature", tampered, "does not verify"),
         (

@@ -182,6 +182,16 @@ pub static PINGS: Lazy<IntCounterVec> = Lazy::new(|| {
 /// The outcomes `PINGS` counts, so every series exists from the first scrape.
 pub const PING_OUTCOMES: [&str; 5] = ["delivered", "refused", "retried", "gave_up", "blocked"];
 
+/// Fetches of clients' `jwks_uri` (FAPI), by outcome.
+pub static JWKS_FETCHES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_jwks_fetches_total",
+        "Fetches of FAPI clients' jwks_uri, by outcome: ok, failed (refused address, no answer, status, too large, too many keys, not a JWK Set).",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
 /// The reasons `CONNECTIONS_REFUSED` counts, so every series exists from the first scrape.
 pub const REFUSAL_REASONS: [&str; 6] = [
     "header_timeout",
@@ -214,6 +224,9 @@ pub fn init() {
     Lazy::force(&CLIENT_CONNECTIONS);
     for outcome in PING_OUTCOMES {
         PINGS.with_label_values(&[outcome]);
+    }
+    for outcome in ["ok", "failed"] {
+        JWKS_FETCHES.with_label_values(&[outcome]);
     }
     READY.set(0);
     TRACKED.set(0);

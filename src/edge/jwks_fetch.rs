@@ -52,6 +52,10 @@ impl JwksFetcher {
             Ok(r) => r,
             Err(_) => Err("timed out".into()),
         };
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        crate::metrics::JWKS_FETCHES
+            .with_label_values(&[outcome])
+            .inc();
         match &result {
             Ok(keys) => tracing::info!(host, keys = keys.len(), "jwks_uri fetched"),
             Err(why) => tracing::warn!(host, why = why.as_str(), "jwks_uri fetch failed"),

@@ -620,3 +620,58 @@ fn concurrent_replays_and_other_spellings_of_the_path() {
         });
     }
 }
+
+#[test]
+fn a_tls_client_sends_no_assertion_and_its_request_object_is_still_checked() {
+    let op = TestOp::start(&["--fapi"]);
+    let one = |s: &str| s.replace('\n', "");
+    let text = format!(
+        "[rate_limit]\nenabled = false\n[clients.\"fapi-b\"]\nfapi = true\n\
+         token_endpoint_auth_method = \"tls_client_auth\"\ntls_client_auth_subject_dn = \"CN=fapi-b\"\njwks = '{}'\n",
+        one(B_JWKS)
+    );
+    let (gw, _d) = Gateway::with_config(&op.url(), &text);
+    let iss = op.url();
+    let send = |request: &str, assertion: Option<&str>| {
+        let mut pairs = vec![("client_id", "fapi-b"), ("request", request)];
+        if let Some(a) = assertion {
+            pairs.push(("client_assertion_type", JWT_BEARER));
+            pairs.push(("client_assertion", a));
+        }
+        post_form(&gw.addr(), "/backchannel", &pairs, &[])
+    };
+    let good = sign(Algorithm::ES256, "b-ec", B_EC, &object("fapi-b", &iss));
+    // An assertion from a client registered for mutual TLS is one method too many.
+    let a = sign(
+        Algorithm::ES256,
+        "b-ec",
+        B_EC,
+        &assertion_claims("fapi-b", &iss),
+    );
+    assert_refused_at_edge(
+        &op,
+        OpCount::Backchannel,
+        (401, "invalid_client"),
+        "assertion from a TLS client",
+        || send(&good, Some(&a)),
+    );
+    // Its request object is checked as any other.
+    let rs = sign(
+        Algorithm::RS256,
+        "b-rsa",
+        include_str!("../data/fapi/client-b-rsa.pem"),
+        &object("fapi-b", &iss),
+    );
+    assert_refused_at_edge(
+        &op,
+        OpCount::Backchannel,
+        (400, "invalid_request"),
+        "RS256 from a TLS client",
+        || send(&rs, None),
+    );
+    // Without an assertion, a good object passes the gateway; the OP (which registered the
+    // client for private_key_jwt and sees no certificate here) has the last word.
+    let before = op.backchannel_count();
+    let r = send(&good, None);
+    assert_eq!(op.backchannel_count(), before + 1, "{}", r.text());
+}

@@ -669,6 +669,14 @@ fn a_tls_client_sends_no_assertion_and_its_request_object_is_still_checked() {
         "RS256 from a TLS client",
         || send(&rs, None),
     );
+    // Named only by the object's `iss` (no `client_id` outside): the same rules.
+    assert_refused_at_edge(
+        &op,
+        OpCount::Backchannel,
+        (400, "invalid_request"),
+        "RS256 naming the client only by iss",
+        || post_form(&gw.addr(), "/backchannel", &[("request", &rs)], &[]),
+    );
     // Without an assertion, a good object passes the gateway; the OP (which registered the
     // client for private_key_jwt and sees no certificate here) has the last word.
     let before = op.backchannel_count();

@@ -168,3 +168,34 @@ pub fn parse(body: &[u8], max_keys: usize) -> Result<KeySet, String> {
     let set: JwkSet = serde_json::from_value(raw).map_err(|_| "not a JWK Set".to_string())?;
     KeySet::from_jwk_set(&set)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JWKS: &str = include_str!("../../tests/data/fapi/client-a.jwks.json");
+
+    #[test]
+    fn documents_are_counted_before_keys_are_built() {
+        assert_eq!(parse(JWKS.as_bytes(), 2).unwrap().len(), 2);
+        assert!(parse(JWKS.as_bytes(), 1)
+            .unwrap_err()
+            .contains("jwks_max_keys"));
+        for bad in [
+            &b"<html>"[..],
+            b"{}",
+            br#"{"keys":{}}"#,
+            br#"{"keys":[{"kty":"nope"}]}"#,
+        ] {
+            assert!(parse(bad, 5).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        // Encryption and symmetric keys are not signing keys.
+        let mut set: serde_json::Value = serde_json::from_str(JWKS).unwrap();
+        set["keys"][0]["use"] = "enc".into();
+        set["keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"kty": "oct", "k": "c2VjcmV0"}));
+        assert_eq!(parse(set.to_string().as_bytes(), 5).unwrap().len(), 1);
+    }
+}

@@ -515,7 +515,7 @@ fn discovery_advertises_the_profile_when_it_covers_everyone() {
 #[test]
 fn a_jti_is_used_once_across_two_replicas_on_one_redis() {
     let op = TestOp::start(&["--fapi"]);
-    let redis = crate::replicas::redis_store::RedisServer::start();
+    let mut redis = crate::replicas::redis_store::RedisServer::start();
     let state = format!(
         "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_timeout_ms = 300\nfailure_mode = \"closed\"\n",
         redis.url()
@@ -567,6 +567,24 @@ fn a_jti_is_used_once_across_two_replicas_on_one_redis() {
         let ttl: i64 = redis::cmd("TTL").arg(&k).query(&mut con).unwrap();
         assert!(ttl > 0 && ttl <= 400, "{k}: {ttl}");
     }
+    // Redis gone, failure mode closed: no JWT is let through unremembered.
+    drop(con);
+    redis.stop();
+    let r = assert_refused_at_edge(
+        &op,
+        OpCount::Backchannel,
+        (503, "temporarily_unavailable"),
+        "redis down",
+        || {
+            backchannel(
+                &a,
+                Some(&es_a(&object("fapi-a", &iss))),
+                Some(&assertion_a(&iss)),
+                &[],
+            )
+        },
+    );
+    assert!(r.header("retry-after").is_some());
 }
 
 #[test]

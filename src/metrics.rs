@@ -233,6 +233,16 @@ pub static BRIDGE_EVENTS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+/// Fetches of clients' `jwks_uri` (FAPI), by outcome.
+pub static JWKS_FETCHES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "ciba_gateway_jwks_fetches_total",
+        "Fetches of FAPI clients' jwks_uri, by outcome: ok, failed (refused address, no answer, status, too large, too many keys, not a JWK Set).",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
 /// The events `BRIDGE_EVENTS` counts, so every series exists from the first scrape.
 pub const BRIDGE_EVENT_LABELS: [&str; 9] = [
     "initiated",
@@ -296,6 +306,9 @@ pub fn init() {
     }
     for event in BRIDGE_EVENT_LABELS {
         BRIDGE_EVENTS.with_label_values(&[event]);
+    }
+    for outcome in ["ok", "failed"] {
+        JWKS_FETCHES.with_label_values(&[outcome]);
     }
     READY.set(0);
     TRACKED.set(0);

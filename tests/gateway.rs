@@ -6,6 +6,7 @@
 mod support;
 
 mod bridge;
+mod fapi;
 mod faults;
 mod flows;
 mod framing;

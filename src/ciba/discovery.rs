@@ -85,6 +85,69 @@ fn mtls_aliases(obj: &Map<String, Value>) -> Result<(Option<String>, Option<Stri
     ))
 }
 
+/// The names the OP goes by, from its discovery document: its `issuer` and its own token
+/// and backchannel endpoint URLs (what a FAPI client's JWTs put in `aud`). `None` without
+/// a string `issuer`; a missing endpoint URL is left empty (it matches nothing).
+pub fn op_names(document: &[u8]) -> Option<crate::ciba::fapi::OpNames> {
+    let doc: Value = serde_json::from_slice(document).ok()?;
+    let s = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+    Some(crate::ciba::fapi::OpNames {
+        issuer: s("issuer").filter(|i| !i.is_empty())?,
+        token_endpoint: s("token_endpoint").unwrap_or_default(),
+        backchannel_endpoint: s("backchannel_authentication_endpoint").unwrap_or_default(),
+    })
+}
+
+/// What discovery says of the FAPI profile the gateway enforces (FAPI-CIBA 5.2.2, CIBA 4):
+/// the request-object and assertion algorithms, no push, and only the client
+/// authentication methods FAPI allows.
+pub fn apply_fapi(
+    document: &[u8],
+    request_algs: &[&str],
+    assertion_algs: &[&str],
+) -> Result<Vec<u8>, String> {
+    let mut doc: Value = serde_json::from_slice(document)
+        .map_err(|e| format!("the discovery document is not JSON: {e}"))?;
+    let obj = doc
+        .as_object_mut()
+        .ok_or("the discovery document is not a JSON object")?;
+    let strings = |v: &[&str]| Value::Array(v.iter().map(|s| Value::String((*s).into())).collect());
+    obj.insert(
+        "backchannel_authentication_request_signing_alg_values_supported".into(),
+        strings(request_algs),
+    );
+    obj.insert(
+        "token_endpoint_auth_signing_alg_values_supported".into(),
+        strings(assertion_algs),
+    );
+    if let Some(Value::Array(modes)) = obj.get_mut("backchannel_token_delivery_modes_supported") {
+        modes.retain(|m| m.as_str() != Some("push"));
+        if modes.is_empty() {
+            modes.push(Value::String("poll".into()));
+        }
+    }
+    const FAPI_METHODS: [&str; 3] = [
+        "private_key_jwt",
+        "tls_client_auth",
+        "self_signed_tls_client_auth",
+    ];
+    let methods: Vec<Value> = match obj.get("token_endpoint_auth_methods_supported") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter(|m| m.as_str().is_some_and(|m| FAPI_METHODS.contains(&m)))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let methods = if methods.is_empty() {
+        strings(&["private_key_jwt"])
+    } else {
+        Value::Array(methods)
+    };
+    obj.insert("token_endpoint_auth_methods_supported".into(), methods);
+    serde_json::to_vec(&doc).map_err(|e| e.to_string())
+}
+
 /// The path of an absolute `http(s)` URL (without query).
 pub fn url_path(url: &str) -> Option<String> {
     let uri: http::Uri = url.parse().ok()?;
@@ -269,6 +332,44 @@ mod tests {
         assert_eq!(modes(&op_doc(), &[]), json!(["poll"]));
         let doc = br#"{"backchannel_token_delivery_modes_supported":["poll","ping"]}"#;
         assert_eq!(modes(doc, &["ping"]), json!(["poll", "ping"]));
+    }
+
+    #[test]
+    fn fapi_metadata_is_what_the_gateway_enforces() {
+        let doc = br#"{"issuer":"https://op","token_endpoint":"https://op/token",
+            "backchannel_token_delivery_modes_supported":["poll","ping","push"],
+            "token_endpoint_auth_methods_supported":["client_secret_basic","private_key_jwt","none"],
+            "backchannel_authentication_request_signing_alg_values_supported":["RS256","none"]}"#;
+        let v: Value =
+            serde_json::from_slice(&apply_fapi(doc, &["PS256", "ES256"], &["ES256"]).unwrap())
+                .unwrap();
+        assert_eq!(
+            v["backchannel_token_delivery_modes_supported"],
+            json!(["poll", "ping"])
+        );
+        assert_eq!(
+            v["backchannel_authentication_request_signing_alg_values_supported"],
+            json!(["PS256", "ES256"])
+        );
+        assert_eq!(
+            v["token_endpoint_auth_signing_alg_values_supported"],
+            json!(["ES256"])
+        );
+        assert_eq!(
+            v["token_endpoint_auth_methods_supported"],
+            json!(["private_key_jwt"])
+        );
+        let names = op_names(doc).unwrap();
+        assert_eq!(
+            (
+                names.issuer.as_str(),
+                names.token_endpoint.as_str(),
+                names.backchannel_endpoint.as_str()
+            ),
+            ("https://op", "https://op/token", "")
+        );
+        assert!(op_names(br#"{"issuer":""}"#).is_none());
+        assert!(op_names(b"[]").is_none());
     }
 
     #[test]

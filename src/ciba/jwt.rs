@@ -331,6 +331,40 @@ pub enum Verification {
 }
 
 impl KeySet {
+    /// The signing keys of a JWK Set (a client's `jwks`); keys marked `"use": "enc"` are
+    /// left out, and a key jsonwebtoken cannot use is an error naming its position.
+    pub fn from_jwk_set(set: &JwkSet) -> Result<KeySet, String> {
+        let mut keys = Vec::new();
+        for (i, jwk) in set.keys.iter().enumerate() {
+            if matches!(
+                jwk.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            ) {
+                continue;
+            }
+            let family = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Family::Rsa,
+                AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+                AlgorithmParameters::OctetKeyPair(_) => Family::Ed,
+                // A symmetric key in a public key set proves nothing about the client.
+                AlgorithmParameters::OctetKey(_) => continue,
+            };
+            let key =
+                DecodingKey::from_jwk(jwk).map_err(|e| format!("key #{i} is unusable: {e}"))?;
+            keys.push(Key {
+                kid: jwk.common.key_id.clone(),
+                family,
+                key,
+            });
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()

@@ -16,6 +16,7 @@ pub mod config_error;
 pub mod discovery;
 pub mod dn;
 pub mod error;
+pub mod fapi;
 pub mod form;
 pub mod ids;
 pub mod jwt;

@@ -41,6 +41,12 @@ pub struct Client {
     pub jwks_uri: Option<String>,
     /// For the TLS methods: the certificate rule the edge applies (RFC 8705 2).
     pub cert_rule: Option<CertRule>,
+    /// Whether the FAPI-CIBA profile covers it, when set (else `fapi.enabled`).
+    pub fapi: Option<bool>,
+    /// Its requests carry a unique authorization context (no `binding_message` required).
+    pub request_context: bool,
+    /// Its `jwks_uri` may be http and a loopback, private or link-local address.
+    pub jwks_uri_allow_insecure: bool,
 }
 
 /// What identifies a client's certificate (RFC 8705 2.1.2 metadata names, and pinned
@@ -151,6 +157,9 @@ pub(super) fn validate_clients(
                 jwks,
                 jwks_uri: c.jwks_uri,
                 cert_rule,
+                fapi: c.fapi,
+                request_context: c.request_context.unwrap_or(false),
+                jwks_uri_allow_insecure: c.jwks_uri_allow_insecure.unwrap_or(false),
             },
         );
     }

@@ -66,6 +66,9 @@ pub struct FileConfig {
     /// `[client_certificates]`: where client certificates come from and how the OP gets them.
     #[serde(default)]
     pub client_certificates: ClientCertificatesSection,
+    /// `[fapi]`: the FAPI-CIBA security profile.
+    #[serde(default)]
+    pub fapi: FapiSection,
 }
 
 /// `[client_certificates]` as written.
@@ -108,6 +111,42 @@ pub struct ClientSection {
     pub jwks: Option<String>,
     /// Where the client publishes its JWK Set.
     pub jwks_uri: Option<String>,
+    /// Whether the FAPI-CIBA profile covers this client (overrides `fapi.enabled`).
+    pub fapi: Option<bool>,
+    /// The client's requests carry a unique authorization context: `binding_message` is
+    /// not required under FAPI.
+    pub request_context: Option<bool>,
+    /// Allows an http `jwks_uri` and loopback, private or link-local addresses (tests,
+    /// internal key servers).
+    pub jwks_uri_allow_insecure: Option<bool>,
+}
+
+/// `[fapi]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FapiSection {
+    /// Cover every client with the profile.
+    pub enabled: Option<bool>,
+    /// The OP's issuer identifier, when discovery does not give it.
+    pub issuer: Option<String>,
+    /// Algorithms a request object may be signed with.
+    pub request_signing_alg_values: Option<Vec<String>>,
+    /// Algorithms a client assertion may be signed with.
+    pub client_assertion_signing_alg_values: Option<Vec<String>>,
+    /// Seconds of clock difference forgiven.
+    pub clock_skew_seconds: Option<u64>,
+    /// Most `jti` values remembered in memory.
+    pub replay_cache_max_entries: Option<usize>,
+    /// Largest `jwks_uri` document, in bytes.
+    pub jwks_max_bytes: Option<usize>,
+    /// Most keys in a `jwks_uri` document.
+    pub jwks_max_keys: Option<usize>,
+    /// Seconds fetched keys are used before they are fetched again.
+    pub jwks_cache_seconds: Option<u64>,
+    /// Shortest time between two fetches of one client's keys, in seconds.
+    pub jwks_refresh_min_seconds: Option<u64>,
+    /// Milliseconds a `jwks_uri` fetch may take in all.
+    pub jwks_fetch_timeout_ms: Option<u64>,
 }
 
 /// `[ping]` as written.

@@ -95,6 +95,9 @@ pub const KEYS: &[(&str, Reload)] = &[
     ("clients", Live),
     // Read per request from the request's snapshot (edge/proxy/client_cert.rs).
     ("client_certificates", Live),
+    // Read per request from the request's snapshot; the replay table is sized at start-up.
+    ("fapi", Live),
+    ("fapi.replay_cache_max_entries", Restart),
     // The bridge's store, key, paths and notifier are built at start-up.
     ("bridge", Restart),
 ];
@@ -176,6 +179,7 @@ pub fn carry_restart_only(new: &mut Config, running: &Config) {
     new.state = running.state.clone();
     new.log_format = running.log_format;
     new.bridge = running.bridge.clone();
+    std::sync::Arc::make_mut(&mut new.fapi).replay_max_entries = running.fapi.replay_max_entries;
     // Only the certificate pair follows a reload; on or off is refused (`unappliable`).
     match (&mut new.tls, &running.tls) {
         (Some(n), Some(r)) => {

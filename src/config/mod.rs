@@ -11,6 +11,7 @@
 pub mod bridge;
 mod client_certificates;
 mod clients;
+mod fapi;
 mod file;
 pub mod live_keys;
 mod logging;
@@ -30,10 +31,11 @@ pub use crate::ciba::config_error::ConfigError;
 pub use crate::ciba::routing::CancelRoute;
 pub use client_certificates::{ClientCertificates, DEFAULT_FORWARD_HEADER};
 pub use clients::{CertificateIdentity, Client, Clients};
+pub use fapi::{Fapi, JwksLimits};
 pub use file::{
-    ClientCertificatesSection, ClientSection, FileConfig, LoggingSection, MetricsSection,
-    PingClientSection, PingSection, PollingSection, RoutingSection, ServerSection, StateSection,
-    TlsSection, UpstreamSection,
+    ClientCertificatesSection, ClientSection, FapiSection, FileConfig, LoggingSection,
+    MetricsSection, PingClientSection, PingSection, PollingSection, RoutingSection, ServerSection,
+    StateSection, TlsSection, UpstreamSection,
 };
 pub use logging::LogFormat;
 pub use ping::{pem_roots, NotifySettings, Ping, PingClient};
@@ -112,6 +114,8 @@ pub struct Config {
     pub bridge: Option<bridge::Bridge>,
     /// Where client certificates come from, how the OP gets them, the CAs they chain to.
     pub client_certificates: Arc<ClientCertificates>,
+    /// The FAPI-CIBA profile.
+    pub fapi: Arc<Fapi>,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -208,6 +212,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         !rate_limit.trusted_proxies.is_empty(),
     )?;
     clients::check_certificate_sources(&clients, &client_certificates)?;
+    let fapi = fapi::validate_fapi(file.fapi, &clients, &validation, ping.as_ref(), &upstream)?;
     let client_labels = validate_client_labels(file.metrics.client_labels)?;
     let log_level = file
         .logging
@@ -241,6 +246,7 @@ pub fn validate(file: FileConfig, o: &Overrides) -> Result<Config, ConfigError> 
         clients: Arc::new(clients),
         bridge,
         client_certificates: Arc::new(client_certificates),
+        fapi: Arc::new(fapi),
         log_level,
         log_format: file.logging.format.unwrap_or_default(),
     })

@@ -9,6 +9,7 @@ pub mod h2;
 pub mod header_check;
 pub mod header_end;
 pub mod in_flight;
+pub mod jwks_fetch;
 pub mod notify;
 pub mod op_client;
 pub mod ping_poller;

@@ -464,6 +464,9 @@ impl Discovery {
         if answer.status != 200 {
             return Err(format!("status {}", answer.status));
         }
+        if let Some(names) = discovery::op_names(&answer.body) {
+            let _ = self.op.op_names.set(names);
+        }
         let mut found = discovery::endpoints_from(
             &answer.body,
             self.backchannel_path().map(String::as_str),

@@ -5,6 +5,7 @@
 pub mod bridge_redis;
 pub mod bridge_store;
 pub mod conn_limit;
+pub mod jwks_cache;
 pub mod ping_redis;
 pub mod ping_store;
 pub mod pings;
@@ -12,5 +13,6 @@ pub mod poll_settings;
 pub mod poll_store;
 pub mod rate_limit;
 pub mod redis_store;
+pub mod replay;
 pub mod seal;
 pub mod store;

@@ -34,6 +34,8 @@
 //! - `{p}all`: the same over all clients, for `max_tracked`. One global set costs a write to
 //!   one hot key per ack and an `O(log N)` trim per admit, and about 100 bytes plus the id per
 //!   tracked request; fine for one Redis primary at CIBA rates (acks, not polls).
+//! - `{p}j:{hex}`: a `jti` seen once (`state/replay.rs`), `SET NX` with the JWT's remaining
+//!   lifetime as expiry.
 //! - `{p}rl:{key}`: a GCRA "theoretical arrival time" (µs) per rate-limit key, with `PX` set
 //!   to when the bucket would be full again.
 //!
@@ -536,6 +538,23 @@ impl RedisStore {
         })
     }
 
+    /// Claims a `jti` key once: `SET {p}j:{hex} 1 NX EX ttl`; `true` when it was new.
+    ///
+    /// One command, so atomic across replicas; Redis forgets the key at its expiry, so
+    /// nothing else bounds it (each key is the prefix and 66 bytes).
+    pub async fn claim_once(&self, key: &[u8; 32], ttl_seconds: u64) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{}j:{}", self.inner.prefix, hex(key)))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl_seconds.max(1));
+        let set: Option<String> = self
+            .timed("claim_jti", cmd.query_async(&mut self.con.clone()))
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// Runs one script invocation within the operation timeout.
     async fn run<T: FromRedisValue>(
         &self,
@@ -584,6 +603,11 @@ impl RedisStore {
 /// `id`: the client's length first, so no pair of ids and clients can spell another.
 fn learned_member(client: &str, id: &str) -> String {
     format!("u:{}:{client}:{id}", client.len())
+}
+
+/// Lower-case hex of a fixed-size key.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `s` if it is short enough to be part of a key.

@@ -12,6 +12,7 @@ use crate::metrics;
 use crate::state::poll_store::{Full, PollStore, Polled};
 use crate::state::rate_limit::{KeyKind, Limited, RateLimits};
 use crate::state::redis_store::{FailureMode, RedisConfig, RedisStore, StoreError};
+use crate::state::replay::{Claim, ReplayCache};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -218,6 +219,34 @@ impl StateStore {
                 // must agree, so Redis keys by the client id alone.
                 let key = format!("c:{}:{}", endpoint.as_str(), client.as_str());
                 r.rate(&key, rate, KeyKind::Client).await
+            }
+        }
+    }
+}
+
+impl StateStore {
+    /// Claims a `jti` once until `until` (unix seconds): in `memory` with the memory store,
+    /// in Redis (shared by replicas) with the Redis store. With Redis, a failure follows the
+    /// failure mode: open lets the JWT through (the OP still checks its own replays).
+    pub async fn claim_jti(
+        &self,
+        memory: &ReplayCache,
+        key: [u8; 32],
+        until: u64,
+        now: u64,
+    ) -> Result<Claim, Unavailable> {
+        match self {
+            StateStore::Memory(_) => Ok(memory.claim(key, until, now)),
+            StateStore::Redis(r) => {
+                let ttl = until.saturating_sub(now).max(1);
+                let key = &key;
+                let fresh = r
+                    .run("claim_jti", |s| async move { s.claim_once(key, ttl).await })
+                    .await?;
+                Ok(match fresh {
+                    Some(false) => Claim::Replayed,
+                    _ => Claim::Fresh,
+                })
             }
         }
     }

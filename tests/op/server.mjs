@@ -3,7 +3,10 @@
 //
 //   node tests/op/server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path]
 //                            [--interval N] [--ignore-stdin] [--bridge] [--bridge-callback-path /path]
-//                            [--mtls FILE] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
+//                            [--mtls FILE] [--fapi] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
+//
+// --fapi: also registers the FAPI-CIBA clients fapi-a and fapi-b (private_key_jwt, keys in
+// tests/data/fapi) and turns request objects on.
 //
 // --tls-cert/--tls-key: HTTPS instead of HTTP (issuer https://...). --tls-ca: clients must
 // present a certificate that chains to this CA (mTLS); the common names of the client
@@ -45,7 +48,7 @@ const { default: Provider, errors } = await import('oidc-provider');
 // ---------------------------------------------------------------- CLI
 function usage(msg) {
   if (msg) process.stderr.write(`server.mjs: ${msg}\n`);
-  process.stderr.write('usage: node server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path] [--interval N] [--ignore-stdin] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]\n');
+  process.stderr.write('usage: node server.mjs [--host IP] [--port N] [--backchannel-path /path] [--token-path /path] [--interval N] [--ignore-stdin] [--fapi] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]\n');
   process.exit(2);
 }
 
@@ -54,6 +57,7 @@ const opts = {
   tlsCert: null, tlsKey: null, tlsCa: null,
   bridge: false, bridgeCallbackPath: '/ciba-bridge/callback',
   mtls: null,
+  fapi: false,
 };
 {
   const argv = process.argv.slice(2);
@@ -98,6 +102,7 @@ const opts = {
         opts.mtls = JSON.parse(readFileSync(take(), 'utf8'));
         break;
       }
+      case '--fapi': opts.fapi = true; break;
       case '-h': case '--help': usage(); break;
       default: usage(`unknown argument: ${arg}`);
     }
@@ -382,12 +387,20 @@ const bridgeClient = (clientId, secret, method) => ({
 });
 const makeClient = opts.bridge ? bridgeClient : cibaClient;
 
+// FAPI-CIBA clients (--fapi): private_key_jwt with the test keys in tests/data/fapi.
+const fapiClient = (clientId, jwksFile) => {
+  const { client_secret: _unused, ...base } = cibaClient(clientId, undefined, 'private_key_jwt');
+  const file = new URL(`../data/fapi/${jwksFile}`, import.meta.url);
+  return { ...base, jwks: JSON.parse(fs.readFileSync(file, 'utf8')) };
+};
+
 provider = new Provider(issuer, {
   clients: [
     makeClient('client-post', 'post-secret-0123456789', 'client_secret_post'),
     makeClient('client-basic', 'basic-secret-0123456789', 'client_secret_basic'),
     makeClient('client-other', 'other-secret-0123456789', 'client_secret_post'),
     ...mtlsClients(),
+    ...(opts.fapi ? [fapiClient('fapi-a', 'client-a.jwks.json'), fapiClient('fapi-b', 'client-b.jwks.json')] : []),
   ],
   ...(opts.mtls ? {
     clientAuthMethods: ['client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none',
@@ -430,6 +443,7 @@ provider = new Provider(issuer, {
     devInteractions: { enabled: opts.bridge },
     pushedAuthorizationRequests: { enabled: opts.bridge },
     mTLS: mtlsFeature(),
+    requestObjects: { enabled: opts.fapi },
     ciba: {
       enabled: !opts.bridge,
       deliveryModes: ['poll'],

@@ -4,7 +4,7 @@
 mod bridge;
 mod ping;
 mod ping_redis;
-mod redis_store;
+pub(crate) mod redis_store;
 
 use crate::support::*;
 use redis_store::RedisServer;

@@ -7,7 +7,8 @@
 //! 2. POST only, the whole body within its deadline and cap;
 //! 3. the request's checks (`pipeline::check_request`: form, client, validation), and for
 //!    a client registered for a TLS method its certificate (`client_cert`, RFC 8705 2);
-//! 4. the per-client rate limit;
+//! 4. the per-client rate limit; the FAPI-CIBA profile's checks (`fapi`) for the clients
+//!    it covers;
 //!    for a client the gateway pings (`ping`): its notification token and credential taken
 //!    at the backchannel endpoint, its held answer redeemed at the token endpoint;
 //! 5. admission (backchannel: room to track the ack) or the poll decision (token);
@@ -59,6 +60,13 @@ impl Gateway {
         self.certificate_identity(ctx, &accepted, authorization)?;
         self.client_rate_limit(&live, session, ctx, endpoint, &accepted)
             .await?;
+        self.fapi_checks(
+            &live,
+            header_str(session.req_header(), "authorization"),
+            endpoint,
+            &accepted,
+        )
+        .await?;
         // Boxed: the bridge's exchanges are KiB of future state the other requests skip.
         if self.bridge.is_some()
             && Box::pin(self.bridge_ciba(&live, session, endpoint, &accepted)).await?

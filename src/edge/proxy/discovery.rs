@@ -92,6 +92,7 @@ impl Gateway {
                 Count::BadAnswer,
             )
         })?;
+        let body = self.fapi_metadata(&live, body);
         let mut h = relay_header(&answer)?;
         // The document differs per public URL, so a shared cache must not mix them.
         h.insert_header("vary", "host")?;

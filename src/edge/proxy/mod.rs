@@ -12,6 +12,7 @@ mod bridge;
 mod ciba;
 mod client_cert;
 mod discovery;
+mod fapi;
 mod h2_body;
 mod ping;
 mod refusal;
@@ -59,6 +60,8 @@ pub struct OpLink {
     /// The OP at its current address; empty until its host name first resolves, never
     /// emptied afterwards.
     peer: ArcSwapOption<HttpPeer>,
+    /// The OP's issuer and endpoint URLs from its discovery document (FAPI `aud`).
+    pub op_names: OnceLock<crate::ciba::fapi::OpNames>,
 }
 
 impl OpLink {
@@ -105,6 +108,8 @@ pub struct Gateway {
     pings: Option<Arc<Pings>>,
     /// The PAR bridge, when `[bridge]` is enabled.
     bridge: Option<Arc<crate::edge::bridge::Bridge>>,
+    /// The FAPI profile's caches and key fetcher.
+    fapi: fapi::Shared,
 }
 
 impl Gateway {
@@ -114,6 +119,7 @@ impl Gateway {
         // which admits no byte that a header value refuses.
         let host = HeaderValue::from_str(&runtime.current().cfg.upstream.authority())
             .expect("a validated upstream.url is a valid Host header");
+        let fapi = Arc::new(fapi::FapiRuntime::new(&runtime.current().cfg));
         Gateway {
             runtime,
             op,
@@ -125,6 +131,7 @@ impl Gateway {
             routes: OnceLock::new(),
             pings: None,
             bridge: None,
+            fapi,
         }
     }
 

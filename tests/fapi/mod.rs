@@ -643,9 +643,24 @@ fn concurrent_replays_and_other_spellings_of_the_path() {
 fn a_tls_client_sends_no_assertion_and_its_request_object_is_still_checked() {
     let op = TestOp::start(&["--fapi"]);
     let one = |s: &str| s.replace('\n', "");
+    // The client's certificate comes from a TLS terminator on 127.0.0.1, so the certificate
+    // rule passes and the FAPI step is what decides.
+    let ca = crate::support::pki::Ca::new("fapi client CA");
+    let leaf = ca.leaf(&["fapi-b"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = write_config(dir.path(), "ca.pem", &ca.pem());
+    let cert_header = crate::tls::pem("CERTIFICATE", &leaf.chain[0])
+        .replace('\n', "%0A")
+        .replace(' ', "%20")
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
     let text = format!(
-        "[rate_limit]\nenabled = false\n[clients.\"fapi-b\"]\nfapi = true\n\
+        "[rate_limit]\nenabled = false\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
+         [client_certificates]\nproxy_header = \"x-client-cert\"\nca_file = \"{}\"\n\
+         [clients.\"fapi-b\"]\nfapi = true\n\
          token_endpoint_auth_method = \"tls_client_auth\"\ntls_client_auth_subject_dn = \"CN=fapi-b\"\njwks = '{}'\n",
+        ca_file.display(),
         one(B_JWKS)
     );
     let (gw, _d) = Gateway::with_config(&op.url(), &text);
@@ -656,7 +671,12 @@ fn a_tls_client_sends_no_assertion_and_its_request_object_is_still_checked() {
             pairs.push(("client_assertion_type", JWT_BEARER));
             pairs.push(("client_assertion", a));
         }
-        post_form(&gw.addr(), "/backchannel", &pairs, &[])
+        post_form(
+            &gw.addr(),
+            "/backchannel",
+            &pairs,
+            &[("x-client-cert", cert_header.as_str())],
+        )
     };
     let good = sign(Algorithm::ES256, "b-ec", B_EC, &object("fapi-b", &iss));
     // An assertion from a client registered for mutual TLS is one method too many.
@@ -693,7 +713,14 @@ fn a_tls_client_sends_no_assertion_and_its_request_object_is_still_checked() {
         OpCount::Backchannel,
         (400, "invalid_request"),
         "RS256 naming the client only by iss",
-        || post_form(&gw.addr(), "/backchannel", &[("request", &rs)], &[]),
+        || {
+            post_form(
+                &gw.addr(),
+                "/backchannel",
+                &[("request", &rs)],
+                &[("x-client-cert", cert_header.as_str())],
+            )
+        },
     );
     // Without an assertion, a good object passes the gateway; the OP (which registered the
     // client for private_key_jwt and sees no certificate here) has the last word.

@@ -8,6 +8,7 @@
 
 mod flows;
 mod h2_edge;
+mod identity;
 mod listener;
 mod raw_h2;
 mod rotation;

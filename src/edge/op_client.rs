@@ -140,11 +140,29 @@ pub async fn exchange(
     body: Bytes,
     deadline: Duration,
 ) -> Result<Answer, Failure> {
+    let copy = request.clone();
+    exchange_with(connector, peer, request, move || Some(copy), body, deadline).await
+}
+
+/// [`exchange`], with the request for a retry made by `again` only when one is needed, so
+/// the common exchange (no retry) copies no request header. `None` from `again` ends the
+/// exchange with the first try's failure.
+pub async fn exchange_with(
+    connector: &Connector,
+    peer: &HttpPeer,
+    request: RequestHeader,
+    again: impl FnOnce() -> Option<RequestHeader> + Send,
+    body: Bytes,
+    deadline: Duration,
+) -> Result<Answer, Failure> {
     let work = async {
-        match attempt(connector, peer, request.clone(), body.clone()).await {
-            Err(failed) if failed.retryable() => attempt(connector, peer, request, body)
-                .await
-                .map_err(|f| f.failure),
+        match attempt(connector, peer, request, &body).await {
+            Err(failed) if failed.retryable() => match again() {
+                Some(request) => attempt(connector, peer, request, &body)
+                    .await
+                    .map_err(|f| f.failure),
+                None => Err(failed.failure),
+            },
             other => other.map_err(|f| f.failure),
         }
     };
@@ -182,7 +200,7 @@ async fn attempt(
     connector: &Connector,
     peer: &HttpPeer,
     request: RequestHeader,
-    body: Bytes,
+    body: &[u8],
 ) -> Result<Answer, Failed> {
     let fail = |reused: bool, written: bool| {
         move |e: Box<pingora::Error>| Failed {
@@ -211,10 +229,7 @@ async fn attempt(
         .await
         .map_err(fail(reused, false))?;
     if !body.is_empty() {
-        session
-            .write_body(&body)
-            .await
-            .map_err(fail(reused, true))?;
+        session.write_body(body).await.map_err(fail(reused, true))?;
     }
     session.finish_body().await.map_err(fail(reused, true))?;
     session.read_response().await.map_err(fail(reused, true))?;

@@ -2,7 +2,7 @@
 //! authorization server metadata (when the OP publishes it), fetched from the OP on every
 //! request so that neither shows a client the OP's internal URLs.
 
-use super::answer::{failure_error, relay_header, write_json};
+use super::answer::{failure_error, relay_headers, write_json};
 use super::{Count, Gateway, RequestCtx, Stop};
 use crate::ciba::discovery::{self, Endpoints};
 use crate::ciba::error::{ErrorCode, OAuthError};
@@ -49,8 +49,9 @@ impl Gateway {
             None => derived_base(session.req_header()),
         };
         let request = self.upstream_request(session, ctx, 0)?;
+        let again = |ctx: &RequestCtx| self.upstream_request(session, ctx, 0).ok();
         let answer = self
-            .exchange(ctx, request, Bytes::new())
+            .exchange(ctx, request, again, Bytes::new())
             .await
             .map_err(failure_error)?;
         if answer.status == 404 && doc == Document::OAuth {
@@ -91,17 +92,17 @@ impl Gateway {
                 Count::BadAnswer,
             )
         })?;
-        let mut h = relay_header(&answer)?;
+        let mut h = relay_headers(&answer);
         // The document differs per public URL, so a shared cache must not mix them.
-        h.insert_header("vary", "host")?;
-        write_json(session, h, body.into()).await?;
+        h.insert(http::header::VARY, http::HeaderValue::from_static("host"));
+        write_json(session, answer.status, h, body.into()).await?;
         Ok(())
     }
 }
 
 /// The public base URL when none is configured: the request's own `Host`, over http.
 fn derived_base(req: &RequestHeader) -> String {
-    let host = super::header_str(req, "host")
+    let host = super::header_str(req, http::header::HOST)
         .filter(|h| {
             !h.is_empty()
                 && h.bytes()

@@ -10,6 +10,7 @@
 mod answer;
 mod ciba;
 mod discovery;
+mod names;
 mod ping;
 mod refusal;
 mod route;
@@ -20,7 +21,7 @@ pub use answer::failure_error;
 pub use discovery::{Document, DISCOVERY_PATH, METADATA_PATH};
 pub use route::{route, routes_for, Route};
 
-use self::answer::{answer_error, err_response, write_json};
+use self::answer::{answer_error, err_headers, write_json};
 use self::refusal::{finish, Count, Stop};
 use self::tally::Tally;
 use self::upstream_request::append_forwarded_for;
@@ -179,7 +180,7 @@ impl ProxyHttp for Gateway {
         session.set_read_timeout(Some(self.cfg.edge.body_timeout));
         ctx.request_id = self
             .request_ids
-            .for_request(session.req_header().headers.get("x-request-id"));
+            .for_request(session.req_header().headers.get(names::X_REQUEST_ID));
 
         // Until the CIBA paths are known the gateway cannot tell a poll from any other
         // request; letting it through would skip every rule. So nothing passes, and nothing
@@ -316,7 +317,7 @@ impl ProxyHttp for Gateway {
             Some(err) if session.response_written().is_none() => {
                 let status = err.status;
                 ctx.tally.local_error = Some(err.code);
-                if write_json(session, err_response(&err), err.to_json().into())
+                if write_json(session, status, err_headers(&err), err.to_json().into())
                     .await
                     .is_err()
                 {
@@ -428,8 +429,8 @@ impl Gateway {
         let req = session.req_header();
         rate_limit::source_address(
             peer,
-            header_str(req, "x-forwarded-for"),
-            header_str(req, "forwarded"),
+            header_str(req, names::X_FORWARDED_FOR),
+            header_str(req, names::FORWARDED),
             &self.cfg.rate_limit.trusted_proxies,
         )
     }
@@ -447,7 +448,7 @@ pub fn bound_keepalive(session: &mut Session, seconds: u64) {
 }
 
 /// A header's value, when it is visible ASCII.
-fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+fn header_str(req: &RequestHeader, name: impl http::header::AsHeaderName) -> Option<&str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 

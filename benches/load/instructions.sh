@@ -162,7 +162,9 @@ total() {
     fi
     callgrind_control -z "$srv" >/dev/null 2>&1
     python3 "$work/client.py" "$port" "$2" "$3" "$RANDOM$RANDOM" || die "client failed ($2)"
-    kill -TERM "$srv"
+    # pingora's SIGTERM waits out a grace period (five minutes by default, which the bare
+    # proxy keeps); SIGINT stops at once. The gateway's own grace is short.
+    if [[ $port == "$BARE_PORT" ]]; then kill -INT "$srv"; else kill -TERM "$srv"; fi
     wait "$srv" 2>/dev/null || true
     [[ -z ${4:-} ]] || cp "$out" "$4"
     # The dump at exit holds everything since the zeroing, less pingora's timer clock

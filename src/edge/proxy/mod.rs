@@ -356,10 +356,12 @@ impl ProxyHttp for Gateway {
         if let Some(s) = ctx.upstream_seconds {
             self.request_metrics.upstream_seconds(endpoint, s);
         }
-        let elapsed_ms = ctx
-            .started
-            .map(|s| s.elapsed().as_secs_f64() * 1000.0)
-            .unwrap_or(0.0);
+        // Inside the event, so the clock is read only when the access log is on.
+        let elapsed_ms = || {
+            ctx.started
+                .map(|s| s.elapsed().as_secs_f64() * 1000.0)
+                .unwrap_or(0.0)
+        };
         tracing::info!(
             target: "access",
             request_id = %ctx.request_id,
@@ -370,7 +372,7 @@ impl ProxyHttp for Gateway {
             status,
             outcome = outcome(ctx),
             upstream_ms = ctx.upstream_seconds.map(|s| s * 1000.0).unwrap_or(-1.0),
-            duration_ms = elapsed_ms,
+            duration_ms = elapsed_ms(),
         );
     }
 

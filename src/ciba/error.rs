@@ -187,11 +187,17 @@ impl OAuthError {
             error: &'a str,
             error_description: &'a str,
         }
-        serde_json::to_vec(&Body {
-            error: self.code.as_str(),
-            error_description: &self.description,
-        })
-        .expect("two strings always serialize")
+        // Sized for the usual answer, so that writing it does not grow the buffer.
+        let mut out = Vec::with_capacity(48 + self.description.len());
+        serde_json::to_writer(
+            &mut out,
+            &Body {
+                error: self.code.as_str(),
+                error_description: &self.description,
+            },
+        )
+        .expect("two strings always serialize");
+        out
     }
 }
 

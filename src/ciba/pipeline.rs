@@ -170,13 +170,13 @@ pub fn check_response(resp: OpAnswer<'_>) -> Outbound {
 
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
-    let media = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+    let media = ct.split(';').next().unwrap_or("").trim().as_bytes();
+    // Compared without letter case, and without a lower-cased copy.
+    let (prefix, suffix) = (b"application/", b"+json");
+    media.eq_ignore_ascii_case(b"application/json")
+        || (media.len() >= prefix.len() + suffix.len()
+            && media[..prefix.len()].eq_ignore_ascii_case(prefix)
+            && media[media.len() - suffix.len()..].eq_ignore_ascii_case(suffix))
 }
 
 #[cfg(test)]
@@ -251,6 +251,31 @@ mod tests {
             let e = check_request(inbound(ct, b"a=1"), &Rules::default(), 0).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidRequest);
         }
+    }
+
+    #[test]
+    fn json_media_types_are_recognised_in_any_letter_case() {
+        for ct in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/problem+json ",
+            "APPLICATION/VND.X+JSON",
+            "application/+json",
+        ] {
+            assert!(is_json(Some(ct)), "{ct}");
+        }
+        for ct in [
+            "",
+            "text/json",
+            "application/jsonx",
+            "application/json+x",
+            "application+json",
+            "json",
+            "text/plain+json",
+        ] {
+            assert!(!is_json(Some(ct)), "{ct}");
+        }
+        assert!(!is_json(None));
     }
 
     #[test]

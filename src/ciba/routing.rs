@@ -153,6 +153,26 @@ pub fn canonical_path(target: &[u8]) -> Result<String, Refusal> {
     Ok(out)
 }
 
+/// The canonical form of a plain origin-form path (`/`, ASCII letters, digits, `-` and `_`
+/// only, not starting `//`), `None` for any other: such a path has nothing to decode, no
+/// dot segment, parameter or escape, and nothing the rule finds suspicious, so its form is
+/// its non-empty segments in upper case.
+fn plain_canonical(path: &[u8]) -> Option<String> {
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_');
+    if path.first() != Some(&b'/') || path.get(1) == Some(&b'/') || !path.iter().all(plain) {
+        return None;
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    for segment in path.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.extend(segment.iter().map(|b| char::from(b.to_ascii_uppercase())));
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
 /// One pass of [`canonical_path`]'s rule.
 fn canonical_once(target: &[u8]) -> Result<String, Refusal> {
     let segments = segments(target)?;
@@ -434,6 +454,28 @@ impl Routes {
         if let Some(e) = self.entries.iter().find(|e| e.public.as_bytes() == path) {
             return Decision::Exact(e.target);
         }
+        // Most paths a gateway passes through are plain and in origin form (an absolute
+        // form's authority is judged too): the full rule's answer for them, without its
+        // decoding passes and copies (tests compare the two).
+        let plain = match target.first() {
+            Some(b'/') => plain_canonical(path),
+            _ => None,
+        };
+        if let Some(canonical) = plain {
+            return match self
+                .entries
+                .iter()
+                .find(|e| e.canonical.contains(&canonical))
+            {
+                Some(e) => Decision::Variant(e.target),
+                None => Decision::Other,
+            };
+        }
+        self.classify_full(target, path)
+    }
+
+    /// [`Routes::classify`] past the exact match, by the full rule.
+    fn classify_full(&self, target: &[u8], path: &[u8]) -> Decision {
         let canonical = match canonical_path(target) {
             Ok(c) => c,
             Err(r) => return Decision::Refused(r),

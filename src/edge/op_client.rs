@@ -13,12 +13,14 @@
 use crate::config::OpSettings;
 use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
+use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
 use pingora::ErrorType;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 /// Largest answer read from the OP on a CIBA or discovery exchange.
 pub const MAX_ANSWER: usize = 1024 * 1024;
@@ -154,11 +156,29 @@ pub async fn exchange(
     body: Bytes,
     deadline: Duration,
 ) -> Result<Answer, Failure> {
+    let copy = request.clone();
+    exchange_with(connector, peer, request, move || Some(copy), body, deadline).await
+}
+
+/// [`exchange`], with the request for a retry made by `again` only when one is needed, so
+/// the common exchange (no retry) copies no request header. `None` from `again` ends the
+/// exchange with the first try's failure.
+pub async fn exchange_with(
+    connector: &Connector,
+    peer: &HttpPeer,
+    request: RequestHeader,
+    again: impl FnOnce() -> Option<RequestHeader> + Send,
+    body: Bytes,
+    deadline: Duration,
+) -> Result<Answer, Failure> {
     let work = async {
-        match attempt(connector, peer, request.clone(), body.clone()).await {
-            Err(failed) if failed.retryable() => attempt(connector, peer, request, body)
-                .await
-                .map_err(|f| f.failure),
+        match attempt(connector, peer, request, &body).await {
+            Err(failed) if failed.retryable() => match again() {
+                Some(request) => attempt(connector, peer, request, &body)
+                    .await
+                    .map_err(|f| f.failure),
+                None => Err(failed.failure),
+            },
             other => other.map_err(|f| f.failure),
         }
     };
@@ -196,7 +216,7 @@ async fn attempt(
     connector: &Connector,
     peer: &HttpPeer,
     request: RequestHeader,
-    body: Bytes,
+    body: &[u8],
 ) -> Result<Answer, Failed> {
     let fail = |reused: bool, written: bool| {
         move |e: Box<pingora::Error>| Failed {
@@ -218,19 +238,23 @@ async fn attempt(
     // deadline; set them as the peer says.
     session.read_timeout = peer.options.read_timeout;
     session.write_timeout = peer.options.write_timeout;
-    // A failed header write may still have put part of the header on the wire, but never
-    // a whole one: the OP cannot have acted on it.
-    session
-        .write_request_header(Box::new(request))
-        .await
-        .map_err(fail(reused, false))?;
-    if !body.is_empty() {
+    if body.is_empty() {
+        // A failed header write may still have put part of the header on the wire, but
+        // never a whole one: the OP cannot have acted on it.
         session
-            .write_body(&body)
+            .write_request_header(Box::new(request))
             .await
-            .map_err(fail(reused, true))?;
+            .map_err(fail(reused, false))?;
+        session.finish_body().await.map_err(fail(reused, true))?;
+    } else {
+        session = write_with_body(session, peer, &request, body)
+            .await
+            .map_err(|(failure, written)| Failed {
+                failure,
+                reused,
+                written,
+            })?;
     }
-    session.finish_body().await.map_err(fail(reused, true))?;
     session.read_response().await.map_err(fail(reused, true))?;
     let bad = Failed {
         failure: Failure::BadResponse,
@@ -259,6 +283,53 @@ async fn attempt(
         headers,
         body: buf.freeze(),
     })
+}
+
+/// Writes a request with a body as one buffer, then hands back a session for the answer.
+///
+/// pingora's client writes and flushes the header, then the body: two sends, and the OP
+/// may wake for a header whose body has not arrived. One buffer is one send, as nginx
+/// sends a proxied request. Only for requests with a body (POSTs to the CIBA endpoints):
+/// the session made for the answer has not seen the request, which matters only for a
+/// HEAD (an answer without a body) or a request that asks to close (the gateway never
+/// forwards `Connection`).
+///
+/// On failure, `written` says whether a whole header may have reached the OP (the rule
+/// for a retry, as with pingora's header write): some bytes of the header alone never are.
+async fn write_with_body(
+    session: HttpSession,
+    peer: &HttpPeer,
+    request: &RequestHeader,
+    body: &[u8],
+) -> Result<HttpSession, (Failure, bool)> {
+    let mut wire = http_req_header_to_wire(request).ok_or((Failure::BadResponse, false))?;
+    let header_len = wire.len();
+    wire.extend_from_slice(body);
+    let mut stream = session.into_inner();
+    let mut sent = 0;
+    let write = async {
+        while sent < wire.len() {
+            match stream.write(&wire[sent..]).await {
+                Ok(0) => return Err(Failure::Reset),
+                Ok(n) => sent += n,
+                Err(_) => return Err(Failure::Reset),
+            }
+        }
+        stream.flush().await.map_err(|_| Failure::Reset)
+    };
+    let written = match peer.options.write_timeout {
+        Some(t) => tokio::time::timeout(t, write)
+            .await
+            .unwrap_or(Err(Failure::Timeout)),
+        None => write.await,
+    };
+    if let Err(f) = written {
+        return Err((f, sent >= header_len));
+    }
+    let mut session = HttpSession::new_with_options(stream, peer);
+    session.read_timeout = peer.options.read_timeout;
+    session.write_timeout = peer.options.write_timeout;
+    Ok(session)
 }
 
 /// Builds a GET for `path` (under the upstream's base path) with the OP's `Host`.

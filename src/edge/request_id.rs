@@ -85,8 +85,11 @@ impl RequestIds {
         let mut buf = Vec::with_capacity(self.prefix.len() + 16);
         buf.extend_from_slice(&self.prefix);
         push_hex(&mut buf, n);
-        // Hex digits and '-' only: always a valid header value.
-        RequestId(HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-")))
+        // Hex digits and '-' only: always a valid header value; the buffer becomes it.
+        RequestId(
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(buf))
+                .unwrap_or_else(|_| HeaderValue::from_static("-")),
+        )
     }
 }
 

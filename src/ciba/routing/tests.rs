@@ -490,3 +490,65 @@ fn properties_hold_on_generated_targets() {
         }
     }
 }
+
+/// The plain-path shortcut gives the full rule's answer: every target over a small
+/// alphabet (letters of both cases, digits, `-`, `_`, `/`, and the bytes that leave the
+/// shortcut: `.`, `%`, `;`, `\`, `?`) up to five bytes after the `/`, and the endpoints'
+/// own spellings with separators and letter case changed.
+#[test]
+fn the_plain_path_shortcut_agrees_with_the_full_rule() {
+    let r = Routes::new(&[
+        (Target::Backchannel, "/bc-a", "/op/bc_a"),
+        (Target::Token, "/t", "/Token2"),
+        (Target::Discovery, DISCOVERY, DISCOVERY),
+        (Target::Metadata, METADATA, METADATA),
+    ]);
+    let alphabet = b"tT2-_/.%;\\?a";
+    let mut targets: Vec<Vec<u8>> = vec![b"/".to_vec()];
+    let mut layer: Vec<Vec<u8>> = vec![b"/".to_vec()];
+    for _ in 0..5 {
+        let mut next = Vec::new();
+        for t in &layer {
+            for &b in alphabet {
+                let mut n = t.clone();
+                n.push(b);
+                next.push(n);
+            }
+        }
+        targets.extend(next.iter().cloned());
+        layer = next;
+    }
+    for t in [
+        "/BC-A",
+        "/bc-a/",
+        "//bc-a",
+        "/op/BC_A",
+        "/op//bc_a/",
+        "/TOKEN2",
+        "/x/t",
+        "/t/x",
+        "/token2?x=1",
+        "/BC-A?a=%2e",
+        "http://evil.example@host/x/t",
+        "http://h/bc-a",
+        "http://h/BC-A",
+        "http:\\\\h/t",
+        "*",
+    ] {
+        targets.push(t.as_bytes().to_vec());
+    }
+    let mut shortcut = 0;
+    for t in &targets {
+        let path = target_path(t);
+        let full = match r.entries.iter().find(|e| e.public.as_bytes() == path) {
+            Some(e) => Decision::Exact(e.target),
+            None => r.classify_full(t, path),
+        };
+        assert_eq!(r.classify(t), full, "{}", String::from_utf8_lossy(t));
+        shortcut += usize::from(t.first() == Some(&b'/') && plain_canonical(path).is_some());
+    }
+    // The shortcut was taken for a good share of them, and for the endpoints' variants.
+    assert!(shortcut > 10_000, "{shortcut}");
+    assert_eq!(r.classify(b"/BC-A"), Decision::Variant(Target::Backchannel));
+    assert_eq!(r.classify(b"/token2/"), Decision::Variant(Target::Token));
+}

@@ -1,31 +1,17 @@
 //! Writing the gateway's own answers: JSON errors, relayed OP answers, their headers.
 
+use super::names::is_hop_by_hop;
 use super::RequestCtx;
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::edge::op_client::{Answer, Failure};
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::header::{
+    HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA, RETRY_AFTER,
+};
+use http::StatusCode;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
-
-/// Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus the ones the
-/// gateway sets itself.
-pub(super) const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "content-length",
-    "host",
-    "accept-encoding",
-    "content-encoding",
-];
 
 /// Answers with an OAuth error and records it for the access log; `Ok(true)` for
 /// `request_filter` (answered).
@@ -41,38 +27,55 @@ pub(super) async fn answer_error(
         session.set_keepalive(None);
     }
     // Boxed so that every caller's future does not carry pingora's response writer.
-    Box::pin(write_json(session, err_response(&e), e.to_json().into())).await?;
+    Box::pin(write_json(
+        session,
+        e.status,
+        err_headers(&e),
+        e.to_json().into(),
+    ))
+    .await?;
     Ok(true)
 }
 
-/// The response header of an OAuth error: its status, no caching, its `Retry-After`.
-pub(super) fn err_response(e: &OAuthError) -> ResponseHeader {
-    let mut h = ResponseHeader::build(e.status, Some(4)).expect("a valid status code");
-    no_store(&mut h).expect("static headers");
+// The gateway's own answers are built as `http` header maps and handed to pingora without
+// its case map: pingora's own insert turns every name into a case-preserving copy and
+// parses it back, per header, where a map insert of a known name is a hash. pingora writes
+// such a header with the usual capitals for the common names (`Content-Type`,
+// `Cache-Control`) and in lower case otherwise, as HTTP/2 always does: names are
+// case-insensitive (RFC 9110 5.1).
+
+/// The headers of an OAuth error: no caching, its `Retry-After`.
+pub(super) fn err_headers(e: &OAuthError) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(6);
+    no_store(&mut h);
     if let Some(s) = e.retry_after {
-        h.insert_header("retry-after", s.to_string())
-            .expect("digits are a valid header");
+        h.insert(RETRY_AFTER, HeaderValue::from(s));
     }
     h
 }
 
 /// CIBA answers carry tokens or their errors: no cache may keep them (RFC 6749 5.1).
-pub(super) fn no_store(h: &mut ResponseHeader) -> Result<()> {
-    h.insert_header(CACHE_CONTROL, HeaderValue::from_static("no-store"))?;
-    h.insert_header(PRAGMA, HeaderValue::from_static("no-cache"))
+pub(super) fn no_store(h: &mut HeaderMap) {
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-/// Writes a complete JSON answer with its length.
+/// Writes a complete JSON answer with its status and length.
 pub(super) async fn write_json(
     session: &mut Session,
-    mut h: ResponseHeader,
+    status: u16,
+    mut headers: HeaderMap,
     body: Bytes,
 ) -> Result<()> {
-    h.insert_header(CONTENT_TYPE, HeaderValue::from_static("application/json"))?;
-    h.set_content_length(body.len())?;
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = StatusCode::from_u16(status)
+        .explain_err(ErrorType::InternalError, |_| "invalid status of an answer")?;
+    parts.headers = headers;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
-        .write_response_header(Box::new(h), head_only)
+        .write_response_header(Box::new(ResponseHeader::from(parts)), head_only)
         .await?;
     if !head_only {
         session.write_response_body(Some(body), true).await?;
@@ -80,15 +83,16 @@ pub(super) async fn write_json(
     Ok(())
 }
 
-/// The OP's status and end-to-end headers, for relaying its answer.
-pub(super) fn relay_header(answer: &Answer) -> Result<ResponseHeader> {
-    let mut h = ResponseHeader::build(answer.status, Some(answer.headers.len()))?;
+/// The OP's end-to-end headers, for relaying its answer.
+pub(super) fn relay_headers(answer: &Answer) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(answer.headers.len() + 4);
     for (name, value) in answer.headers.iter() {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != http::header::CONTENT_TYPE {
-            h.append_header(name.clone(), value.clone())?;
+        if !is_hop_by_hop(name) && name != CONTENT_TYPE {
+            // At most as many fields as the OP's own map holds: no overflow.
+            h.append(name.clone(), value.clone());
         }
     }
-    Ok(h)
+    h
 }
 
 /// The error a client sees when the OP could not be reached or answered badly.

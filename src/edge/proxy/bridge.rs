@@ -83,9 +83,9 @@ impl Gateway {
                     .await?
             }
         };
-        let mut h = ResponseHeader::build(200, Some(4))?;
-        no_store(&mut h)?;
-        write_json(session, h, Bytes::from(body)).await?;
+        let mut h = http::HeaderMap::with_capacity(4);
+        no_store(&mut h);
+        write_json(session, 200, h, Bytes::from(body)).await?;
         Ok(true)
     }
 
@@ -169,9 +169,9 @@ impl Gateway {
         let answer = bridge
             .authorization_url(&accepted.form, &client, authorization)
             .await?;
-        let mut h = ResponseHeader::build(200, Some(4))?;
-        no_store(&mut h)?;
-        write_json(session, h, Bytes::from(answer)).await?;
+        let mut h = http::HeaderMap::with_capacity(4);
+        no_store(&mut h);
+        write_json(session, 200, h, Bytes::from(answer)).await?;
         Ok(())
     }
 }

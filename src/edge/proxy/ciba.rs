@@ -18,7 +18,7 @@
 //!    poll's verdict reported to the store;
 //! 9. the answer written.
 
-use super::answer::{no_store, relay_header, write_json};
+use super::answer::{no_store, relay_headers, write_json};
 use super::ping::write_held;
 use super::{header_str, Gateway, RequestCtx, Stop};
 use crate::ciba::error::{ErrorCode, OAuthError};
@@ -99,6 +99,10 @@ impl Gateway {
         session: &Session,
         endpoint: Endpoint,
     ) -> Result<(), Stop> {
+        if live.limits.address_rate(endpoint).is_none() {
+            // Limits are off: no need to work out the address.
+            return Ok(());
+        }
         let address = self.source_address(live, session);
         Ok(self
             .store
@@ -142,7 +146,7 @@ impl Gateway {
         let authorization = single_authorization(req).map_err(Stop::validation)?;
         let inbound = pipeline::Inbound {
             endpoint,
-            content_type: header_str(req, "content-type"),
+            content_type: header_str(req, http::header::CONTENT_TYPE),
             authorization,
             body,
         };
@@ -178,7 +182,7 @@ impl Gateway {
             accepted
                 .form
                 .get("client_secret")
-                .or_else(|| header_str(session.req_header(), "authorization"))
+                .or_else(|| header_str(session.req_header(), http::header::AUTHORIZATION))
         });
         let fingerprint = live.limits.fingerprint(credential);
         Ok(self
@@ -256,8 +260,10 @@ impl Gateway {
         accepted: &Accepted,
     ) -> Result<Answer, Stop> {
         let body = Bytes::from(accepted.form.encode());
-        let request = self.upstream_request(session, ctx, body.len())?;
-        Ok(self.exchange(ctx, request, body).await?)
+        let len = body.len();
+        let request = self.upstream_request(session, ctx, len)?;
+        let again = |ctx: &RequestCtx| self.upstream_request(session, ctx, len).ok();
+        Ok(self.exchange(ctx, request, again, body).await?)
     }
 
     /// Step 7: the OP's answer must be a JSON object; the profile maps its dialect onto
@@ -354,10 +360,9 @@ async fn write_answer(
     translated: Translated,
 ) -> Result<(), Stop> {
     let body = Bytes::from(serde_json::to_vec(&translated.body).expect("a JSON value serializes"));
-    let mut h = relay_header(answer)?;
-    h.set_status(translated.status)?;
-    no_store(&mut h)?;
-    write_json(session, h, body).await?;
+    let mut h = relay_headers(answer);
+    no_store(&mut h);
+    write_json(session, translated.status, h, body).await?;
     Ok(())
 }
 
@@ -400,8 +405,8 @@ async fn read_body_unbounded(session: &mut Session, limit: usize) -> Result<Byte
         OAuthError::invalid_request(format!("the request body exceeds {limit} bytes"))
             .with_status(413)
     };
-    let declared =
-        header_str(session.req_header(), "content-length").and_then(|v| v.parse::<usize>().ok());
+    let declared = header_str(session.req_header(), http::header::CONTENT_LENGTH)
+        .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }

@@ -2,7 +2,7 @@
 //! authorization server metadata (when the OP publishes it), fetched from the OP on every
 //! request so that neither shows a client the OP's internal URLs.
 
-use super::answer::{failure_error, relay_header, write_json};
+use super::answer::{failure_error, relay_headers, write_json};
 use super::{Count, Gateway, RequestCtx, Stop};
 use crate::ciba::discovery::{self, Endpoints};
 use crate::ciba::error::{ErrorCode, OAuthError};
@@ -50,8 +50,9 @@ impl Gateway {
             None => derived_base(session.req_header(), live.cfg.tls.is_some()),
         };
         let request = self.upstream_request(session, ctx, 0)?;
+        let again = |ctx: &RequestCtx| self.upstream_request(session, ctx, 0).ok();
         let answer = self
-            .exchange(ctx, request, Bytes::new())
+            .exchange(ctx, request, again, Bytes::new())
             .await
             .map_err(failure_error)?;
         if answer.status == 404 && doc == Document::OAuth {
@@ -93,10 +94,10 @@ impl Gateway {
             )
         })?;
         let body = self.fapi_metadata(&live, body);
-        let mut h = relay_header(&answer)?;
+        let mut h = relay_headers(&answer);
         // The document differs per public URL, so a shared cache must not mix them.
-        h.insert_header("vary", "host")?;
-        write_json(session, h, body.into()).await?;
+        h.insert(http::header::VARY, http::HeaderValue::from_static("host"));
+        write_json(session, answer.status, h, body.into()).await?;
         Ok(())
     }
 }
@@ -104,7 +105,7 @@ impl Gateway {
 /// The public base URL when none is configured: the request's own `Host` (HTTP/2's
 /// `:authority` when it sent none), over https when the listener speaks TLS, else http.
 pub(super) fn derived_base(req: &RequestHeader, tls: bool) -> String {
-    let host = super::header_str(req, "host")
+    let host = super::header_str(req, http::header::HOST)
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
         .filter(|h| {
             !h.is_empty()

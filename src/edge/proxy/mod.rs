@@ -14,6 +14,7 @@ mod client_cert;
 mod discovery;
 mod fapi;
 mod h2_body;
+mod names;
 mod ping;
 mod refusal;
 mod route;
@@ -24,7 +25,7 @@ pub use answer::failure_error;
 pub use discovery::{Document, DISCOVERY_PATH, METADATA_PATH};
 pub use route::{route, routes_for, Route};
 
-use self::answer::{answer_error, err_response, write_json};
+use self::answer::{answer_error, err_headers, write_json};
 use self::refusal::{finish, Count, Stop};
 use self::tally::Tally;
 use self::upstream_request::{append_forwarded_for, op_path_and_query};
@@ -207,7 +208,7 @@ impl ProxyHttp for Gateway {
         session.set_read_timeout(Some(live.cfg.edge.body_timeout));
         ctx.request_id = self
             .request_ids
-            .for_request(session.req_header().headers.get("x-request-id"));
+            .for_request(session.req_header().headers.get(names::X_REQUEST_ID));
         // The certificate the client presented in its TLS handshake, for every request on
         // that connection (HTTP/1 or each HTTP/2 stream); its trust is decided per client.
         ctx.client_cert = crate::edge::tls::client_certificate(session.digest());
@@ -360,7 +361,7 @@ impl ProxyHttp for Gateway {
             Some(err) if session.response_written().is_none() => {
                 let status = err.status;
                 ctx.tally.local_error = Some(err.code);
-                if write_json(session, err_response(&err), err.to_json().into())
+                if write_json(session, status, err_headers(&err), err.to_json().into())
                     .await
                     .is_err()
                 {
@@ -400,10 +401,12 @@ impl ProxyHttp for Gateway {
         if let Some(s) = ctx.upstream_seconds {
             self.request_metrics.upstream_seconds(endpoint, s);
         }
-        let elapsed_ms = ctx
-            .started
-            .map(|s| s.elapsed().as_secs_f64() * 1000.0)
-            .unwrap_or(0.0);
+        // Inside the event, so the clock is read only when the access log is on.
+        let elapsed_ms = || {
+            ctx.started
+                .map(|s| s.elapsed().as_secs_f64() * 1000.0)
+                .unwrap_or(0.0)
+        };
         tracing::info!(
             target: "access",
             request_id = %ctx.request_id,
@@ -414,7 +417,7 @@ impl ProxyHttp for Gateway {
             status,
             outcome = outcome(ctx),
             upstream_ms = ctx.upstream_seconds.map(|s| s * 1000.0).unwrap_or(-1.0),
-            duration_ms = elapsed_ms,
+            duration_ms = elapsed_ms(),
         );
     }
 
@@ -473,8 +476,8 @@ impl Gateway {
         let req = session.req_header();
         rate_limit::source_address(
             peer,
-            header_str(req, "x-forwarded-for"),
-            header_str(req, "forwarded"),
+            header_str(req, names::X_FORWARDED_FOR),
+            header_str(req, names::FORWARDED),
             &live.cfg.rate_limit.trusted_proxies,
         )
     }
@@ -492,7 +495,7 @@ pub fn bound_keepalive(session: &mut Session, seconds: u64) {
 }
 
 /// A header's value, when it is visible ASCII.
-fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+fn header_str(req: &RequestHeader, name: impl http::header::AsHeaderName) -> Option<&str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 

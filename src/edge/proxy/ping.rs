@@ -14,7 +14,6 @@ use crate::edge::ping_poller::queue_full;
 use crate::edge::reload::Live;
 use crate::state::ping_store::{Redeemed, Slot};
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use std::time::{Duration, Instant};
 
@@ -46,7 +45,7 @@ impl Gateway {
             return Ok(None);
         };
         let method = registered.auth_method;
-        let authorization = header_str(session.req_header(), "authorization");
+        let authorization = header_str(session.req_header(), http::header::AUTHORIZATION);
         let start = ping::take_ping_request(&mut accepted.form, authorization, method)
             .map_err(Stop::validation)?;
         let slot = store
@@ -109,7 +108,7 @@ impl Gateway {
             return Ok(None);
         };
         let id = AuthReqId::new(id);
-        let authorization = header_str(session.req_header(), "authorization");
+        let authorization = header_str(session.req_header(), http::header::AUTHORIZATION);
         let credential = ping::presented_credential(&accepted.form, authorization).ok();
         match store
             .redeem(&id, client, credential.as_ref(), Instant::now())
@@ -139,8 +138,8 @@ impl Gateway {
 
 /// Writes a held answer as the OP gave it to the gateway's poll (translated), uncached.
 pub(super) async fn write_held(session: &mut Session, (status, body): Held) -> Result<(), Stop> {
-    let mut h = ResponseHeader::build(status, Some(4))?;
-    no_store(&mut h)?;
-    write_json(session, h, Bytes::from(body.into_inner())).await?;
+    let mut h = http::HeaderMap::with_capacity(4);
+    no_store(&mut h);
+    write_json(session, status, h, Bytes::from(body.into_inner())).await?;
     Ok(())
 }

@@ -1,14 +1,14 @@
 //! The gateway's own request to the OP (for the CIBA endpoints and the metadata
 //! documents), and the exchange that sends it.
 
-use super::answer::HOP_BY_HOP;
+use super::names::{is_hop_by_hop, X_FORWARDED_FOR, X_REQUEST_ID};
 use super::{Gateway, RequestCtx, Route};
 use crate::ciba::pipeline::Endpoint;
 use crate::ciba::routing::Target;
 use crate::edge::op_client::{self, Answer, Failure};
 use crate::edge::reload::Live;
 use bytes::Bytes;
-use http::header::HeaderValue;
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -17,6 +17,9 @@ use std::time::Instant;
 impl Gateway {
     /// The request the gateway sends to the OP: the client's headers minus hop-by-hop ones,
     /// the OP's `Host`, and the body's length.
+    ///
+    /// Built as an `http` request and handed to pingora without its case map (see
+    /// `answer`): pingora writes the common names capitalised and the rest in lower case.
     pub(super) fn upstream_request(
         &self,
         session: &Session,
@@ -35,32 +38,43 @@ impl Gateway {
         }
         .and_then(|t| self.routes.get()?.public_path(t));
         let path = op_path_and_query(&self.live(ctx), &src.uri, public);
-        let mut req = RequestHeader::build(
-            src.method.clone(),
-            path.as_bytes(),
-            Some(src.headers.len() + 4),
-        )?;
+        let uri = http::Uri::try_from(path).explain_err(ErrorType::InternalError, |_| {
+            "the OP's path is not a valid URI"
+        })?;
+        let mut headers = HeaderMap::with_capacity(src.headers.len() + 4);
         for (name, value) in src.headers.iter() {
-            if !HOP_BY_HOP.contains(&name.as_str()) {
-                req.append_header(name.clone(), value.clone())?;
+            if !is_hop_by_hop(name) {
+                append(&mut headers, name.clone(), value.clone())?;
             }
         }
-        req.insert_header(http::header::HOST, self.host.clone())?;
+        // The gateway's own fields replace any the client sent.
+        set(&mut headers, HOST, self.host.clone())?;
         if body_len > 0 || src.method == http::Method::POST {
-            req.insert_header("content-length", body_len.to_string())?;
+            set(&mut headers, CONTENT_LENGTH, HeaderValue::from(body_len))?;
         }
-        req.insert_header("x-request-id", ctx.request_id.header_value())?;
-        append_forwarded_for(session, &mut req)?;
+        set(&mut headers, X_REQUEST_ID, ctx.request_id.header_value())?;
+        if let Some(list) = forwarded_for(session)? {
+            set(&mut headers, X_FORWARDED_FOR, list)?;
+        }
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = src.method.clone();
+        parts.uri = uri;
+        parts.headers = headers;
+        let mut req = RequestHeader::from(parts);
         self.forward_certificate(ctx, &mut req)?;
         Ok(req)
     }
 
     /// Sends `request` and `body` to the OP and reads its whole answer; the time it took
     /// and a failure are recorded in `ctx`.
+    ///
+    /// `again` makes the request once more from the context, for the one retry a broken
+    /// pooled connection allows (see `op_client::exchange_with`).
     pub(super) async fn exchange(
         &self,
         ctx: &mut RequestCtx,
         request: RequestHeader,
+        again: impl FnOnce(&RequestCtx) -> Option<RequestHeader> + Send,
         body: Bytes,
     ) -> Result<Answer, Failure> {
         let Some(peer) = self.op.peer() else {
@@ -68,12 +82,14 @@ impl Gateway {
             return Err(Failure::Connect);
         };
         let start = Instant::now();
+        let shared: &RequestCtx = ctx;
         // Boxed: pingora's client session and the deadline make this future about 5 KiB,
         // which inline would be copied also for the requests answered without the OP.
-        let result = Box::pin(op_client::exchange(
+        let result = Box::pin(op_client::exchange_with(
             &self.connector,
             &peer,
             request,
+            move || again(shared),
             body,
             op_client::deadline(&self.live(ctx).cfg.upstream),
         ))
@@ -96,27 +112,52 @@ pub(super) fn op_path_and_query(live: &Live, uri: &http::Uri, public: Option<&st
     }
 }
 
+/// Appends a field, refusing (rather than panicking) past `http`'s field limit, which a
+/// header under a large `server.max_header_bytes` could reach.
+fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) -> Result<()> {
+    headers
+        .try_append(name, value)
+        .or_err(ErrorType::InvalidHTTPHeader, "too many header fields")?;
+    Ok(())
+}
+
+/// Sets a field, replacing every earlier one of that name.
+fn set(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) -> Result<()> {
+    headers
+        .try_insert(name, value)
+        .or_err(ErrorType::InvalidHTTPHeader, "too many header fields")?;
+    Ok(())
+}
+
 /// Appends the client's address to `X-Forwarded-For`, after every earlier hop's.
 pub(super) fn append_forwarded_for(session: &Session, req: &mut RequestHeader) -> Result<()> {
+    if let Some(list) = forwarded_for(session)? {
+        req.insert_header("x-forwarded-for", list)?;
+    }
+    Ok(())
+}
+
+/// The `X-Forwarded-For` list with the client's address last, after every earlier hop's;
+/// `None` when the client has no IP address (a Unix socket).
+fn forwarded_for(session: &Session) -> Result<Option<HeaderValue>> {
     let Some(ip) = session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
     else {
-        return Ok(());
+        return Ok(None);
     };
     let mut value = Vec::with_capacity(64);
     // Every earlier hop's list, in order: several header lines are one list (RFC 9110 5.3).
-    for prev in session.req_header().headers.get_all("x-forwarded-for") {
+    for prev in session.req_header().headers.get_all(X_FORWARDED_FOR) {
         value.extend_from_slice(prev.as_bytes());
         value.extend_from_slice(b", ");
     }
     push_ip(&mut value, ip);
-    let value = HeaderValue::from_bytes(&value).map_err(|_| {
+    let value = HeaderValue::from_maybe_shared(Bytes::from(value)).map_err(|_| {
         pingora::Error::explain(ErrorType::InvalidHTTPHeader, "bad X-Forwarded-For")
     })?;
-    req.insert_header("x-forwarded-for", value)?;
-    Ok(())
+    Ok(Some(value))
 }
 
 /// Writes an address as `Display` does; IPv4 by hand, since it is on every proxied request.

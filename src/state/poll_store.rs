@@ -151,6 +151,14 @@ struct PollTable {
     clock: Arc<dyn Clock>,
 }
 
+/// Shards of the id table, whatever the CPU count (dashmap's default is four per CPU, so
+/// four on a gateway pinned to one core). A shard grows by rehashing all of it under its
+/// write lock, and a sweep holds each shard's lock while it walks it; with a million ids in
+/// four shards either stalls the worker for tens of milliseconds (a forwarded poll's p99
+/// went from 1.7 ms to over 20 ms, BENCHMARKS.md). In 256 shards each stall is a 256th of
+/// the table, for a few KiB of empty shards.
+const STATE_SHARDS: usize = 256;
+
 impl PollStore {
     /// An empty store enforcing `policy` within `limits`, reading time from `clock`.
     pub fn new(policy: PollPolicy, limits: StoreLimits, clock: Arc<dyn Clock>) -> Self {
@@ -163,7 +171,7 @@ impl PollStore {
             table: Arc::new(PollTable {
                 // Clients choose the ids they poll with, so the hash behind `IdKey` is keyed
                 // (SipHash, random keys): a predictable one would invite collision floods.
-                states: DashMap::with_hasher(PreHashed),
+                states: DashMap::with_hasher_and_shard_amount(PreHashed, STATE_SHARDS),
                 id_hasher: RandomState::new(),
                 per_client: DashMap::new(),
                 tracked: AtomicUsize::new(0),

@@ -182,3 +182,23 @@ start_test_op() {
 op_token_count() {
     curl -fs "http://127.0.0.1:$1/admin/stats" | sed -n 's/.*"token":\([0-9]*\).*/\1/p'
 }
+
+# pin_one_core sets srv and load: the servers on CPU 0, the load on CPU 1, when the machine
+# has two CPUs and taskset; otherwise nothing is pinned.
+pin_one_core() {
+    srv=() load=()
+    if (($(nproc) >= 2)) && command -v taskset >/dev/null; then
+        srv=(taskset -c 0) load=(taskset -c 1)
+    fi
+}
+
+# start_gateway CONFIG METRICS_PORT URL...: $GATEWAY with CONFIG (pinned as srv, its log in
+# $work/gateway.log); sets gw; dies unless it is ready and every URL answers.
+start_gateway() {
+    local config=$1 metrics=$2
+    shift 2
+    "${srv[@]}" "$GATEWAY" --config "$config" 2>"$work/gateway.log" &
+    gw=$!
+    pids+=("$gw")
+    wait_ready "$gw" "$metrics" "$@" || { cat "$work/gateway.log" >&2; die "the gateway did not come up"; }
+}

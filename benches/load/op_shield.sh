@@ -36,10 +36,7 @@ source "$here/lib.sh"
 need_tools wrk curl node:nodejs
 [[ -x $GATEWAY ]] || die "no gateway binary at $GATEWAY; run cargo build --release first"
 ports_free BASE_PORT "$OP_PORT" "$GW_PORT" "$METRICS_PORT"
-srv=() load=()
-if (($(nproc) >= 2)) && command -v taskset >/dev/null; then
-    srv=(taskset -c 0) load=(taskset -c 1)
-fi
+pin_one_core
 
 start_work ciba-op-shield
 start_test_op "$OP_PORT" 0
@@ -57,11 +54,7 @@ enabled = false
 [logging]
 level = "warn"
 CONF
-"${srv[@]}" "$GATEWAY" --config "$work/gateway.toml" 2>"$work/gateway.log" &
-gw=$!
-pids+=("$gw")
-wait_ready "$gw" "$METRICS_PORT" "http://127.0.0.1:$OP_PORT/jwks" \
-    || { cat "$work/gateway.log" >&2; die "the gateway did not come up"; }
+start_gateway "$work/gateway.toml" "$METRICS_PORT" "http://127.0.0.1:$OP_PORT/jwks"
 
 form='content-type: application/x-www-form-urlencoded'
 creds='client_id=client-post&client_secret=post-secret-0123456789'

@@ -7,12 +7,12 @@
 //! and the approve link is a GET. Its issuer is its own URL, which the user's browser
 //! opens directly.
 
-use super::op::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+use super::op::{authenticate, basic_credentials, error, DEMO_CLIENT_ID};
 use crate::ciba::bridge::page::escape;
 use crate::ciba::bridge::pkce;
 use crate::ciba::form::Form;
 use async_trait::async_trait;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
@@ -267,44 +267,6 @@ impl CodeOp {
             }),
         )
     }
-}
-
-fn error(status: u16, code: &str, description: &str) -> (u16, Value) {
-    (
-        status,
-        json!({"error": code, "error_description": description}),
-    )
-}
-
-fn authenticate(form: &Form, basic: Option<(String, String)>) -> Result<(), (u16, Value)> {
-    let (id, secret) = basic.unwrap_or_else(|| {
-        (
-            form.get("client_id").unwrap_or("").to_string(),
-            form.get("client_secret").unwrap_or("").to_string(),
-        )
-    });
-    if id == DEMO_CLIENT_ID && secret == DEMO_CLIENT_SECRET {
-        Ok(())
-    } else {
-        Err(error(
-            401,
-            "invalid_client",
-            "unknown client or wrong secret",
-        ))
-    }
-}
-
-fn basic_credentials(session: &ServerSession) -> Option<(String, String)> {
-    let h = session
-        .req_header()
-        .headers
-        .get("authorization")?
-        .to_str()
-        .ok()?;
-    let raw = STANDARD.decode(h.strip_prefix("Basic ")?).ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (id, secret) = text.split_once(':')?;
-    Some((id.to_string(), secret.to_string()))
 }
 
 fn html(status: u16, body: &str) -> Response<Vec<u8>> {

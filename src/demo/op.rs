@@ -187,14 +187,16 @@ impl DemoOp {
     }
 }
 
-fn error(status: u16, code: &str, description: &str) -> (u16, serde_json::Value) {
+/// An OAuth error answer of the demo OPs.
+pub(super) fn error(status: u16, code: &str, description: &str) -> (u16, serde_json::Value) {
     (
         status,
         json!({"error": code, "error_description": description}),
     )
 }
 
-fn authenticate(
+/// Checks the demo client's credential, from HTTP Basic or the form.
+pub(super) fn authenticate(
     form: &Form,
     basic: Option<(String, String)>,
 ) -> Result<(), (u16, serde_json::Value)> {
@@ -216,7 +218,8 @@ fn authenticate(
     }
 }
 
-fn basic_credentials(session: &ServerSession) -> Option<(String, String)> {
+/// The client id and secret of an `Authorization: Basic` header.
+pub(super) fn basic_credentials(session: &ServerSession) -> Option<(String, String)> {
     let h = session
         .req_header()
         .headers

@@ -707,11 +707,12 @@ fn a_tls_client_sends_no_assertion_and_its_request_object_is_still_checked() {
         "RS256 from a TLS client",
         || send(&rs, None),
     );
-    // Named only by the object's `iss` (no `client_id` outside): the same rules.
+    // Named only by the object's `iss` (no `client_id`, no assertion outside): a request
+    // that does not authenticate its client ends at the edge (CIBA 7.1).
     assert_refused_at_edge(
         &op,
         OpCount::Backchannel,
-        (400, "invalid_request"),
+        (401, "invalid_client"),
         "RS256 naming the client only by iss",
         || {
             post_form(

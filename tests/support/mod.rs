@@ -350,6 +350,23 @@ impl Gateway {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
 
+    /// The log once it contains `text`: a line written as an answer goes out reaches the
+    /// pipe a moment after the client has the answer. Panics after 5 s.
+    pub fn log_containing(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if log.contains(text) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the log never said {text:?}:\n{log}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The process id, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()

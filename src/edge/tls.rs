@@ -51,8 +51,8 @@ impl PreparedPair {
     /// Serves the pair on every handshake from now on.
     pub fn commit(self) {
         self.state.cert.0.store(self.pair);
-        metrics::TLS_RELOADS.with_label_values(&["loaded"]).inc();
         tracing::info!("listener certificate loaded; new handshakes use it");
+        metrics::TLS_RELOADS.with_label_values(&["loaded"]).inc();
         *self.state.watched.lock().unwrap_or_else(|p| p.into_inner()) = Watched {
             settings: self.settings,
             stamp: self.stamp,
@@ -160,10 +160,11 @@ impl TlsState {
                 stamp,
             }),
             Err(e) => {
-                metrics::TLS_RELOADS.with_label_values(&["refused"]).inc();
+                // Logged before counted: whoever watches the counter finds the reason logged.
                 tracing::error!(
                     "new listener certificate refused, the previous one stays in force: {e}"
                 );
+                metrics::TLS_RELOADS.with_label_values(&["refused"]).inc();
                 // The watched files are not tried again until they change once more; other
                 // files (a reload that named new ones) leave the watch as it was.
                 let mut w = self.watched.lock().unwrap_or_else(|p| p.into_inner());

@@ -156,7 +156,7 @@ fn the_certificate_rotates_under_load_and_an_invalid_one_is_refused() {
         served_leaf(&connect(&addr, cfg.clone()).unwrap()),
         second.chain[0].to_vec()
     );
-    assert!(gw.log().contains("server.tls.cert_file"), "{}", gw.log());
+    gw.log_containing("server.tls.cert_file");
     // A mismatched key: refused too.
     let third = pki.ca.leaf(&["127.0.0.1"]);
     replace(&cert, pem("CERTIFICATE", &third.chain[0]).as_bytes());
@@ -172,7 +172,7 @@ fn the_certificate_rotates_under_load_and_an_invalid_one_is_refused() {
         served_leaf(&connect(&addr, cfg).unwrap()),
         second.chain[0].to_vec()
     );
-    assert!(gw.log().contains("server.tls.key_file: does not match"));
+    gw.log_containing("server.tls.key_file: does not match");
     assert!(
         !gw.log().contains("PRIVATE KEY"),
         "no key material in the log"
@@ -259,7 +259,7 @@ fn a_sighup_rotates_the_certificate_with_the_rules_and_a_bad_pair_refuses_the_wh
     std::fs::write(&file, text(&broken, &key2, 50)).unwrap();
     hup();
     gw.metrics_containing(&["ciba_gateway_config_reloads_total{result=\"invalid\"} 1"]);
-    assert!(gw.log().contains("server.tls.cert_file"), "{}", gw.log());
+    gw.log_containing("server.tls.cert_file");
     assert_eq!(
         served_leaf(&connect(&addr, cfg.clone()).unwrap()),
         second.chain[0].to_vec()

@@ -24,7 +24,7 @@ mod tests;
 pub use params::is_b64token;
 pub use rules::{ClientRules, DeliveryMode, ValidationPolicy, ValidationRules};
 
-use crate::ciba::error::OAuthError;
+use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::ciba::form::Form;
 use crate::ciba::ids::ClientId;
 use crate::ciba::login_hint_token::{self as lht, LhtPolicy, LhtReport, OutputFormat};
@@ -125,6 +125,17 @@ pub fn validate_backchannel(
     lht_rules: &LhtPolicy,
     now_unix: u64,
 ) -> Result<Report, OAuthError> {
+    // CIBA 7.1: the client authenticates at this endpoint. A request that names no client
+    // could be held to no client's rules (its certificate, its profile, its limits, the
+    // tracking of its ids) and cannot succeed at the OP.
+    if client.is_none() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "a backchannel authentication request must identify its client",
+        )
+        .with_status(401)
+        .with_reason("client"));
+    }
     let eff = rules.effective(client);
     if form.get("request").is_some() {
         return validate_request_object(form, client, &eff, lht_rules, now_unix);

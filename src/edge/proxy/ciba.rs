@@ -56,19 +56,6 @@ impl Gateway {
         self.address_rate_limit(&live, session, endpoint).await?;
         let body = self.read_form_body(&live, session, ctx).await?;
         let mut accepted = self.check_request(&live, session, ctx, endpoint, &body)?;
-        // CIBA 7.1: the client authenticates at the backchannel endpoint. A request that
-        // names no client could be neither held to its client's rules (certificate, FAPI,
-        // rate limit, tracking) nor succeed at the OP, so it ends here.
-        if endpoint == Endpoint::Backchannel && accepted.client.is_none() {
-            return Err(Stop::validation(
-                OAuthError::new(
-                    ErrorCode::InvalidClient,
-                    "a backchannel authentication request must identify its client",
-                )
-                .with_status(401)
-                .with_reason("client"),
-            ));
-        }
         let authorization = session.req_header().headers.contains_key("authorization");
         self.certificate_identity(ctx, &accepted, authorization)?;
         self.client_rate_limit(&live, session, ctx, endpoint, &accepted)

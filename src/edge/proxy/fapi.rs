@@ -60,14 +60,9 @@ impl Gateway {
         if !fapi.active {
             return Ok(());
         }
-        // A request that names no client outside its object (a TLS client may omit
-        // `client_id` at some OPs) is the client its object's `iss` names.
-        let named = accepted.client.clone().or_else(|| {
-            let request = accepted.form.get("request")?;
-            let jwt = crate::ciba::jwt::Jwt::decode(request).ok()?;
-            Some(ClientId::new(jwt.claim_str("iss")?))
-        });
-        let Some(client) = &named else {
+        // A backchannel request always names its client (validation refuses it otherwise);
+        // a token request that names none is refused here when every client is covered.
+        let Some(client) = &accepted.client else {
             if fapi.enabled {
                 return Err(refusal(
                     ErrorCode::InvalidClient,

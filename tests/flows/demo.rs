@@ -3,7 +3,7 @@
 //! commands run through `sh` as printed.
 
 use crate::support::*;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
@@ -164,30 +164,10 @@ fn the_printed_walkthrough_works_when_pasted_into_sh() {
     let text = demo.walkthrough();
     let commands = ciba_gateway::demo::walkthrough::commands(&text);
     assert!(commands.len() >= 10, "{text}");
-    let script = commands.join("\n");
-    let mut sh = Command::new("sh")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut sh.stdin.take().unwrap(), script.as_bytes()).unwrap();
-    let (mut out, mut err) = (sh.stdout.take().unwrap(), sh.stderr.take().unwrap());
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        out.read_to_string(&mut s).unwrap();
-        s
-    });
-    let status = wait_for_exit(&mut sh, Duration::from_secs(30));
-    if status.is_none() {
-        let _ = sh.kill();
-    }
-    let output = reader.join().unwrap();
-    let mut stderr = String::new();
-    err.read_to_string(&mut stderr).unwrap();
-    let why = format!("script:\n{script}\n\noutput:\n{output}\nstderr:\n{stderr}");
-    assert!(status.is_some_and(|s| s.success()), "{why}");
-    assert!(stderr.is_empty(), "{why}");
+    let pasted = paste_into_sh(&commands);
+    let (output, why) = (&pasted.output, pasted.why());
+    assert!(pasted.status.is_some_and(|s| s.success()), "{why}");
+    assert!(pasted.stderr.is_empty(), "{why}");
 
     // What each step promises, in the order the steps print it.
     let gw = format!("http://{}", demo.gw);

@@ -969,3 +969,58 @@ pub fn assert_refused_at_edge(
     assert_eq!(op.count(seen), before, "{what} reached the OP");
     r
 }
+
+/// What pasting a demo's walkthrough into `sh` printed.
+pub struct Pasted {
+    /// The script, its commands joined by newlines.
+    pub script: String,
+    /// Its standard output.
+    pub output: String,
+    /// Its standard error.
+    pub stderr: String,
+    /// How it ended, or `None` when it ran past 30 s (then it is killed).
+    pub status: Option<std::process::ExitStatus>,
+}
+
+impl Pasted {
+    /// Everything a failed assertion should show.
+    pub fn why(&self) -> String {
+        format!(
+            "script:\n{}\n\noutput:\n{}\nstderr:\n{}",
+            self.script, self.output, self.stderr
+        )
+    }
+}
+
+/// Runs a walkthrough's commands (`demo::walkthrough::commands`) in `sh`, as a user pasting
+/// them would, for at most 30 s.
+pub fn paste_into_sh(commands: &[&str]) -> Pasted {
+    use std::io::Read;
+    let script = commands.join("\n");
+    let mut sh = Command::new("sh")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut sh.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let (mut out, mut err) = (sh.stdout.take().unwrap(), sh.stderr.take().unwrap());
+    let reader = thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        s
+    });
+    let status = wait_for_exit(&mut sh, Duration::from_secs(30));
+    if status.is_none() {
+        let _ = sh.kill();
+    }
+    let output = reader.join().unwrap();
+    let mut stderr = String::new();
+    err.read_to_string(&mut stderr).unwrap();
+    Pasted {
+        script,
+        output,
+        stderr,
+        status,
+    }
+}

@@ -529,33 +529,16 @@ fn build(endpoint: &Endpoint, bearer: &Secret<String>, auth_req_id: &AuthReqId) 
     let mut authorization =
         http::HeaderValue::from_str(&format!("Bearer {}", bearer.expose())).ok()?;
     authorization.set_sensitive(true);
-    let mut header = RequestHeader::build("POST", endpoint.path.as_bytes(), Some(6)).ok()?;
-    header
-        .insert_header("host", endpoint.authority.as_str())
+    let mut ping = build_json(endpoint, Bytes::from(body))?;
+    ping.header
+        .insert_header("authorization", authorization)
         .ok()?;
-    header.insert_header("authorization", authorization).ok()?;
-    header
-        .insert_header("content-type", "application/json")
-        .ok()?;
-    header
-        .insert_header("content-length", body.len().to_string())
-        .ok()?;
-    header
-        .insert_header(
-            "user-agent",
-            concat!("ciba-gateway/", env!("CARGO_PKG_VERSION")),
-        )
-        .ok()?;
-    header.insert_header("connection", "close").ok()?;
-    Some(Ping {
-        header,
-        body: Bytes::from(body),
-    })
+    Some(ping)
 }
 
 /// A JSON `POST` to the URL's path, without credentials.
 fn build_json(endpoint: &Endpoint, body: Bytes) -> Option<Ping> {
-    let mut header = RequestHeader::build("POST", endpoint.path.as_bytes(), Some(5)).ok()?;
+    let mut header = RequestHeader::build("POST", endpoint.path.as_bytes(), Some(6)).ok()?;
     header
         .insert_header("host", endpoint.authority.as_str())
         .ok()?;

@@ -304,8 +304,10 @@ mod tests {
             (format!(":{b64}"), CertFormat::Rfc9440, BadHeader::Framing),
             (":".into(), CertFormat::Rfc9440, BadHeader::Framing),
             ("::".into(), CertFormat::Rfc9440, BadHeader::Base64),
+            // The base64url alphabet: a `-` where standard Base64 has none (replacing `+`
+            // alone would leave a certificate whose encoding has no `+` unchanged).
             (
-                format!(":{}:", b64.replace('+', "-")),
+                format!(":-{}:", &b64[1..]),
                 CertFormat::Rfc9440,
                 BadHeader::Base64,
             ),

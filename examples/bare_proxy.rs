@@ -62,6 +62,8 @@ impl ProxyHttp for Bare {
 }
 
 fn main() {
+    // The same process settings as the gateway (its allocator, no transparent huge pages).
+    ciba_gateway::edge::huge_pages::disable();
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:18090".into());
     let upstream = args.next().unwrap_or_else(|| "127.0.0.1:18081".into());

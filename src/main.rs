@@ -123,6 +123,8 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let log_level = init_logging(&cfg);
+    // Before the id table is made with its room (see the module).
+    ciba_gateway::edge::huge_pages::disable();
     ciba_gateway::metrics::init();
 
     let listen = cfg.listen;

@@ -218,8 +218,10 @@ backchannel_path = "/backchannel"
 token_path = "/token"
 
 [polling]
-max_tracked = 10000000
-max_tracked_per_client = 10000000
+# Room for every id the runs leave behind (about 1.2 million): the id table is made with
+# room for max_tracked at start (docs/configuration.md).
+max_tracked = 2000000
+max_tracked_per_client = 2000000
 sweep_interval_seconds = 60
 
 [rate_limit]

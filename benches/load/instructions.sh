@@ -79,8 +79,8 @@ backchannel_path = "/backchannel"
 token_path = "/token"
 
 [polling]
-max_tracked = 10000000
-max_tracked_per_client = 10000000
+max_tracked = 1000000
+max_tracked_per_client = 1000000
 sweep_interval_seconds = 3600
 
 [rate_limit]

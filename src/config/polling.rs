@@ -12,6 +12,9 @@ use crate::state::poll_store::StoreLimits;
 use serde::Deserialize;
 use std::time::Duration;
 
+/// The largest `polling.max_tracked`: the id table reserves room for it at start.
+const MAX_TRACKED_CAP: usize = 100_000_000;
+
 /// `polling.sweep_interval_seconds` when unset.
 pub const DEFAULT_SWEEP_INTERVAL_SECONDS: u64 = 10;
 /// `polling.cancel_method` when `polling.cancel_path` is set without it.
@@ -107,8 +110,13 @@ pub(super) fn validate_polling(p: PollingSection) -> Result<Polling, ConfigError
             .max_tracked_per_client
             .unwrap_or(default_limits.max_per_client),
     };
-    if limits.max_tracked == 0 {
-        return Err(err("polling.max_tracked", "must be at least 1"));
+    // The id table is made with room for this many (about 120 bytes each, see
+    // `state::poll_store`), so a slip of the keyboard must not ask for terabytes.
+    if !(1..=MAX_TRACKED_CAP).contains(&limits.max_tracked) {
+        return Err(err(
+            "polling.max_tracked",
+            "must be between 1 and 100000000",
+        ));
     }
     if limits.max_per_client == 0 || limits.max_per_client > limits.max_tracked {
         return Err(err(

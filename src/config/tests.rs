@@ -255,6 +255,7 @@ fn errors_name_the_key() {
         ("[upstream]\nurl=\"http://a\"\n[polling]\ntolerance_ms = 5000\n", "polling.tolerance_ms"),
         ("[upstream]\nurl=\"http://a\"\n[polling]\ncancel_path = \"/cancel\"\n", "polling.cancel_path"),
         ("[upstream]\nurl=\"http://a\"\n[polling]\nmax_tracked = 10\nmax_tracked_per_client = 11\n", "polling.max_tracked_per_client"),
+        ("[upstream]\nurl=\"http://a\"\n[polling]\nmax_tracked = 100000001\n", "polling.max_tracked"),
         ("[upstream]\nurl=\"http://a\"\nresolve_interval_seconds = 0\n", "upstream.resolve_interval_seconds"),
         ("[upstream]\nurl=\"http://a:0\"\n", "upstream.url: port 0"),
         ("[server]\nkeepalive_timeout_seconds = 0\n[upstream]\nurl=\"http://a\"\n", "server.keepalive_timeout_seconds"),

@@ -8,6 +8,7 @@ pub mod guard;
 pub mod h2;
 pub mod header_check;
 pub mod header_end;
+pub mod huge_pages;
 pub mod in_flight;
 pub mod jwks_fetch;
 pub mod notify;

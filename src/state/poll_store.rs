@@ -157,6 +157,15 @@ struct PollTable {
 /// four shards either stalls the worker for tens of milliseconds (a forwarded poll's p99
 /// went from 1.7 ms to over 20 ms, BENCHMARKS.md). In 256 shards each stall is a 256th of
 /// the table, for a few KiB of empty shards.
+///
+/// Growing at all is left out up to `polling.max_tracked`: the table is made with room for
+/// it. Shards of equal share fill together, so every doubling of the table was 256 rehashes
+/// within a fraction of a second, each writing a fresh allocation; on a virtual machine
+/// whose host hands out memory on first touch that burst held the worker for milliseconds,
+/// and a forwarded poll's p99 rose from 1.6 to 4–5 ms whenever the table crossed a doubling
+/// (BENCHMARKS.md). The room is address space; its pages become resident as ids land in
+/// them (about 117 MiB for the default million once some tens of thousands are tracked),
+/// as nginx's shared dictionary reserves its size up front.
 const STATE_SHARDS: usize = 256;
 
 impl PollStore {
@@ -165,13 +174,20 @@ impl PollStore {
         Self::with_settings(PollSettings::new(policy, limits), clock)
     }
 
-    /// An empty store enforcing `settings`, which a reload may replace while it runs.
+    /// An empty store enforcing `settings`, which a reload may replace while it runs, with
+    /// room for `max_tracked` ids; past it (a reload that raises it, acknowledgements that
+    /// are always tracked) the table grows.
     pub fn with_settings(settings: Arc<PollSettings>, clock: Arc<dyn Clock>) -> Self {
         PollStore {
             table: Arc::new(PollTable {
                 // Clients choose the ids they poll with, so the hash behind `IdKey` is keyed
                 // (SipHash, random keys): a predictable one would invite collision floods.
-                states: DashMap::with_hasher_and_shard_amount(PreHashed, STATE_SHARDS),
+                // Room for `max_tracked` from the start (see `STATE_SHARDS`).
+                states: DashMap::with_capacity_and_hasher_and_shard_amount(
+                    settings.limits().max_tracked,
+                    PreHashed,
+                    STATE_SHARDS,
+                ),
                 id_hasher: RandomState::new(),
                 per_client: DashMap::new(),
                 tracked: AtomicUsize::new(0),

@@ -552,3 +552,26 @@ fn new_settings_keep_a_tracked_interval_and_apply_to_new_acks_and_the_limits() {
     assert_eq!(st.admit(&c).unwrap_err().scope, FullScope::Client);
     assert_counts_exact(&st);
 }
+
+#[test]
+fn the_table_has_room_for_max_tracked_from_the_start_and_does_not_grow_up_to_it() {
+    let limits = StoreLimits {
+        max_tracked: 30_000,
+        max_per_client: 30_000,
+    };
+    let (st, _) = store_with(limits);
+    let room = st.table.states.capacity();
+    assert!(room >= 30_000, "room for {room}");
+    let c = client("c");
+    for n in 0..30_000 {
+        let polled = st.poll(&id(&format!("id-{n}")), &c, true);
+        assert_eq!(polled, Polled::Decided(PollDecision::Probe));
+    }
+    assert_eq!(st.len(), 30_000);
+    assert_eq!(st.table.states.capacity(), room, "the table grew");
+    // Past the limit new ids are refused, so nothing grows it from here either.
+    assert!(matches!(
+        st.poll(&id("one-more"), &c, true),
+        Polled::Full(_)
+    ));
+}

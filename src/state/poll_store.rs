@@ -160,12 +160,12 @@ struct PollTable {
 ///
 /// Growing at all is left out up to `polling.max_tracked`: the table is made with room for
 /// it. Shards of equal share fill together, so every doubling of the table was 256 rehashes
-/// within a fraction of a second, each writing a fresh allocation; on a virtual machine
-/// whose host hands out memory on first touch that burst held the worker for milliseconds,
-/// and a forwarded poll's p99 rose from 1.6 to 4–5 ms whenever the table crossed a doubling
-/// (BENCHMARKS.md). The room is address space; its pages become resident as ids land in
-/// them (about 117 MiB for the default million once some tens of thousands are tracked),
-/// as nginx's shared dictionary reserves its size up front.
+/// within a fraction of a second, each into fresh memory faulted in as it was written; that
+/// burst held the worker for milliseconds, and a forwarded poll's p99 rose from 1.6 to
+/// 4–5 ms whenever the table crossed a doubling (BENCHMARKS.md). The room is address space:
+/// with transparent huge pages off (`edge/huge_pages.rs`) a page becomes resident when an
+/// id lands in it (about 117 MiB for the default million once some tens of thousands are
+/// tracked), as nginx's shared dictionary reserves its size up front.
 const STATE_SHARDS: usize = 256;
 
 impl PollStore {

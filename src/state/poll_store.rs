@@ -310,13 +310,37 @@ impl PollStore {
     /// [`polling::learn`]). Returns whether the store had state for it.
     pub fn report(&self, id: &AuthReqId, client: &ClientId, verdict: OpVerdict) -> bool {
         let s = &self.table;
-        let now = clock::millis(s.clock.now());
         let state = match s.states.get_mut(&s.key(id)) {
             Some(state) => Some(state),
             None => s.states.get_mut(&s.learned_key(client, id)),
         };
+        self.learn(state, client, verdict)
+    }
+
+    /// [`report`](Self::report) for a poll that [`poll`](Self::poll) answered with
+    /// [`PollDecision::Probe`]: its state is under the key learned for client and id, so
+    /// that one is looked up first, saving a keyed hash and a lookup that would miss. An
+    /// entry under the id alone (an acknowledgement that arrived meanwhile) is still found.
+    pub fn report_probe(&self, id: &AuthReqId, client: &ClientId, verdict: OpVerdict) -> bool {
+        let s = &self.table;
+        let state = match s.states.get_mut(&s.learned_key(client, id)) {
+            Some(state) => Some(state),
+            None => s.states.get_mut(&s.key(id)),
+        };
+        self.learn(state, client, verdict)
+    }
+
+    /// The OP's verdict applied to `state` if `client` owns it.
+    fn learn(
+        &self,
+        state: Option<dashmap::mapref::one::RefMut<'_, IdKey, PollState>>,
+        client: &ClientId,
+        verdict: OpVerdict,
+    ) -> bool {
+        let s = &self.table;
         match state {
             Some(mut state) if state.client() == client => {
+                let now = clock::millis(s.clock.now());
                 polling::learn(&mut state, verdict, now, &s.settings.policy());
                 true
             }

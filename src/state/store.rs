@@ -151,6 +151,17 @@ impl StateStore {
         }
     }
 
+    /// [`report`](Self::report) for a poll the store forwarded as a probe (see
+    /// `PollStore::report_probe`); the shared store looks its keys up as for any report.
+    pub async fn report_probe(&self, id: &AuthReqId, client: &ClientId, verdict: OpVerdict) {
+        match self {
+            StateStore::Memory(m) => {
+                m.report_probe(id, client, verdict);
+            }
+            StateStore::Redis(_) => self.report(id, client, verdict).await,
+        }
+    }
+
     /// The OP accepted a cancel call.
     pub async fn cancel(&self, id: &AuthReqId) {
         match self {

@@ -24,7 +24,7 @@ use super::{header_str, Gateway, RequestCtx, Stop};
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::ciba::ids::{AuthReqId, ClientId};
 use crate::ciba::pipeline::{self, Accepted, Endpoint, OpAnswer, Outbound};
-use crate::ciba::polling::OpVerdict;
+use crate::ciba::polling::{OpVerdict, PollDecision};
 use crate::ciba::profile::Translated;
 use crate::ciba::translate;
 use crate::config::UnknownPolicy;
@@ -40,7 +40,8 @@ use pingora::proxy::Session;
 pub(super) const BODY_TIMEOUT: &str = "body_timeout";
 
 /// A CIBA poll let through to the OP: its id and the client that owns it, for the verdict.
-type Polling = Option<(AuthReqId, ClientId)>;
+/// A forwarded CIBA poll's id and client, and whether the store forwarded it as a probe.
+type Polling = Option<(AuthReqId, ClientId, bool)>;
 
 impl Gateway {
     /// Runs the steps for a request on a CIBA endpoint, writing the OP's translated answer;
@@ -223,13 +224,14 @@ impl Gateway {
                     ));
                 };
                 let id = AuthReqId::new(id);
-                self.poll_decision(live, &id, &client).await?;
-                Ok(Some((id, client)))
+                let probe = self.poll_decision(live, &id, &client).await?;
+                Ok(Some((id, client, probe)))
             }
         }
     }
 
-    /// The poll rules' decision for a token request.
+    /// The poll rules' decision for a token request; `Ok(true)` when the poll goes to the
+    /// OP as a probe.
     ///
     /// An id the gateway does not know is forwarded once to learn what the OP thinks of it
     /// (`unknown_auth_req_id = "forward"`), or refused (`"reject"`).
@@ -238,13 +240,14 @@ impl Gateway {
         live: &Live,
         id: &AuthReqId,
         client: &ClientId,
-    ) -> Result<(), Stop> {
+    ) -> Result<bool, Stop> {
         let learn = live.cfg.polling.unknown == UnknownPolicy::Forward;
         match self.store.poll(id, client, learn).await? {
-            Polled::Decided(decision) => decision.refusal().map_or(Ok(()), |e| Err(e.into())),
+            Polled::Decided(PollDecision::Probe) => Ok(true),
+            Polled::Decided(decision) => decision.refusal().map_or(Ok(false), |e| Err(e.into())),
             // Only when the shared store failed open (or the id is too long to store): the
             // OP still enforces its own rules.
-            Polled::Unknown if learn => Ok(()),
+            Polled::Unknown if learn => Ok(false),
             Polled::Unknown => {
                 Err(OAuthError::new(ErrorCode::InvalidGrant, "unknown auth_req_id").into())
             }
@@ -305,11 +308,13 @@ impl Gateway {
                 .await
                 .map_err(Stop::bad_answer),
             Endpoint::Token => {
-                if let Some((id, client)) = &polling {
+                if let Some((id, client, probe)) = &polling {
                     let verdict =
                         translate::classify_token_answer(translated.status, &translated.body);
-                    if verdict != OpVerdict::Unclear {
-                        self.store.report(id, client, verdict).await;
+                    match verdict {
+                        OpVerdict::Unclear => {}
+                        _ if *probe => self.store.report_probe(id, client, verdict).await,
+                        _ => self.store.report(id, client, verdict).await,
                     }
                 }
                 Ok(())

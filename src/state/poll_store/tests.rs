@@ -575,3 +575,32 @@ fn the_table_has_room_for_max_tracked_from_the_start_and_does_not_grow_up_to_it(
         Polled::Full(_)
     ));
 }
+
+#[test]
+fn a_probe_reported_as_a_probe_is_learned_as_by_report() {
+    let (st, clock) = store();
+    let (a, c) = (id("made-up"), client("c1"));
+    // A probe's verdict, looked up by its learned key first.
+    assert_eq!(
+        learn_poll(&st, &a, &c),
+        Polled::Decided(PollDecision::Probe)
+    );
+    assert!(st.report_probe(&a, &c, OpVerdict::Ended));
+    clock.advance(10 * S);
+    assert_eq!(
+        learn_poll(&st, &a, &c),
+        Polled::Decided(PollDecision::Ended)
+    );
+    // Another client's report reaches neither entry.
+    assert!(!st.report_probe(&a, &client("c2"), OpVerdict::Pending));
+    // An acknowledged id (no learned entry) is still found.
+    let (b, c3) = (id("req-b"), client("c3"));
+    st.record_ack(b.clone(), c3.clone(), None, 60).unwrap();
+    assert_eq!(poll(&st, &b, &c3), Some(PollDecision::Forward));
+    assert!(st.report_probe(&b, &c3, OpVerdict::Ended));
+    clock.advance(10 * S);
+    assert_eq!(poll(&st, &b, &c3), Some(PollDecision::Ended));
+    // Nothing known: nothing learned.
+    assert!(!st.report_probe(&id("never"), &c, OpVerdict::Ended));
+    assert_counts_exact(&st);
+}

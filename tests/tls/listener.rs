@@ -266,18 +266,21 @@ fn a_slow_handshake_is_cut_at_its_deadline_and_frees_its_connection_slot() {
         let connected = std::time::Instant::now();
         slow.write_all(partial).unwrap();
         holding(1);
+        let taken = std::time::Instant::now();
         // The slot is taken: another connection is closed without a handshake.
         assert!(get_over(&addr, client_config(&ca, &[], None)).is_err());
-        // The slow one is cut at the deadline (2 s from when the gateway took it; the lower
-        // bound leaves room for this thread to have noted the time late)...
+        // The slow one is cut at the deadline: 2 s from when the gateway took it, which is
+        // after the connect and before the gauge said so (the bounds leave this thread room
+        // to have noted either time late)...
         slow.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
         let mut buf = [0u8; 64];
         let n = slow.read(&mut buf).unwrap_or(0);
         assert_eq!(n, 0, "closed without an answer");
-        let held = connected.elapsed();
+        let (since_connect, since_taken) = (connected.elapsed(), taken.elapsed());
         assert!(
-            held >= Duration::from_millis(1500) && held < Duration::from_millis(3500),
-            "{held:?}"
+            since_connect >= Duration::from_millis(1500)
+                && since_taken < Duration::from_millis(3500),
+            "{since_connect:?} after the connect, {since_taken:?} after the place was taken"
         );
         // ...and its slot is free again.
         holding(0);

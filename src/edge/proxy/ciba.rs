@@ -39,8 +39,8 @@ use pingora::proxy::Session;
 /// The `reason` of the 408 for a body not received in time.
 pub(super) const BODY_TIMEOUT: &str = "body_timeout";
 
-/// A CIBA poll let through to the OP: its id and the client that owns it, for the verdict.
-/// A forwarded CIBA poll's id and client, and whether the store forwarded it as a probe.
+/// A CIBA poll let through to the OP: its id, the client that owns it, and whether it went as
+/// a probe of an id the store did not know, for the verdict.
 type Polling = Option<(AuthReqId, ClientId, bool)>;
 
 impl Gateway {

@@ -45,6 +45,7 @@ use pingora::protocols::{
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use pingora::server::ShutdownWatch;
+use pingora::time::fast_timeout::fast_timeout;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -229,13 +230,18 @@ where
         let mut carried = Bytes::new();
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut first = true;
+        // One watch on shutdown for the whole connection: it still sees a shutdown that
+        // began while a request was being served, and a kept-alive request does not pay
+        // for a fresh one.
+        let stop = stopping(shutdown);
+        tokio::pin!(stop);
         loop {
             let read = {
                 let guarded = self.next_header(guard, &mut stream, carried, first, accepted);
                 tokio::select! {
                     biased;
                     r = guarded => r,
-                    _ = stopping(shutdown) => return,
+                    _ = &mut stop => return,
                 }
             };
             let header = match read {
@@ -301,8 +307,11 @@ where
             accepted + guard.limits.header_timeout
         } else {
             if buf.is_empty() {
-                match tokio::time::timeout(guard.keepalive, read_some(stream, &mut buf, cap)).await
-                {
+                // pingora's shared timer wheel, as its own keep-alive wait uses: arming a
+                // tokio timer here wakes the runtime's own driver through its eventfd (a
+                // write and an extra epoll event on every kept-alive request).
+                let idle = fast_timeout(guard.keepalive, read_some(stream, &mut buf, cap));
+                match idle.await {
                     Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return HeaderRead::Idle,
                     Ok(Ok(_)) => {}
                 }

@@ -14,6 +14,7 @@ use crate::config::OpSettings;
 use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession};
+use pingora::time::fast_timeout::fast_timeout;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{parse_x509, CertKey, WrappedX509};
 use pingora::ErrorType;
@@ -183,8 +184,10 @@ pub async fn exchange_with(
         }
     };
     // Boxed before the timer wraps it: `timeout` moves its future into itself, and this
-    // one holds pingora's client session (KiB), so a pointer is cheaper to move.
-    match tokio::time::timeout(deadline, Box::pin(work)).await {
+    // one holds pingora's client session (KiB), so a pointer is cheaper to move. pingora's
+    // shared timer wheel: a tokio timer armed while the OP answers wakes the runtime's own
+    // driver through its eventfd, a write and an extra epoll event per exchange.
+    match fast_timeout(deadline, Box::pin(work)).await {
         Ok(result) => result,
         Err(_) => Err(Failure::Timeout),
     }

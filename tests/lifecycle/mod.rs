@@ -206,6 +206,14 @@ fn sigterm_lets_a_request_in_flight_finish_then_exits() {
         "[server]\nshutdown_grace_seconds = 30\n[upstream]\nbackchannel_path = \"/backchannel\"\ntoken_path = \"/token\"\n",
     );
     let addr = gw.addr();
+    // A kept-alive connection that has been answered once (locally: the OP is held).
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut idle,
+        b"POST /token HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut idle).status, 400);
     let poller = std::thread::spawn(move || poll(&addr, POST_CLIENT, "some-id"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while stub.received.load(Ordering::SeqCst) == 0 {
@@ -217,6 +225,13 @@ fn sigterm_lets_a_request_in_flight_finish_then_exits() {
         assert!(Instant::now() < deadline, "no shutdown:\n{}", gw.log());
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The idle connection is closed at once rather than kept for a next request.
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = [0u8; 64];
+    assert_eq!(
+        std::io::Read::read(&mut idle, &mut rest).expect("closed, not timed out"),
+        0
+    );
     // Shutting down, but the poll is still being answered: the process stays.
     assert!(
         gw.wait_exit(Duration::from_millis(500)).is_none(),

@@ -55,40 +55,8 @@ ports_free BASE_PORT "$OP_PORT" "$GW_PORT" "$METRICS_PORT" "$BARE_PORT"
 start_work ciba-instructions
 [[ -z $PROFILE ]] || mkdir -p "$PROFILE"
 
-nginx_conf op "
-    server {
-        listen 127.0.0.1:$OP_PORT;
-        default_type application/json;
-        location = /jwks { return 200 '{\"keys\":[]}'; }
-        location = /token { return 400 '{\"error\":\"authorization_pending\"}'; }
-        location = /backchannel { return 200 '{\"auth_req_id\":\"\$request_id\",\"expires_in\":600}'; }
-    }"
-nginx -p "$work/op" -c "$work/op/nginx.conf" &
-pids+=("$!")
-
-cat >"$work/gw.toml" <<TOML
-[server]
-listen = "127.0.0.1:$GW_PORT"
-metrics_listen = "127.0.0.1:$METRICS_PORT"
-threads = 1
-work_stealing = false
-
-[upstream]
-url = "http://127.0.0.1:$OP_PORT"
-backchannel_path = "/backchannel"
-token_path = "/token"
-
-[polling]
-max_tracked = 1000000
-max_tracked_per_client = 1000000
-sweep_interval_seconds = 3600
-
-[rate_limit]
-enabled = false
-
-[logging]
-level = "warn"
-TOML
+fixed_op op "$OP_PORT"
+per_request_toml "$work/gw.toml" "$GW_PORT" "$METRICS_PORT" "$OP_PORT"
 
 # The client: N requests of one scenario on one kept-alive connection; every answer is
 # checked, so a scenario that stops doing what it names fails the run.

@@ -78,6 +78,53 @@ $2
 CONF
 }
 
+# fixed_op NAME PORT [COMMAND...]: nginx under $work/NAME as a stub OP with fixed answers on
+# 127.0.0.1:PORT (the JWKS at /jwks, a pending poll at /token, an acknowledgement with a fresh
+# id at /backchannel), started through COMMAND (e.g. taskset -c 1) when one is given.
+fixed_op() {
+    local name=$1 port=$2
+    shift 2
+    nginx_conf "$name" "
+    server {
+        listen 127.0.0.1:$port;
+        default_type application/json;
+        location = /jwks { return 200 '{\"keys\":[]}'; }
+        location = /token { return 400 '{\"error\":\"authorization_pending\"}'; }
+        location = /backchannel { return 200 '{\"auth_req_id\":\"\$request_id\",\"expires_in\":600}'; }
+    }"
+    "$@" nginx -p "$work/$name" -c "$work/$name/nginx.conf" &
+    pids+=("$!")
+}
+
+# per_request_toml FILE LISTEN_PORT METRICS_PORT OP_PORT writes the gateway's configuration for
+# per-request measurements in front of fixed_op: one thread without work stealing (as bare
+# pingora is run), room for a million ids, no sweep and no rate limit during a run.
+per_request_toml() {
+    cat >"$1" <<TOML
+[server]
+listen = "127.0.0.1:$2"
+metrics_listen = "127.0.0.1:$3"
+threads = 1
+work_stealing = false
+
+[upstream]
+url = "http://127.0.0.1:$4"
+backchannel_path = "/backchannel"
+token_path = "/token"
+
+[polling]
+max_tracked = 1000000
+max_tracked_per_client = 1000000
+sweep_interval_seconds = 3600
+
+[rate_limit]
+enabled = false
+
+[logging]
+level = "warn"
+TOML
+}
+
 # wait_ready GATEWAY_PID METRICS_PORT URL...: the gateway says ready and every URL answers 2xx;
 # false after 10 s or when the gateway exits.
 wait_ready() {

@@ -46,38 +46,8 @@ for b in "$GATEWAY" "$BARE"; do [[ -x $b ]] || die "no executable at $b"; done
 ports_free BASE_PORT "$OP_PORT" "$GW_PORT" "$METRICS_PORT" "$BARE_PORT"
 start_work ciba-time-split
 
-nginx_conf op "
-    server {
-        listen 127.0.0.1:$OP_PORT;
-        default_type application/json;
-        location = /jwks { return 200 '{\"keys\":[]}'; }
-        location = /token { return 400 '{\"error\":\"authorization_pending\"}'; }
-        location = /backchannel { return 200 '{\"auth_req_id\":\"\$request_id\",\"expires_in\":600}'; }
-    }"
-taskset -c 1 nginx -p "$work/op" -c "$work/op/nginx.conf" &
-pids+=("$!")
-
-cat >"$work/gw.toml" <<TOML
-[server]
-listen = "127.0.0.1:$GW_PORT"
-metrics_listen = "127.0.0.1:$METRICS_PORT"
-threads = 1
-work_stealing = false
-
-[upstream]
-url = "http://127.0.0.1:$OP_PORT"
-backchannel_path = "/backchannel"
-token_path = "/token"
-
-[polling]
-max_tracked = 1000000
-
-[rate_limit]
-enabled = false
-
-[logging]
-level = "warn"
-TOML
+fixed_op op "$OP_PORT" taskset -c 1
+per_request_toml "$work/gw.toml" "$GW_PORT" "$METRICS_PORT" "$OP_PORT"
 
 taskset -c 0 "$GATEWAY" --config "$work/gw.toml" >"$work/gateway.log" 2>&1 &
 gw=$!
@@ -198,7 +168,7 @@ print(f"CPU ratios: g/c {tot['g'] / tot['c']:.3f}, g0/e {tot['g0'] / tot['e']:.3
 PY
 
 echo
-echo "system calls per request (strace -c -f over a 2 s load; strace slows the server, the counts stand):"
+echo "system calls per request (strace -c -f over a 2 s load; strace slows the server, so epoll_wait, which depends on how busy it is, reads low; the rest stand):"
 for s in c g e g0; do
     strace -c -f -o "$work/strace.$s" -p "${pid[$s]}" 2>/dev/null &
     tracer=$!

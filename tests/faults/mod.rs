@@ -36,6 +36,25 @@ fn a_hanging_upstream_times_out_with_a_json_504() {
 }
 
 #[test]
+fn an_op_that_trickles_its_answer_is_cut_at_the_whole_exchange_deadline() {
+    // A byte every 300 ms never lets one read wait the 800 ms read timeout; the exchange as a
+    // whole has 2 x 500 ms to connect and 800 ms to answer.
+    let stub = Stub::start(StubMode::Trickle(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 33\r\n\r\n{\"error\":\"authorization_pending\"}",
+        Duration::from_millis(300),
+    ));
+    let (gw, _dir) = stub_gateway(&stub.url(), "");
+    let start = Instant::now();
+    let r = poll(&gw.addr(), POST_CLIENT, "some-id");
+    let took = start.elapsed();
+    assert_oauth_error(&r, 504, "temporarily_unavailable", "trickled answer");
+    assert!(
+        took >= Duration::from_millis(1700) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[test]
 fn a_pooled_connection_the_op_dropped_after_reading_is_not_retried() {
     use std::sync::atomic::Ordering;
     let stub = DroppingStub::start(

@@ -642,6 +642,9 @@ pub enum StubMode {
     Reset,
     /// Reads the request, then answers these bytes once [`Stub::release`] is set.
     Gated(&'static [u8]),
+    /// Reads the request and answers these bytes one at a time, a pause before each: an OP
+    /// that never lets a single read wait long, yet never finishes.
+    Trickle(&'static [u8], Duration),
 }
 
 impl Stub {
@@ -680,6 +683,16 @@ impl Stub {
                                     thread::sleep(Duration::from_millis(5));
                                 }
                                 let _ = s.write_all(bytes);
+                            }
+                            StubMode::Trickle(bytes, pause) => {
+                                for b in bytes {
+                                    thread::sleep(pause);
+                                    if flag.load(std::sync::atomic::Ordering::Relaxed)
+                                        || s.write_all(&[*b]).is_err()
+                                    {
+                                        break;
+                                    }
+                                }
                             }
                         }
                     }

@@ -131,12 +131,14 @@ def layer(dso, kernel, sym):
     if re.match(r"<?(pingora|tokio|http|core|alloc|std)", sym) is None and (
             "ciba_gateway" in sym or "bare_proxy" in sym):
         return "the proxy's own code"
-    for prefix, name in (("pingora", "pingora"), ("tokio", "tokio"),
-                         ("http::", "http, httparse, bytes"), ("httparse", "http, httparse, bytes"),
-                         ("bytes::", "http, httparse, bytes"), ("<bytes", "http, httparse, bytes"),
-                         ("<http::", "http, httparse, bytes")):
-        if sym.startswith(prefix) or sym.startswith("<" + prefix):
-            return name
+    # A trait impl's symbol starts with `<`: `<pingora_core::... as ...>::poll`.
+    crate = sym.lstrip("<")
+    if crate.startswith("pingora"):
+        return "pingora"
+    if crate.startswith("tokio"):
+        return "tokio"
+    if crate.startswith(("http::", "httparse", "bytes::")):
+        return "http, httparse, bytes"
     return "std, core, hashing, other"
 
 def split(s, r):

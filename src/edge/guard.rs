@@ -34,7 +34,7 @@ use crate::metrics;
 use crate::state::conn_limit::{ConnLimits, Permit, Refused};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use bytes::{Buf, BufMut, Bytes};
+use bytes::BufMut;
 use ipnet::IpNet;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
@@ -222,12 +222,14 @@ where
     /// Serves every request of one HTTP/1 connection, each header read by the guard.
     async fn serve_http1(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
         accepted: Instant,
         guard: &GuardSettings,
         shutdown: &ShutdownWatch,
     ) {
-        let mut carried = Bytes::new();
+        // One box and one header buffer for the whole connection: pingora hands the box back
+        // on keep-alive, so a kept-alive request allocates neither again.
+        let mut conn = Box::new(Replay::new(stream));
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut first = true;
         // One watch on shutdown for the whole connection: it still sees a shutdown that
@@ -237,18 +239,18 @@ where
         tokio::pin!(stop);
         loop {
             let read = {
-                let guarded = self.next_header(guard, &mut stream, carried, first, accepted);
+                let guarded = self.next_header(guard, &mut conn, first, accepted);
                 tokio::select! {
                     biased;
                     r = guarded => r,
                     _ = &mut stop => return,
                 }
             };
-            let header = match read {
-                HeaderRead::Complete(bytes) => bytes,
+            match read {
+                HeaderRead::Complete => {}
                 HeaderRead::Idle | HeaderRead::Closed => return,
                 HeaderRead::TimedOut { received: true } => {
-                    return refuse_request(stream, Cut::HeaderTimeout).await
+                    return refuse_request(conn, Cut::HeaderTimeout).await
                 }
                 HeaderRead::TimedOut { received: false } => {
                     // A connection that never said anything: cut it like nginx does,
@@ -258,12 +260,12 @@ where
                         .inc();
                     return;
                 }
-                HeaderRead::TooLarge => return refuse_request(stream, Cut::HeaderTooLarge).await,
-            };
-            if let Some(fault) = refused(&header).await {
-                return refuse_request(stream, Cut::Refused(fault)).await;
+                HeaderRead::TooLarge => return refuse_request(conn, Cut::HeaderTooLarge).await,
             }
-            let mut session = ServerSession::new_http1(Box::new(Replay::new(stream, header)));
+            if let Some(fault) = refused(conn.pending()).await {
+                return refuse_request(conn, Cut::Refused(fault)).await;
+            }
+            let mut session = ServerSession::new_http1(conn);
             // As pingora's own loop does: no reuse once shutting down; the proxy bounds
             // the keep-alive on each request (`proxy::bound_keepalive`).
             if *shutdown.borrow() {
@@ -283,7 +285,7 @@ where
                 return;
             };
             let (s, next) = reused.consume();
-            (stream, carried) = Replay::unwrap(s);
+            conn = Replay::reclaim(s);
             settings = next;
             first = false;
         }
@@ -292,17 +294,18 @@ where
     /// Reads the next request header: for the first request on a connection within the
     /// header deadline from accept; for a later one, after at most the keep-alive timeout
     /// idle, within the header deadline from its first byte.
+    /// The header starts at the front of `conn`'s buffer, after whatever pingora did not
+    /// read of the one before.
     async fn next_header(
         &self,
         guard: &GuardSettings,
-        stream: &mut Stream,
-        carried: Bytes,
+        conn: &mut Replay,
         first: bool,
         accepted: Instant,
     ) -> HeaderRead {
         let cap = guard.limits.max_header_bytes;
-        let mut buf = Vec::with_capacity(FIRST_BUF.min(cap).max(carried.len()));
-        buf.extend_from_slice(&carried);
+        conn.compact();
+        let Replay { inner, buf, .. } = conn;
         let deadline = if first {
             accepted + guard.limits.header_timeout
         } else {
@@ -310,7 +313,7 @@ where
                 // pingora's shared timer wheel, as its own keep-alive wait uses: arming a
                 // tokio timer here wakes the runtime's own driver through its eventfd (a
                 // write and an extra epoll event on every kept-alive request).
-                let idle = fast_timeout(guard.keepalive, read_some(stream, &mut buf, cap));
+                let idle = fast_timeout(guard.keepalive, read_some(inner, buf, cap));
                 match idle.await {
                     Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return HeaderRead::Idle,
                     Ok(Ok(_)) => {}
@@ -318,15 +321,15 @@ where
             }
             Instant::now() + guard.limits.header_timeout
         };
-        read_header(stream, buf, cap, deadline).await
+        read_header(inner, buf, cap, deadline).await
     }
 }
 
 /// How a header read ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HeaderRead {
-    /// The whole header, and whatever followed it in the same reads.
-    Complete(Bytes),
+    /// The whole header is in the buffer, with whatever followed it in the same reads.
+    Complete,
     /// The deadline passed first; `received` says whether any byte had arrived.
     TimedOut {
         /// Whether the client had sent anything of the header.
@@ -344,7 +347,7 @@ pub enum HeaderRead {
 /// cap is reached, or `deadline` passes. Memory grows with what arrived, never past `cap`.
 pub async fn read_header<R>(
     r: &mut R,
-    mut buf: Vec<u8>,
+    buf: &mut Vec<u8>,
     cap: usize,
     deadline: Instant,
 ) -> HeaderRead
@@ -358,14 +361,14 @@ where
             return if end > cap {
                 HeaderRead::TooLarge
             } else {
-                HeaderRead::Complete(Bytes::from(buf))
+                HeaderRead::Complete
             };
         }
         scanned = buf.len();
         if buf.len() >= cap {
             return HeaderRead::TooLarge;
         }
-        match tokio::time::timeout_at(deadline, read_some(r, &mut buf, cap)).await {
+        match tokio::time::timeout_at(deadline, read_some(r, buf, cap)).await {
             Err(_) => {
                 return HeaderRead::TimedOut {
                     received: !buf.is_empty(),
@@ -392,7 +395,7 @@ where
 }
 
 /// Why a complete header is refused before pingora sees it (`header_check`), if it is.
-async fn refused(header: &Bytes) -> Option<Fault> {
+async fn refused(header: &[u8]) -> Option<Fault> {
     match header_check::check(header) {
         Verdict::Pass => None,
         Verdict::Refuse(fault) => Some(fault),
@@ -403,7 +406,7 @@ async fn refused(header: &Bytes) -> Option<Fault> {
 
 /// What pingora's own HTTP/1 reader makes of `header`: a fault where it would answer
 /// its bare 400 (or 405 for `CONNECT`), `None` where it reads a request.
-async fn pingora_verdict(header: &Bytes) -> Option<Fault> {
+async fn pingora_verdict(header: &[u8]) -> Option<Fault> {
     use pingora::protocols::http::v1::server::HttpSession;
     let mut session = HttpSession::new(Box::new(io::Cursor::new(header.to_vec())));
     match session.read_request().await {
@@ -553,25 +556,42 @@ pub fn error_response(e: &OAuthError) -> Vec<u8> {
 /// A client stream that first gives back bytes the guard already read from it.
 pub struct Replay {
     inner: Stream,
-    prefix: Bytes,
+    /// What the guard read from `inner`; the bytes before `at` were given back already.
+    buf: Vec<u8>,
+    at: usize,
 }
 
 impl Replay {
-    /// `prefix` is read before `inner`.
-    pub fn new(inner: Stream, prefix: Bytes) -> Self {
-        Replay { inner, prefix }
+    /// `inner`, with nothing read from it yet.
+    pub fn new(inner: Stream) -> Self {
+        Replay {
+            inner,
+            buf: Vec::new(),
+            at: 0,
+        }
     }
 
-    /// The underlying stream and the bytes not yet given back, from a stream pingora hands
-    /// back for keep-alive (a `Replay` the guard made, or, defensively, any other stream).
-    pub fn unwrap(stream: Stream) -> (Stream, Bytes) {
+    /// The bytes read from the stream and not yet given back.
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.at..]
+    }
+
+    /// Moves the bytes not yet given back to the front of the buffer.
+    fn compact(&mut self) {
+        self.buf.drain(..self.at);
+        self.at = 0;
+    }
+
+    /// The guard's `Replay` from a stream pingora hands back for keep-alive (or,
+    /// defensively, any other stream, wrapped anew).
+    pub fn reclaim(stream: Stream) -> Box<Replay> {
         if stream.as_any().is::<Replay>() {
             match stream.into_any().downcast::<Replay>() {
-                Ok(r) => (r.inner, r.prefix),
+                Ok(r) => r,
                 Err(_) => unreachable!("checked with is::<Replay>()"),
             }
         } else {
-            (stream, Bytes::new())
+            Box::new(Replay::new(stream))
         }
     }
 }
@@ -581,7 +601,7 @@ impl std::fmt::Debug for Replay {
         // Never the bytes: they are a client's request header.
         f.debug_struct("Replay")
             .field("inner", &self.inner)
-            .field("prefix_len", &self.prefix.len())
+            .field("pending_len", &self.pending().len())
             .finish()
     }
 }
@@ -592,13 +612,19 @@ impl AsyncRead for Replay {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            if self.prefix.is_empty() {
-                // Free the header buffer now rather than with the connection.
-                self.prefix = Bytes::new();
+        let this = &mut *self;
+        if this.at < this.buf.len() {
+            let n = (this.buf.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.buf[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.buf.len() {
+                this.buf.clear();
+                this.at = 0;
+                if this.buf.capacity() > FIRST_BUF {
+                    // A large header's buffer is freed now rather than kept with the
+                    // connection: between requests a connection holds at most FIRST_BUF.
+                    this.buf = Vec::new();
+                }
             }
             return Poll::Ready(Ok(()));
         }
@@ -700,7 +726,7 @@ impl GetSocketDigest for Replay {
 #[async_trait]
 impl Peek for Replay {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        if self.prefix.is_empty() {
+        if self.pending().is_empty() {
             self.inner.try_peek(buf).await
         } else {
             // Peeking across the replayed bytes and the socket is not supported.
@@ -716,6 +742,16 @@ mod tests {
 
     const CAP: usize = 2048;
 
+    /// Reads a header into a fresh buffer: how it ended, and what the buffer holds.
+    async fn read_new<R>(r: &mut R, deadline: Instant) -> (HeaderRead, Vec<u8>)
+    where
+        R: AsyncRead + Unpin,
+    {
+        let mut buf = Vec::new();
+        let read = read_header(r, &mut buf, CAP, deadline).await;
+        (read, buf)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_header_split_across_reads_is_complete_with_what_followed() {
         let (mut client, mut server) = duplex(64 * 1024);
@@ -725,17 +761,13 @@ mod tests {
             .unwrap();
         let reader = tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(5);
-            read_header(&mut server, Vec::new(), CAP, deadline).await
+            read_new(&mut server, deadline).await
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         client.write_all(b"ngth: 2\r\n\r\nok").await.unwrap();
-        let got = reader.await.unwrap();
-        assert_eq!(
-            got,
-            HeaderRead::Complete(Bytes::from_static(
-                b"\r\nPOST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nok"
-            ))
-        );
+        let (got, buf) = reader.await.unwrap();
+        assert_eq!(got, HeaderRead::Complete);
+        assert_eq!(buf, b"\r\nPOST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nok");
     }
 
     #[tokio::test(start_paused = true)]
@@ -743,7 +775,9 @@ mod tests {
         let (mut client, mut server) = duplex(64 * 1024);
         let start = Instant::now();
         let reader = tokio::spawn(async move {
-            read_header(&mut server, Vec::new(), CAP, start + Duration::from_secs(2)).await
+            read_new(&mut server, start + Duration::from_secs(2))
+                .await
+                .0
         });
         for b in b"GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaa" {
             if client.write_all(&[*b]).await.is_err() {
@@ -775,7 +809,7 @@ mod tests {
         over.extend_from_slice(b"\r\n\r\n");
         client.write_all(&over).await.unwrap();
         assert_eq!(
-            read_header(&mut server, Vec::new(), CAP, deadline).await,
+            read_new(&mut server, deadline).await.0,
             HeaderRead::TooLarge
         );
 
@@ -787,10 +821,9 @@ mod tests {
         assert_eq!(exact.len(), CAP);
         client.write_all(&exact).await.unwrap();
         client.write_all(b"GET /next").await.unwrap();
-        match read_header(&mut server, Vec::new(), CAP, deadline).await {
-            HeaderRead::Complete(b) => assert!(b.starts_with(&exact) && b.len() <= CAP),
-            other => panic!("{other:?}"),
-        }
+        let (read, b) = read_new(&mut server, deadline).await;
+        assert_eq!(read, HeaderRead::Complete);
+        assert!(b.starts_with(&exact) && b.len() <= CAP);
 
         // A line that never ends, 100 KiB of it: refused at the cap, the buffer never grew past it.
         let (mut client, mut server) = duplex(256 * 1024);
@@ -807,7 +840,7 @@ mod tests {
         }
         assert_eq!(total, CAP);
         assert_eq!(
-            read_header(&mut server, Vec::new(), CAP, deadline).await,
+            read_new(&mut server, deadline).await.0,
             HeaderRead::TooLarge
         );
     }
@@ -818,10 +851,7 @@ mod tests {
         client.write_all(b"GET / HTT").await.unwrap();
         drop(client);
         let deadline = Instant::now() + Duration::from_secs(5);
-        assert_eq!(
-            read_header(&mut server, Vec::new(), CAP, deadline).await,
-            HeaderRead::Closed
-        );
+        assert_eq!(read_new(&mut server, deadline).await.0, HeaderRead::Closed);
     }
 
     #[tokio::test]
@@ -829,7 +859,8 @@ mod tests {
         let (mut client, server) = duplex(1024);
         client.write_all(b" world").await.unwrap();
         drop(client);
-        let mut r = Replay::new(Box::new(server), Bytes::from_static(b"hello"));
+        let mut r = Replay::new(Box::new(server));
+        r.buf = b"hello".to_vec();
         let mut small = [0u8; 3];
         r.read_exact(&mut small).await.unwrap();
         assert_eq!(&small, b"hel");
@@ -837,15 +868,42 @@ mod tests {
         r.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, b"lo world");
         assert!(!format!("{r:?}").contains("hel"));
-        let (_, left) = Replay::unwrap(Box::new(r));
-        assert!(left.is_empty());
+        let r = Replay::reclaim(Box::new(r));
+        assert!(r.pending().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_reuses_its_box_and_small_buffer_but_not_a_large_one() {
+        let (_client, server) = duplex(1024);
+        let mut r = Box::new(Replay::new(Box::new(server)));
+        r.buf.reserve_exact(FIRST_BUF);
+        r.buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\nGET /next");
+        let mut first = [0u8; 18];
+        r.read_exact(&mut first).await.unwrap();
+        // What pingora did not read of the first request leads the next header.
+        r.compact();
+        assert_eq!(r.pending(), b"GET /next");
+        let mut second = [0u8; 9];
+        r.read_exact(&mut second).await.unwrap();
+        assert!(r.pending().is_empty());
+        assert!(r.buf.capacity() >= FIRST_BUF, "the small buffer is kept");
+
+        // pingora hands back the same box.
+        let at: *const Replay = &*r;
+        let stream: Stream = r;
+        let mut r = Replay::reclaim(stream);
+        assert!(std::ptr::eq(at, &*r));
+
+        // A header larger than FIRST_BUF is freed once given back.
+        r.buf = vec![b'a'; 4 * FIRST_BUF];
+        let mut sink = vec![0u8; 4 * FIRST_BUF];
+        r.read_exact(&mut sink).await.unwrap();
+        assert_eq!(r.buf.capacity(), 0);
     }
 
     /// Whether pingora's own reader refuses `header` (its bare 400, or 405 for CONNECT).
     async fn pingora_refuses(header: &[u8]) -> bool {
-        pingora_verdict(&Bytes::copy_from_slice(header))
-            .await
-            .is_some()
+        pingora_verdict(header).await.is_some()
     }
 
     /// Every header pingora refuses, the guard refuses; the guard refuses more only for
@@ -899,7 +957,7 @@ mod tests {
         }
         let mut stricter = 0;
         for case in &cases {
-            let ours = refused(&Bytes::copy_from_slice(case)).await;
+            let ours = refused(case).await;
             let theirs = pingora_refuses(case).await;
             let shown = String::from_utf8_lossy(case);
             if theirs {

@@ -82,7 +82,8 @@ impl RequestIds {
     /// A new id.
     pub fn fresh(&self) -> RequestId {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut buf = Vec::with_capacity(self.prefix.len() + 16);
+        // Sized exactly: `Bytes` takes a full vector over without allocating again.
+        let mut buf = Vec::with_capacity(self.prefix.len() + hex_digits(n));
         buf.extend_from_slice(&self.prefix);
         push_hex(&mut buf, n);
         // Hex digits and '-' only: always a valid header value; the buffer becomes it.
@@ -108,11 +109,15 @@ fn is_plain(id: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// How many hex digits `n` takes without leading zeros (1 for 0).
+fn hex_digits(n: u64) -> usize {
+    (64 - (n | 1).leading_zeros()).div_ceil(4) as usize
+}
+
 /// Lower-case hex without leading zeros.
 fn push_hex(out: &mut Vec<u8>, n: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digits = (64 - (n | 1).leading_zeros()).div_ceil(4);
-    for i in (0..digits).rev() {
+    for i in (0..hex_digits(n)).rev() {
         out.push(DIGITS[((n >> (i * 4)) & 0xf) as usize]);
     }
 }
@@ -143,6 +148,7 @@ mod tests {
             1 << 63,
         ] {
             assert_eq!(hex(n), format!("{n:x}"), "{n}");
+            assert_eq!(hex_digits(n), format!("{n:x}").len(), "{n}");
         }
     }
 

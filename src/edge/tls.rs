@@ -122,7 +122,7 @@ impl TlsState {
     pub async fn handshake(&self, stream: Stream) -> pingora::Result<Stream> {
         let tls = self
             .acceptor
-            .tls_handshake(crate::edge::guard::Replay::new(stream, bytes::Bytes::new()))
+            .tls_handshake(crate::edge::guard::Replay::new(stream))
             .await?;
         Ok(Box::new(tls))
     }

@@ -147,37 +147,70 @@ fn forwarded_for(session: &Session) -> Result<Option<HeaderValue>> {
     else {
         return Ok(None);
     };
-    let mut value = Vec::with_capacity(64);
+    let ip = IpText::new(ip);
     // Every earlier hop's list, in order: several header lines are one list (RFC 9110 5.3).
-    for prev in session.req_header().headers.get_all(X_FORWARDED_FOR) {
+    let earlier = session.req_header().headers.get_all(X_FORWARDED_FOR);
+    let len = earlier.iter().map(|v| v.len() + 2).sum::<usize>() + ip.as_bytes().len();
+    // Sized exactly: the header value takes the buffer over without copying it again.
+    let mut value = Vec::with_capacity(len);
+    for prev in earlier {
         value.extend_from_slice(prev.as_bytes());
         value.extend_from_slice(b", ");
     }
-    push_ip(&mut value, ip);
+    value.extend_from_slice(ip.as_bytes());
     let value = HeaderValue::from_maybe_shared(Bytes::from(value)).map_err(|_| {
         pingora::Error::explain(ErrorType::InvalidHTTPHeader, "bad X-Forwarded-For")
     })?;
     Ok(Some(value))
 }
 
-/// Writes an address as `Display` does; IPv4 by hand, since it is on every proxied request.
-fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
+/// An address written as `Display` writes it, on the stack; IPv4 by hand, since it is on
+/// every proxied request.
+struct IpText {
+    // The longest `Display` of an IPv6 address is 39 bytes.
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: std::net::IpAddr) -> Self {
+        let mut t = IpText {
+            bytes: [0; 48],
+            len: 0,
+        };
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if octet >= 100 {
+                        t.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        t.push(b'0' + octet / 10 % 10);
+                    }
+                    t.push(b'0' + octet % 10);
                 }
-                if octet >= 100 {
-                    out.push(b'0' + octet / 100);
-                }
-                if octet >= 10 {
-                    out.push(b'0' + octet / 10 % 10);
-                }
-                out.push(b'0' + octet % 10);
+            }
+            std::net::IpAddr::V6(v6) => {
+                use std::io::Write;
+                let mut rest = &mut t.bytes[..];
+                // 48 bytes always hold it.
+                let _ = write!(rest, "{v6}");
+                t.len = 48 - rest.len();
             }
         }
-        std::net::IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -192,14 +225,15 @@ mod tests {
             Ipv6Addr::LOCALHOST.into(),
             "2001:db8::8a2e:370:7334".parse().unwrap(),
             "::ffff:10.0.0.1".parse().unwrap(),
+            "::ffff:255.255.255.255".parse().unwrap(),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+            "1111:2222:3333:4444:5555:6666:7777:8888".parse().unwrap(),
         ];
         for a in [0u8, 1, 9, 10, 42, 99, 100, 127, 199, 200, 250, 255] {
             cases.push(Ipv4Addr::new(a, 255 - a, a / 2, 7).into());
         }
         for ip in cases {
-            let mut out = Vec::new();
-            push_ip(&mut out, ip);
-            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+            assert_eq!(IpText::new(ip).as_bytes(), ip.to_string().as_bytes());
         }
     }
 }

@@ -16,13 +16,16 @@
 #      its acknowledgement tracked)
 #   g  bare pingora (examples/bare_proxy.rs), GET /jwks passed through
 #   g0 bare pingora answers POST /slow_down with a fixed 400 itself
+#   g3 bare pingora, GET /jwks passed through, setting the three fields the gateway sets on
+#      what it forwards (Host, X-Forwarded-For, X-Request-Id) with values made at start:
+#      c/g3 leaves out what pingora charges for setting them
 #
 # The same scenarios as benches/load/compare.sh, so each of its throughput ratios has an
 # instruction twin: c/g is g's count over c's, and so on (fewer instructions, more requests).
 #
 # Usage: benches/load/instructions.sh [OLD_BINARY] NEW_BINARY
 # Environment: N1 (default 100), N2 (default 600), SCENARIOS (default "c d e f"),
-#   BARE (the bare proxy, default target/release/examples/bare_proxy; "" to skip g and g0),
+#   BARE (the bare proxy, default target/release/examples/bare_proxy; "" to skip g, g0 and g3),
 #   PROFILE (a directory: keep each binary's N2 callgrind file there, for callgrind_annotate),
 #   BASE_PORT (default 18380; uses BASE_PORT+1 .. BASE_PORT+4). Everything listens on
 #   127.0.0.1 and is stopped on exit.
@@ -79,10 +82,11 @@ if scenario == "e":
                                          "client_id": "c", "client_secret": "s"})
     tracked = json.loads(body)["auth_req_id"]
     poll(tracked)  # the first poll is forwarded; every later one is too soon
-want = {"c": (200, b"keys"), "g": (200, b"keys"), "d": (400, b"authorization_pending"),
+want = {"c": (200, b"keys"), "g": (200, b"keys"), "g3": (200, b"keys"),
+        "d": (400, b"authorization_pending"),
         "e": (400, b"slow_down"), "g0": (400, b"slow_down"), "f": (200, b"auth_req_id")}[scenario]
 for i in range(n):
-    if scenario in ("c", "g"):
+    if scenario in ("c", "g", "g3"):
         c.request("GET", "/jwks")
         r = c.getresponse()
         got = (r.status, r.read())
@@ -105,10 +109,12 @@ PY
 # keep the profile in.
 total() {
     local out="$work/cg.$RANDOM" srv port
-    if [[ $2 == g || $2 == g0 ]]; then
+    if [[ $2 == g || $2 == g0 || $2 == g3 ]]; then
         port=$BARE_PORT
+        local fields=()
+        [[ $2 == g3 ]] && fields=(fields)
         valgrind --tool=callgrind --callgrind-out-file="$out" "$1" "127.0.0.1:$port" \
-            "127.0.0.1:$OP_PORT" 1 false >/dev/null 2>"$work/srv.err" &
+            "127.0.0.1:$OP_PORT" 1 false "${fields[@]}" >/dev/null 2>"$work/srv.err" &
         srv=$!
         pids+=("$srv")
         for _ in $(seq 600); do
@@ -171,7 +177,7 @@ for s in $SCENARIOS; do
     fi
 done
 [[ -n $BARE ]] || exit 0
-for s in g g0; do
+for s in g g0 g3; do
     count[bare.$s]=$(per_request "$BARE" "$s" bare)
     printf '%-3s %-5s %14d\n' "$s" bare "${count[bare.$s]}"
 done
@@ -187,4 +193,10 @@ for pair in "c g 0.95" "d g 0.90" "e g0 0.95" "f g 0.85"; do
             -v x="${count[$build.$k]}" -v y="${count[bare.$base]}" \
             'BEGIN { printf "  %s/%s (%s): %.3f (throughput goal >= %.2f)\n", k, b, build, y / x, w }'
     done
+done
+echo "for the record (bare pingora setting the gateway's three fields, g3):"
+for build in old new; do
+    [[ -n ${count[$build.c]:-} ]] || continue
+    awk -v build="$build" -v x="${count[$build.c]}" -v y="${count[bare.g3]}" \
+        'BEGIN { printf "  c/g3 (%s): %.3f\n", build, y / x }'
 done

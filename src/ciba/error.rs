@@ -187,8 +187,9 @@ impl OAuthError {
             error: &'a str,
             error_description: &'a str,
         }
-        // Sized for the usual answer, so that writing it does not grow the buffer.
-        let mut out = Vec::with_capacity(48 + self.description.len());
+        const HEAD: &[u8] = b"{\"error\":\"";
+        const MID: &[u8] = b"\",\"error_description\":\"";
+        const TAIL: &[u8] = b"\"}";
         let (code, description) = (self.code.as_str(), self.description.as_bytes());
         // The usual description needs no escape (JSON escapes only `"`, `\` and control
         // characters); written as it stands, it is byte for byte what serde_json writes,
@@ -197,13 +198,18 @@ impl OAuthError {
             .iter()
             .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
         {
-            out.extend_from_slice(b"{\"error\":\"");
+            // Sized exactly: `Bytes` takes a full vector over without allocating again.
+            let mut out = Vec::with_capacity(
+                HEAD.len() + code.len() + MID.len() + description.len() + TAIL.len(),
+            );
+            out.extend_from_slice(HEAD);
             out.extend_from_slice(code.as_bytes());
-            out.extend_from_slice(b"\",\"error_description\":\"");
+            out.extend_from_slice(MID);
             out.extend_from_slice(description);
-            out.extend_from_slice(b"\"}");
+            out.extend_from_slice(TAIL);
             return out;
         }
+        let mut out = Vec::with_capacity(48 + description.len());
         serde_json::to_writer(
             &mut out,
             &Body {

@@ -79,7 +79,8 @@ pub struct Accepted {
 /// (tested), and the rest run at the backchannel endpoint only.
 ///
 /// Backchannel requests are validated (CIBA 7.1, 7.1.1, 7.2, 13) and their
-/// `login_hint_token` normalized; `now_unix` is the time for JWT expiry checks.
+/// `login_hint_token` normalized; `now_unix` is the time for JWT expiry checks, read at
+/// the backchannel endpoint only (a token request may pass 0).
 pub fn check_request(
     req: Inbound<'_>,
     rules: &Rules,

@@ -288,11 +288,9 @@ impl PollDecision {
     pub fn refusal(&self) -> Option<OAuthError> {
         let code = self.error_code()?;
         let description: std::borrow::Cow<'static, str> = match self {
-            PollDecision::SlowDown { interval, .. } => format!(
-                "polled too soon; wait at least {} s between polls of this auth_req_id",
-                interval.as_secs()
-            )
-            .into(),
+            PollDecision::SlowDown { interval, .. } => {
+                slow_down_description(interval.as_secs()).into()
+            }
             PollDecision::Expired => {
                 "the auth_req_id has expired; start a new authentication request".into()
             }
@@ -319,6 +317,30 @@ impl PollDecision {
             _ => None,
         }
     }
+}
+
+/// The `error_description` of a `slow_down`, built without the formatter: it is written
+/// for every poll that comes too soon.
+fn slow_down_description(interval_secs: u64) -> String {
+    const HEAD: &str = "polled too soon; wait at least ";
+    const TAIL: &str = " s between polls of this auth_req_id";
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = interval_secs;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let digits = std::str::from_utf8(&digits[at..]).expect("ASCII digits");
+    let mut out = String::with_capacity(HEAD.len() + digits.len() + TAIL.len());
+    out.push_str(HEAD);
+    out.push_str(digits);
+    out.push_str(TAIL);
+    out
 }
 
 /// Applies one token request from `client` at `now` to `state`.

@@ -293,9 +293,8 @@ where
 
     /// Reads the next request header: for the first request on a connection within the
     /// header deadline from accept; for a later one, after at most the keep-alive timeout
-    /// idle, within the header deadline from its first byte.
-    /// The header starts at the front of `conn`'s buffer, after whatever pingora did not
-    /// read of the one before.
+    /// idle, within the header deadline from its first byte. The header starts at the
+    /// front of `conn`'s buffer, after whatever pingora did not read of the one before.
     async fn next_header(
         &self,
         guard: &GuardSettings,
@@ -306,22 +305,23 @@ where
         let cap = guard.limits.max_header_bytes;
         conn.compact();
         let Replay { inner, buf, .. } = conn;
-        let deadline = if first {
-            accepted + guard.limits.header_timeout
-        } else {
-            if buf.is_empty() {
-                // pingora's shared timer wheel, as its own keep-alive wait uses: arming a
-                // tokio timer here wakes the runtime's own driver through its eventfd (a
-                // write and an extra epoll event on every kept-alive request).
-                let idle = fast_timeout(guard.keepalive, read_some(inner, buf, cap));
-                match idle.await {
-                    Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return HeaderRead::Idle,
-                    Ok(Ok(_)) => {}
-                }
+        let timeout = guard.limits.header_timeout;
+        if first {
+            return read_header(inner, buf, cap, || accepted + timeout).await;
+        }
+        if buf.is_empty() {
+            // pingora's shared timer wheel, as its own keep-alive wait uses: arming a tokio
+            // timer here wakes the runtime's own driver through its eventfd (a write and an
+            // extra epoll event on every kept-alive request).
+            let idle = fast_timeout(guard.keepalive, read_some(inner, buf, cap));
+            match idle.await {
+                Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return HeaderRead::Idle,
+                Ok(Ok(_)) => {}
             }
-            Instant::now() + guard.limits.header_timeout
-        };
-        read_header(inner, buf, cap, deadline).await
+        }
+        // The deadline runs from the header's first byte; the clock is read only for a
+        // header that did not come whole in its first read.
+        read_header(inner, buf, cap, || Instant::now() + timeout).await
     }
 }
 
@@ -344,16 +344,19 @@ pub enum HeaderRead {
 }
 
 /// Reads until the header in `buf` (which may hold its start already) is complete, the
-/// cap is reached, or `deadline` passes. Memory grows with what arrived, never past `cap`.
+/// cap is reached, or the deadline passes, which `deadline` gives the first time a read
+/// is needed. Memory grows with what arrived, never past `cap`.
 pub async fn read_header<R>(
     r: &mut R,
     buf: &mut Vec<u8>,
     cap: usize,
-    deadline: Instant,
+    deadline: impl FnOnce() -> Instant,
 ) -> HeaderRead
 where
     R: AsyncRead + Unpin + ?Sized,
 {
+    let mut deadline = Some(deadline);
+    let mut at = None;
     let mut scan = HeaderEnd::new();
     let mut scanned = 0;
     loop {
@@ -368,7 +371,8 @@ where
         if buf.len() >= cap {
             return HeaderRead::TooLarge;
         }
-        match tokio::time::timeout_at(deadline, read_some(r, buf, cap)).await {
+        let at = *at.get_or_insert_with(|| deadline.take().expect("taken once")());
+        match tokio::time::timeout_at(at, read_some(r, buf, cap)).await {
             Err(_) => {
                 return HeaderRead::TimedOut {
                     received: !buf.is_empty(),
@@ -748,7 +752,7 @@ mod tests {
         R: AsyncRead + Unpin,
     {
         let mut buf = Vec::new();
-        let read = read_header(r, &mut buf, CAP, deadline).await;
+        let read = read_header(r, &mut buf, CAP, || deadline).await;
         (read, buf)
     }
 

@@ -392,3 +392,13 @@ fn decisions_map_to_the_spec_errors() {
         assert_eq!((e.code, e.status, e.retry_after), (code, 400, None));
     }
 }
+
+#[test]
+fn the_slow_down_description_reads_as_the_formatter_writes_it() {
+    for secs in [0, 1, 5, 9, 10, 15, 99, 100, 3600, u64::MAX] {
+        assert_eq!(
+            slow_down_description(secs),
+            format!("polled too soon; wait at least {secs} s between polls of this auth_req_id")
+        );
+    }
+}

@@ -35,6 +35,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
+use pingora::time::fast_timeout::fast_timeout;
 
 /// The `reason` of the 408 for a body not received in time.
 pub(super) const BODY_TIMEOUT: &str = "body_timeout";
@@ -151,8 +152,13 @@ impl Gateway {
             authorization,
             body,
         };
-        let accepted = pipeline::check_request(inbound, &live.cfg.rules, unix_now())
-            .map_err(Stop::validation)?;
+        // Only the backchannel's checks read the time: a poll does not pay for the clock.
+        let now = match endpoint {
+            Endpoint::Backchannel => unix_now(),
+            Endpoint::Token => 0,
+        };
+        let accepted =
+            pipeline::check_request(inbound, &live.cfg.rules, now).map_err(Stop::validation)?;
         ctx.client = accepted.client.clone();
         ctx.tally.login_hint_token = accepted
             .report
@@ -391,7 +397,10 @@ pub(super) async fn read_body(
     deadline: std::time::Duration,
 ) -> Result<Bytes, OAuthError> {
     // Boxed before the timer wraps it, so the timer moves a pointer, not the read's state.
-    match tokio::time::timeout(deadline, Box::pin(read_body_unbounded(session, limit))).await {
+    // pingora's timer wheel, armed only if the body is not there at once: a tokio timer
+    // would read the clock on every request and, once armed, wake the runtime's driver.
+    let read = fast_timeout(deadline, Box::pin(read_body_unbounded(session, limit)));
+    match read.await {
         Ok(read) => read,
         Err(_) => Err(body_timeout()),
     }
@@ -415,24 +424,33 @@ async fn read_body_unbounded(session: &mut Session, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    let first = match session.read_request_body().await.map_err(read_failed)? {
+        Some(chunk) if chunk.len() > limit => return Err(too_large()),
+        Some(chunk) => chunk,
+        None => return Ok(Bytes::new()),
+    };
+    if session.is_body_done() {
+        // The whole body came in one piece, as it nearly always does: no copy.
+        return Ok(first);
+    }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if buf.len() + chunk.len() > limit {
-                    return Err(too_large());
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(buf.freeze()),
-            // pingora's per-read timeout (`server.client_body_timeout_seconds` too).
-            Err(e) if e.etype() == &ErrorType::ReadTimedout => return Err(body_timeout()),
-            Err(_) => {
-                return Err(OAuthError::invalid_request(
-                    "the request body could not be read",
-                ))
-            }
+    buf.extend_from_slice(&first);
+    while let Some(chunk) = session.read_request_body().await.map_err(read_failed)? {
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large());
         }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// The error for a body pingora could not read.
+fn read_failed(e: Box<pingora::Error>) -> OAuthError {
+    // pingora's per-read timeout (`server.client_body_timeout_seconds` too).
+    if e.etype() == &ErrorType::ReadTimedout {
+        body_timeout()
+    } else {
+        OAuthError::invalid_request("the request body could not be read")
     }
 }
 

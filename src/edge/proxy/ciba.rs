@@ -424,7 +424,11 @@ async fn read_body_unbounded(session: &mut Session, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let first = match session.read_request_body().await.map_err(read_failed)? {
+    let first = match session
+        .read_request_body()
+        .await
+        .map_err(|e| read_failed(&e))?
+    {
         Some(chunk) if chunk.len() > limit => return Err(too_large()),
         Some(chunk) => chunk,
         None => return Ok(Bytes::new()),
@@ -435,7 +439,11 @@ async fn read_body_unbounded(session: &mut Session, limit: usize) -> Result<Byte
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     buf.extend_from_slice(&first);
-    while let Some(chunk) = session.read_request_body().await.map_err(read_failed)? {
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|e| read_failed(&e))?
+    {
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -445,7 +453,7 @@ async fn read_body_unbounded(session: &mut Session, limit: usize) -> Result<Byte
 }
 
 /// The error for a body pingora could not read.
-fn read_failed(e: Box<pingora::Error>) -> OAuthError {
+fn read_failed(e: &pingora::Error) -> OAuthError {
     // pingora's per-read timeout (`server.client_body_timeout_seconds` too).
     if e.etype() == &ErrorType::ReadTimedout {
         body_timeout()

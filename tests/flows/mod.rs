@@ -183,6 +183,18 @@ fn the_op_learns_the_client_address_and_the_request_id() {
         "203.0.113.7, 198.51.100.1, 10.0.0.2, 127.0.0.1"
     );
 
+    // With a query, and in absolute form (a target the gateway sets these fields on
+    // through pingora's own calls), the same fields.
+    let absolute = format!("http://{}/jwks", gw.addr());
+    for target in ["/jwks?probe=1", absolute.as_str()] {
+        let extra = "x-forwarded-for: 203.0.113.7\r\nX-REQUEST-ID: kept-1\r\n";
+        assert_eq!(plain(&gw.addr(), target, extra).status, 200, "{target}");
+        let hop = op.last_hop();
+        assert_eq!(hop["host"], op_host.as_str(), "{target}");
+        assert_eq!(hop["x_forwarded_for"], "203.0.113.7, 127.0.0.1", "{target}");
+        assert_eq!(hop["x_request_id"], "kept-1", "{target}");
+    }
+
     // A hostile id is replaced, not forwarded.
     let extra = "X-Request-Id: a b\"c\r\n";
     assert_eq!(plain(&gw.addr(), "/jwks", extra).status, 200);

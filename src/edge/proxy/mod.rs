@@ -28,7 +28,7 @@ pub use route::{route, routes_for, Route};
 use self::answer::{answer_error, err_headers, write_json};
 use self::refusal::{finish, Count, Stop};
 use self::tally::Tally;
-use self::upstream_request::{append_forwarded_for, op_path_and_query};
+use self::upstream_request::{op_path_and_query, set_forwarded_fields};
 use crate::ciba::discovery::Endpoints;
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::ciba::ids::{AuthReqId, ClientId};
@@ -287,7 +287,6 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_request.insert_header(http::header::HOST, self.host.clone())?;
         let live = self.live(ctx);
         if live
             .cfg
@@ -303,8 +302,12 @@ impl ProxyHttp for Gateway {
                 )
             })?);
         }
-        append_forwarded_for(session, upstream_request)?;
-        upstream_request.insert_header("x-request-id", ctx.request_id.header_value())?;
+        set_forwarded_fields(
+            session,
+            upstream_request,
+            &self.host,
+            ctx.request_id.header_value(),
+        )?;
         self.forward_certificate(ctx, upstream_request)?;
         Ok(())
     }

@@ -129,11 +129,46 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) -> Result<
     Ok(())
 }
 
-/// Appends the client's address to `X-Forwarded-For`, after every earlier hop's.
-pub(super) fn append_forwarded_for(session: &Session, req: &mut RequestHeader) -> Result<()> {
-    if let Some(list) = forwarded_for(session)? {
-        req.insert_header("x-forwarded-for", list)?;
+/// Sets the fields the gateway adds to a request it passes through: the OP's `Host`, the
+/// client's address after every earlier hop's in `X-Forwarded-For`, and `X-Request-Id`.
+///
+/// pingora's `insert_header` keeps a case-preserving map of names beside `http`'s, parses
+/// each name anew, and neither map can reserve room: two new fields grow both maps, and
+/// that cost more than everything else the gateway does to such a request. So a header
+/// whose target is its URI's path (every origin-form target pingora keeps as such) is
+/// taken apart instead (a move), its fields set in `http`'s map with room reserved, and
+/// put back together without the case map. Names then go out as on the gateway's own
+/// requests to the OP: the common ones capitalised, the rest in lower case (names are
+/// case-insensitive, RFC 9110 5.1; HAProxy and Envoy send them in lower case too). Any
+/// other target (absolute-form, bytes that are not UTF-8) keeps pingora's way.
+pub(super) fn set_forwarded_fields(
+    session: &Session,
+    req: &mut RequestHeader,
+    host: &HeaderValue,
+    id: HeaderValue,
+) -> Result<()> {
+    let forwarded = forwarded_for(session)?;
+    let path = req.uri.path_and_query().map(|p| p.as_str().as_bytes());
+    if path != Some(req.raw_path()) {
+        req.insert_header(HOST, host.clone())?;
+        if let Some(list) = forwarded {
+            req.insert_header(X_FORWARDED_FOR, list)?;
+        }
+        req.insert_header(X_REQUEST_ID, id)?;
+        return Ok(());
     }
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts = http::request::Parts::from(std::mem::replace(req, placeholder));
+    parts
+        .headers
+        .try_reserve(3)
+        .or_err(ErrorType::InvalidHTTPHeader, "too many header fields")?;
+    set(&mut parts.headers, HOST, host.clone())?;
+    if let Some(list) = forwarded {
+        set(&mut parts.headers, X_FORWARDED_FOR, list)?;
+    }
+    set(&mut parts.headers, X_REQUEST_ID, id)?;
+    *req = RequestHeader::from(parts);
     Ok(())
 }
 

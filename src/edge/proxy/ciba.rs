@@ -397,8 +397,8 @@ pub(super) async fn read_body(
     deadline: std::time::Duration,
 ) -> Result<Bytes, OAuthError> {
     // Boxed before the timer wraps it, so the timer moves a pointer, not the read's state.
-    // pingora's timer wheel, armed only if the body is not there at once: a tokio timer
-    // would read the clock on every request and, once armed, wake the runtime's driver.
+    // pingora's timer wheel, armed only if the body is not there at once: an armed tokio
+    // timer wakes the runtime's own driver through its eventfd (see `edge/guard.rs`).
     let read = fast_timeout(deadline, Box::pin(read_body_unbounded(session, limit)));
     match read.await {
         Ok(read) => read,

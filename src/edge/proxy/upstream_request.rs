@@ -134,7 +134,7 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) -> Result<
 ///
 /// pingora's `insert_header` keeps a case-preserving map of names beside `http`'s, parses
 /// each name anew, and neither map can reserve room: two new fields grow both maps, and
-/// that cost more than everything else the gateway does to such a request. So a header
+/// that cost as much as everything else the gateway does to such a request. So a header
 /// whose target is its URI's path (every origin-form target pingora keeps as such) is
 /// taken apart instead (a move), its fields set in `http`'s map with room reserved, and
 /// put back together without the case map. Names then go out as on the gateway's own

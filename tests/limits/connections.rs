@@ -178,6 +178,56 @@ fn a_later_request_on_a_kept_alive_connection_gets_its_own_deadline() {
     assert_eq!(total(&op), before);
 }
 
+/// One kept-alive connection carries requests of every shape through the guard's one header
+/// buffer: small, a header six times the buffer's first size (its buffer freed after),
+/// small again, a poll with its body in the same write, and a header split across writes.
+#[test]
+fn a_kept_alive_connection_serves_every_request_shape_through_one_buffer() {
+    let op = TestOp::start(&[]);
+    let (gw, _dir) = gateway(&op, "");
+    let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
+    let jwks = |op: &TestOp| op.stats()["by_path"]["/jwks"].as_u64().unwrap_or(0);
+    let (jwks_before, token_before) = (jwks(&op), op.token_count());
+    let small = b"GET /jwks HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec();
+    let large = format!(
+        "GET /jwks HTTP/1.1\r\nHost: gw\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(6 * 1024)
+    )
+    .into_bytes();
+    let body = encode_form(&[
+        ("client_id", POST_CLIENT.0),
+        ("client_secret", POST_CLIENT.1),
+        ("grant_type", CIBA_GRANT),
+        ("auth_req_id", &id),
+    ]);
+    let poll = format!(
+        "POST /token HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes();
+    let mut s = TcpStream::connect(gw.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for (i, request) in [&small, &large, &small, &poll, &large, &small]
+        .into_iter()
+        .enumerate()
+    {
+        s.write_all(request).unwrap();
+        let r = read_response(&mut s);
+        if std::ptr::eq(request, &poll) {
+            assert_eq!(r.status, 400, "request {i}: {}", r.text());
+            assert_eq!(r.error(), "authorization_pending", "request {i}");
+        } else {
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        }
+    }
+    s.write_all(b"GET /jw").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    s.write_all(b"ks HTTP/1.1\r\nHost: gw\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).status, 200);
+    assert_eq!(jwks(&op), jwks_before + 6);
+    assert_eq!(op.token_count(), token_before + 1);
+}
+
 #[test]
 fn a_connection_that_never_sends_is_closed_at_the_header_deadline() {
     let op = TestOp::start(&[]);

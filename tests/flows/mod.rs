@@ -183,16 +183,32 @@ fn the_op_learns_the_client_address_and_the_request_id() {
         "203.0.113.7, 198.51.100.1, 10.0.0.2, 127.0.0.1"
     );
 
-    // With a query, and in absolute form (a target the gateway sets these fields on
-    // through pingora's own calls), the same fields.
+    // With a query, and in absolute form (a target pingora keeps as the bytes received; it
+    // names the OP's authority in it, to match `Host`): the same target and fields.
     let absolute = format!("http://{}/jwks", gw.addr());
-    for target in ["/jwks?probe=1", absolute.as_str()] {
-        let extra = "x-forwarded-for: 203.0.113.7\r\nX-REQUEST-ID: kept-1\r\n";
-        assert_eq!(plain(&gw.addr(), target, extra).status, 200, "{target}");
+    let absolute_at_op = format!("http://{op_host}/jwks");
+    let targets: [(&[u8], &str); 2] = [
+        (b"/jwks?probe=1", "/jwks?probe=1"),
+        (absolute.as_bytes(), absolute_at_op.as_str()),
+    ];
+    for (target, at_op) in targets {
+        let shown = String::from_utf8_lossy(target);
+        let mut head = b"GET ".to_vec();
+        head.extend_from_slice(target);
+        head.extend_from_slice(
+            format!(
+                " HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nx-forwarded-for: 203.0.113.7\r\nX-REQUEST-ID: kept-1\r\n\r\n",
+                gw.addr()
+            )
+            .as_bytes(),
+        );
+        assert_eq!(raw(&gw.addr(), &head).status, 200, "{shown}");
         let hop = op.last_hop();
-        assert_eq!(hop["host"], op_host.as_str(), "{target}");
-        assert_eq!(hop["x_forwarded_for"], "203.0.113.7, 127.0.0.1", "{target}");
-        assert_eq!(hop["x_request_id"], "kept-1", "{target}");
+        assert_eq!(hop["path"], "/jwks", "{shown}");
+        assert_eq!(hop["target"], at_op, "{shown}");
+        assert_eq!(hop["host"], op_host.as_str(), "{shown}");
+        assert_eq!(hop["x_forwarded_for"], "203.0.113.7, 127.0.0.1", "{shown}");
+        assert_eq!(hop["x_request_id"], "kept-1", "{shown}");
     }
 
     // A hostile id is replaced, not forwarded.

@@ -484,6 +484,8 @@ provider.use(async (ctx, next) => {
   state.byPath.set(ctx.path, (state.byPath.get(ctx.path) ?? 0) + 1);
   state.lastHop = {
     path: ctx.path,
+    // The request-target as it arrived (the request line read as latin1, as node reads it).
+    target: ctx.req.url,
     host: ctx.get('host') || null,
     x_forwarded_for: ctx.get('x-forwarded-for') || null,
     x_request_id: ctx.get('x-request-id') || null,

@@ -47,14 +47,14 @@ impl Gateway {
                 append(&mut headers, name.clone(), value.clone())?;
             }
         }
-        // The gateway's own fields replace any the client sent.
-        set(&mut headers, HOST, self.host.clone())?;
+        set_own_fields(
+            &mut headers,
+            session,
+            &self.host,
+            ctx.request_id.header_value(),
+        )?;
         if body_len > 0 || src.method == http::Method::POST {
             set(&mut headers, CONTENT_LENGTH, HeaderValue::from(body_len))?;
-        }
-        set(&mut headers, X_REQUEST_ID, ctx.request_id.header_value())?;
-        if let Some(list) = forwarded_for(session)? {
-            set(&mut headers, X_FORWARDED_FOR, list)?;
         }
         let (mut parts, ()) = http::Request::new(()).into_parts();
         parts.method = src.method.clone();
@@ -129,47 +129,53 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) -> Result<
     Ok(())
 }
 
-/// Sets the fields the gateway adds to a request it passes through: the OP's `Host`, the
-/// client's address after every earlier hop's in `X-Forwarded-For`, and `X-Request-Id`.
+/// Sets the fields the gateway adds to a request it passes through: [`set_own_fields`].
 ///
 /// pingora's `insert_header` keeps a case-preserving map of names beside `http`'s, parses
 /// each name anew, and neither map can reserve room: two new fields grow both maps, and
-/// that cost as much as everything else the gateway does to such a request. So a header
-/// whose target is its URI's path (every origin-form target pingora keeps as such) is
-/// taken apart instead (a move), its fields set in `http`'s map with room reserved, and
+/// that cost as much as everything else the gateway does to such a request. So the header
+/// is taken apart instead (a move), its fields set in `http`'s map with room reserved, and
 /// put back together without the case map. Names then go out as on the gateway's own
 /// requests to the OP: the common ones capitalised, the rest in lower case (names are
-/// case-insensitive, RFC 9110 5.1; HAProxy and Envoy send them in lower case too). Any
-/// other target (absolute-form, bytes that are not UTF-8) keeps pingora's way.
+/// case-insensitive, RFC 9110 5.1; HAProxy and Envoy send them in lower case too). A target
+/// that only pingora's header keeps as the bytes received (an absolute-form one)
+/// is put back as those bytes.
 pub(super) fn set_forwarded_fields(
     session: &Session,
     req: &mut RequestHeader,
     host: &HeaderValue,
     id: HeaderValue,
 ) -> Result<()> {
-    let forwarded = forwarded_for(session)?;
     let path = req.uri.path_and_query().map(|p| p.as_str().as_bytes());
-    if path != Some(req.raw_path()) {
-        req.insert_header(HOST, host.clone())?;
-        if let Some(list) = forwarded {
-            req.insert_header(X_FORWARDED_FOR, list)?;
-        }
-        req.insert_header(X_REQUEST_ID, id)?;
-        return Ok(());
-    }
+    let raw = (path != Some(req.raw_path())).then(|| req.raw_path().to_vec());
     let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts = http::request::Parts::from(std::mem::replace(req, placeholder));
     parts
         .headers
         .try_reserve(3)
         .or_err(ErrorType::InvalidHTTPHeader, "too many header fields")?;
-    set(&mut parts.headers, HOST, host.clone())?;
-    if let Some(list) = forwarded {
-        set(&mut parts.headers, X_FORWARDED_FOR, list)?;
-    }
-    set(&mut parts.headers, X_REQUEST_ID, id)?;
+    set_own_fields(&mut parts.headers, session, host, id)?;
     *req = RequestHeader::from(parts);
+    if let Some(raw) = raw {
+        req.set_raw_path(&raw)?;
+    }
     Ok(())
+}
+
+/// Sets the gateway's own fields on a request to the OP, replacing any the client sent: the
+/// OP's `Host`, the client's address after every earlier hop's in `X-Forwarded-For`, and
+/// the request's `X-Request-Id`.
+fn set_own_fields(
+    headers: &mut HeaderMap,
+    session: &Session,
+    host: &HeaderValue,
+    id: HeaderValue,
+) -> Result<()> {
+    set(headers, HOST, host.clone())?;
+    if let Some(list) = forwarded_for(session)? {
+        set(headers, X_FORWARDED_FOR, list)?;
+    }
+    set(headers, X_REQUEST_ID, id)
 }
 
 /// The `X-Forwarded-For` list with the client's address last, after every earlier hop's;

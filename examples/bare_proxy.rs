@@ -9,9 +9,9 @@
 //! as nginx's `return 400` is nginx's.
 //!
 //! With `fields` as the fifth argument it also sets the three fields the gateway sets on
-//! every request it forwards (`Host`, `X-Forwarded-For`, `X-Request-Id`), through the same
-//! pingora calls, with values made once at start: what pingora charges for setting them,
-//! apart from the gateway's own work (making the values counts as the gateway's).
+//! every request it forwards (`Host`, `X-Forwarded-For`, `X-Request-Id`) the way a pingora
+//! proxy sets fields (`insert_header`), with values made once at start: what pingora charges
+//! for them, apart from making the values.
 //!
 //! Usage: cargo run --release --example bare_proxy -- [LISTEN] [UPSTREAM_IP:PORT] [THREADS] [WORK_STEALING] [fields]
 //! Defaults: 127.0.0.1:18090 127.0.0.1:18081 2 true (no fields)

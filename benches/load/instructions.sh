@@ -17,8 +17,8 @@
 #   g  bare pingora (examples/bare_proxy.rs), GET /jwks passed through
 #   g0 bare pingora answers POST /slow_down with a fixed 400 itself
 #   g3 bare pingora, GET /jwks passed through, setting the three fields the gateway sets on
-#      what it forwards (Host, X-Forwarded-For, X-Request-Id) with values made at start:
-#      c/g3 leaves out what pingora charges for setting them
+#      what it forwards (Host, X-Forwarded-For, X-Request-Id) with pingora's insert_header and
+#      values made at start: g3 - g is what a pingora proxy pays for them
 #
 # The same scenarios as benches/load/compare.sh, so each of its throughput ratios has an
 # instruction twin: c/g is g's count over c's, and so on (fewer instructions, more requests).

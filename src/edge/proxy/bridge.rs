@@ -51,7 +51,7 @@ impl Gateway {
         let Some(bridge) = &self.bridge else {
             return Ok(false);
         };
-        let authorization = header_str(session.req_header(), "authorization");
+        let authorization = header_str(session.req_header(), http::header::AUTHORIZATION);
         let need_client = || {
             OAuthError::new(
                 ErrorCode::InvalidClient,
@@ -150,7 +150,7 @@ impl Gateway {
         let accepted = pipeline::check_request(
             pipeline::Inbound {
                 endpoint: Endpoint::Token,
-                content_type: header_str(req, "content-type"),
+                content_type: header_str(req, http::header::CONTENT_TYPE),
                 authorization,
                 body: &body,
             },

@@ -58,13 +58,16 @@ impl Gateway {
         self.address_rate_limit(&live, session, endpoint).await?;
         let body = self.read_form_body(&live, session, ctx).await?;
         let mut accepted = self.check_request(&live, session, ctx, endpoint, &body)?;
-        let authorization = session.req_header().headers.contains_key("authorization");
+        let authorization = session
+            .req_header()
+            .headers
+            .contains_key(http::header::AUTHORIZATION);
         self.certificate_identity(ctx, &accepted, authorization)?;
         self.client_rate_limit(&live, session, ctx, endpoint, &accepted)
             .await?;
         self.fapi_checks(
             &live,
-            header_str(session.req_header(), "authorization"),
+            header_str(session.req_header(), http::header::AUTHORIZATION),
             endpoint,
             &accepted,
         )

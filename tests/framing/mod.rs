@@ -104,12 +104,7 @@ fn pipelined_requests_behind_a_poll_never_reach_the_op() {
     let op = TestOp::start(&[]);
     let (gw, _dir) = Gateway::with_config(&op.url(), "[rate_limit]\nenabled = false\n");
     let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
-    let body = encode_form(&[
-        ("client_id", POST_CLIENT.0),
-        ("client_secret", POST_CLIENT.1),
-        ("grant_type", CIBA_GRANT),
-        ("auth_req_id", &id),
-    ]);
+    let body = poll_body(POST_CLIENT, &id);
     let one = |path: &str| {
         format!(
             "POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",

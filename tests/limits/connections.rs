@@ -194,12 +194,7 @@ fn a_kept_alive_connection_serves_every_request_shape_through_one_buffer() {
         "p".repeat(6 * 1024)
     )
     .into_bytes();
-    let body = encode_form(&[
-        ("client_id", POST_CLIENT.0),
-        ("client_secret", POST_CLIENT.1),
-        ("grant_type", CIBA_GRANT),
-        ("auth_req_id", &id),
-    ]);
+    let body = poll_body(POST_CLIENT, &id);
     let poll = format!(
         "POST /token HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -246,12 +241,7 @@ fn a_connection_that_never_sends_is_closed_at_the_header_deadline() {
 fn a_trickled_body_on_the_ciba_endpoints_gets_408_at_the_body_deadline() {
     let op = TestOp::start(&[]);
     let (gw, _dir) = gateway(&op, "");
-    let body = encode_form(&[
-        ("client_id", POST_CLIENT.0),
-        ("client_secret", POST_CLIENT.1),
-        ("grant_type", CIBA_GRANT),
-        ("auth_req_id", "some-id"),
-    ]);
+    let body = poll_body(POST_CLIENT, "some-id");
     for path in ["/token", "/backchannel"] {
         let before = (op.token_count(), op.backchannel_count(), total(&op));
         for version in ["1.1", "1.0"] {
@@ -521,12 +511,7 @@ fn a_normal_client_flows_while_slow_connections_are_open() {
 fn malformed_and_ambiguous_headers_get_json_and_never_reach_the_op() {
     let op = TestOp::start(&[]);
     let (gw, _dir) = gateway(&op, "");
-    let poll = encode_form(&[
-        ("client_id", POST_CLIENT.0),
-        ("client_secret", POST_CLIENT.1),
-        ("grant_type", CIBA_GRANT),
-        ("auth_req_id", "some-id"),
-    ]);
+    let poll = poll_body(POST_CLIENT, "some-id");
     let form = "Content-Type: application/x-www-form-urlencoded\r\n";
     let chunked = format!("{:x}\r\n{poll}\r\n0\r\n\r\n", poll.len());
     let cl = poll.len();

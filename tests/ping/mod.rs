@@ -471,12 +471,7 @@ fn concurrent_redemptions_get_the_answer_once_and_strangers_touch_nothing() {
     for r in answers.iter().filter(|r| r.status != 200) {
         assert_oauth_error(r, 400, "invalid_grant", "a racing redemption");
     }
-    let form = encode_form(&[
-        ("client_id", POST_CLIENT.0),
-        ("client_secret", POST_CLIENT.1),
-        ("grant_type", CIBA_GRANT),
-        ("auth_req_id", &id),
-    ]);
+    let form = poll_body(POST_CLIENT, &id);
     let http10 = format!(
         "POST /token HTTP/1.0\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
         form.len()

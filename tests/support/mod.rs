@@ -607,17 +607,22 @@ pub fn auth_req_id(ack: &Resp) -> String {
 
 /// Polls the token endpoint for `client` (client_secret_post).
 pub fn poll(gw: &str, client: (&str, &str), auth_req_id: &str) -> Resp {
-    post_form(
-        gw,
-        "/token",
-        &[
-            ("client_id", client.0),
-            ("client_secret", client.1),
-            ("grant_type", CIBA_GRANT),
-            ("auth_req_id", auth_req_id),
-        ],
-        &[],
-    )
+    post_form(gw, "/token", &poll_pairs(client, auth_req_id), &[])
+}
+
+/// The form body of a poll by `client` (client_secret_post), for requests written by hand.
+pub fn poll_body(client: (&str, &str), auth_req_id: &str) -> String {
+    encode_form(&poll_pairs(client, auth_req_id))
+}
+
+/// The parameters of a poll by `client` (client_secret_post).
+fn poll_pairs<'a>(client: (&'a str, &'a str), auth_req_id: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("client_id", client.0),
+        ("client_secret", client.1),
+        ("grant_type", CIBA_GRANT),
+        ("auth_req_id", auth_req_id),
+    ]
 }
 
 /// A stub upstream for faults no real OP produces on demand.

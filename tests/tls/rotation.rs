@@ -46,12 +46,7 @@ impl PollStream {
             let (addr, cfg, id) = (addr.to_string(), cfg.clone(), id.to_string());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) && sent.load(Ordering::Relaxed) < 2_000 {
-                    let body = encode_form(&[
-                        ("client_id", POST_CLIENT.0),
-                        ("client_secret", POST_CLIENT.1),
-                        ("grant_type", CIBA_GRANT),
-                        ("auth_req_id", &id),
-                    ]);
+                    let body = poll_body(POST_CLIENT, &id);
                     let req = format!(
                         "POST /token HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()

@@ -180,7 +180,8 @@ fn a_later_request_on_a_kept_alive_connection_gets_its_own_deadline() {
 
 /// One kept-alive connection carries requests of every shape through the guard's one header
 /// buffer: small, a header six times the buffer's first size (its buffer freed after),
-/// small again, a poll with its body in the same write, and a header split across writes.
+/// small again, a poll with its body in the same write, a header split across writes; then
+/// one past the cap is refused on it.
 #[test]
 fn a_kept_alive_connection_serves_every_request_shape_through_one_buffer() {
     let op = TestOp::start(&[]);
@@ -219,6 +220,20 @@ fn a_kept_alive_connection_serves_every_request_shape_through_one_buffer() {
     thread::sleep(Duration::from_millis(100));
     s.write_all(b"ks HTTP/1.1\r\nHost: gw\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut s).status, 200);
+    // Past the cap (32 KiB) on the same connection, after all that: 431, closed, unseen.
+    let before = total(&op);
+    let mut over = b"GET /jwks HTTP/1.1\r\nHost: gw\r\n".to_vec();
+    for i in 0..40 {
+        over.extend_from_slice(format!("X-Big-{i}: {}\r\n", "b".repeat(1000)).as_bytes());
+    }
+    over.extend_from_slice(b"\r\n");
+    let _ = s.write_all(&over);
+    assert_oauth(
+        &answer_until_close(&mut s).expect("an answer"),
+        431,
+        "invalid_request",
+    );
+    assert_eq!(total(&op), before);
     assert_eq!(jwks(&op), jwks_before + 6);
     assert_eq!(op.token_count(), token_before + 1);
 }

@@ -117,17 +117,6 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
     || die "openssl could not make the test certificate"
 
 # --- the two nginx instances ---------------------------------------------------------------
-# The stub OP. \$request_id is 32 random hex digits, so every acknowledgement is a new id.
-nginx_conf op "
-    server {
-        listen 127.0.0.1:$OP_PORT;
-        default_type application/json;
-        location = /jwks { return 200 '{\"keys\":[]}'; }
-        location = /token { return 400 '{\"error\":\"authorization_pending\"}'; }
-        location = /backchannel { return 200 '{\"auth_req_id\":\"\$request_id\",\"expires_in\":600}'; }
-        location = /slow_down { return 400 '{\"error\":\"slow_down\"}'; }
-    }"
-
 # nginx as a plain reverse proxy, keep-alive connections to the stub.
 nginx_conf ngx "
     upstream op { server 127.0.0.1:$OP_PORT; keepalive 64; keepalive_requests 10000000; }
@@ -194,9 +183,9 @@ nginx_conf lua "
     }" "load_module /usr/lib/nginx/modules/ndk_http_module.so;
 load_module $lua_module;"
 
-"${srv[@]}" nginx -p "$work/op" -c "$work/op/nginx.conf" &
-op_master=$!
-pids+=("$op_master")
+# The stub OP: every acknowledgement is a new id.
+fixed_op op "$OP_PORT" "${srv[@]}"
+op_master=$fixed_op_pid
 "${srv[@]}" nginx -p "$work/ngx" -c "$work/ngx/nginx.conf" &
 ngx_master=$!
 pids+=("$ngx_master")

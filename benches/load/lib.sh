@@ -80,7 +80,8 @@ CONF
 
 # fixed_op NAME PORT [COMMAND...]: nginx under $work/NAME as a stub OP with fixed answers on
 # 127.0.0.1:PORT (the JWKS at /jwks, a pending poll at /token, an acknowledgement with a fresh
-# id at /backchannel), started through COMMAND (e.g. taskset -c 1) when one is given.
+# id at /backchannel, and at /slow_down nginx's own fixed 400), started through COMMAND (e.g.
+# taskset -c 1) when one is given; sets fixed_op_pid.
 fixed_op() {
     local name=$1 port=$2
     shift 2
@@ -91,9 +92,11 @@ fixed_op() {
         location = /jwks { return 200 '{\"keys\":[]}'; }
         location = /token { return 400 '{\"error\":\"authorization_pending\"}'; }
         location = /backchannel { return 200 '{\"auth_req_id\":\"\$request_id\",\"expires_in\":600}'; }
+        location = /slow_down { return 400 '{\"error\":\"slow_down\"}'; }
     }"
     "$@" nginx -p "$work/$name" -c "$work/$name/nginx.conf" &
-    pids+=("$!")
+    fixed_op_pid=$!
+    pids+=("$fixed_op_pid")
 }
 
 # per_request_toml FILE LISTEN_PORT METRICS_PORT OP_PORT writes the gateway's configuration for

@@ -58,20 +58,13 @@ impl Gateway {
         self.address_rate_limit(&live, session, endpoint).await?;
         let body = self.read_form_body(&live, session, ctx).await?;
         let mut accepted = self.check_request(&live, session, ctx, endpoint, &body)?;
-        let authorization = session
-            .req_header()
-            .headers
-            .contains_key(http::header::AUTHORIZATION);
-        self.certificate_identity(ctx, &accepted, authorization)?;
+        // At most one, in visible ASCII: `check_request` refused anything else.
+        let authorization = header_str(session.req_header(), http::header::AUTHORIZATION);
+        self.certificate_identity(ctx, &accepted, authorization.is_some())?;
         self.client_rate_limit(&live, session, ctx, endpoint, &accepted)
             .await?;
-        self.fapi_checks(
-            &live,
-            header_str(session.req_header(), http::header::AUTHORIZATION),
-            endpoint,
-            &accepted,
-        )
-        .await?;
+        self.fapi_checks(&live, authorization, endpoint, &accepted)
+            .await?;
         // Boxed: the bridge's exchanges are KiB of future state the other requests skip.
         if self.bridge.is_some()
             && Box::pin(self.bridge_ciba(&live, session, endpoint, &accepted)).await?

@@ -450,10 +450,10 @@ impl Routes {
     /// What a request-target (as received: origin- or absolute-form, with its query)
     /// names.
     pub fn classify(&self, target: &[u8]) -> Decision {
-        let path = target_path(target);
-        if let Some(e) = self.entries.iter().find(|e| e.public.as_bytes() == path) {
-            return Decision::Exact(e.target);
+        if let Some(t) = self.exact(target) {
+            return Decision::Exact(t);
         }
+        let path = target_path(target);
         // Most paths a gateway passes through are plain and in origin form (an absolute
         // form's authority is judged too): the full rule's answer for them, without its
         // decoding passes and copies (tests compare the two).
@@ -472,6 +472,16 @@ impl Routes {
             };
         }
         self.classify_full(target, path)
+    }
+
+    /// The gateway path a request-target's path is byte for byte, if any: [`Routes::classify`]'s
+    /// [`Decision::Exact`], which every [`Variants`] mode serves.
+    pub fn exact(&self, target: &[u8]) -> Option<Target> {
+        let path = target_path(target);
+        self.entries
+            .iter()
+            .find(|e| e.public.as_bytes() == path)
+            .map(|e| e.target)
     }
 
     /// [`Routes::classify`] past the exact match, by the full rule.

@@ -29,6 +29,7 @@ use crate::config::EdgeLimits;
 use crate::edge::h2::{self, H2Limits};
 use crate::edge::header_check::{self, Fault, Verdict};
 use crate::edge::header_end::HeaderEnd;
+use crate::edge::own_requests::{self, OwnRequests};
 use crate::edge::tls::TlsState;
 use crate::metrics;
 use crate::state::conn_limit::{ConnLimits, Permit, Refused};
@@ -44,6 +45,7 @@ use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
+use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
 use pingora::time::fast_timeout::fast_timeout;
 use std::io;
@@ -69,8 +71,10 @@ const FIRST_BUF: usize = 1024;
 const BUSY_RETRY_SECONDS: u64 = 1;
 
 /// The proxy app behind connection caps, header deadlines and the header cap.
-pub struct EdgeGuard<A> {
-    inner: Arc<A>,
+pub struct EdgeGuard<P: ProxyHttp> {
+    inner: Arc<HttpProxy<P>>,
+    /// The same proxy's hooks, for the requests it answers itself (`own_requests`).
+    own: P,
     settings: Arc<ArcSwap<GuardSettings>>,
     conns: Arc<ConnLimits>,
     /// TLS at the listener (`edge/tls.rs`), with the limits of HTTP/2 connections.
@@ -107,7 +111,7 @@ impl GuardHandle {
     }
 }
 
-impl<A> EdgeGuard<A> {
+impl<P: ProxyHttp> EdgeGuard<P> {
     /// A handle that changes this guard's settings while it runs.
     pub fn handle(&self) -> GuardHandle {
         GuardHandle {
@@ -116,10 +120,18 @@ impl<A> EdgeGuard<A> {
         }
     }
 
-    /// Wraps `inner`; `trusted` proxies are exempt from the per-address cap.
-    pub fn new(inner: A, limits: EdgeLimits, keepalive: Duration, trusted: Vec<IpNet>) -> Self {
+    /// Wraps `inner`, whose hooks `own` shares; `trusted` proxies are exempt from the
+    /// per-address cap.
+    pub fn new(
+        inner: HttpProxy<P>,
+        own: P,
+        limits: EdgeLimits,
+        keepalive: Duration,
+        trusted: Vec<IpNet>,
+    ) -> Self {
         EdgeGuard {
             inner: Arc::new(inner),
+            own,
             conns: ConnLimits::new(limits.max_connections, limits.max_connections_per_address),
             settings: Arc::new(ArcSwap::from_pointee(GuardSettings {
                 limits,
@@ -144,9 +156,10 @@ impl<A> EdgeGuard<A> {
 }
 
 #[async_trait]
-impl<A> ServerApp for EdgeGuard<A>
+impl<P> ServerApp for EdgeGuard<P>
 where
-    A: HttpServerApp + Send + Sync + 'static,
+    P: OwnRequests,
+    P::CTX: Send + Sync,
 {
     /// Runs once per accepted connection and serves it to the end; returns `None` (the
     /// connection is never handed back to the listener).
@@ -215,9 +228,10 @@ where
     }
 }
 
-impl<A> EdgeGuard<A>
+impl<P> EdgeGuard<P>
 where
-    A: HttpServerApp + Send + Sync + 'static,
+    P: OwnRequests,
+    P::CTX: Send + Sync,
 {
     /// Serves every request of one HTTP/1 connection, each header read by the guard.
     async fn serve_http1(
@@ -262,26 +276,48 @@ where
                 }
                 HeaderRead::TooLarge => return refuse_request(conn, Cut::HeaderTooLarge).await,
             }
-            if let Some(fault) = refused(conn.pending()).await {
-                return refuse_request(conn, Cut::Refused(fault)).await;
-            }
-            let mut session = ServerSession::new_http1(conn);
-            // As pingora's own loop does: no reuse once shutting down; the proxy bounds
-            // the keep-alive on each request (`proxy::bound_keepalive`).
-            if *shutdown.borrow() {
-                session.set_keepalive(None);
-            } else {
-                session.set_keepalive(Some(guard.keepalive.as_secs()));
-            }
-            session.set_keepalive_reuses_remaining(
-                self.inner
-                    .server_options()
-                    .and_then(|o| o.keepalive_request_limit),
-            );
-            if let Some(s) = settings.take() {
-                s.apply_to_session(&mut session);
-            }
-            let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
+            let plain = match refused(conn.pending()).await {
+                Ok(plain) => plain,
+                Err(fault) => return refuse_request(conn, Cut::Refused(fault)).await,
+            };
+            let carried = settings.take();
+            let prepare = |session: &mut ServerSession| {
+                // As pingora's own loop does: no reuse once shutting down; the proxy bounds
+                // the keep-alive on each request (`proxy::bound_keepalive`).
+                if *shutdown.borrow() {
+                    session.set_keepalive(None);
+                } else {
+                    session.set_keepalive(Some(guard.keepalive.as_secs()));
+                }
+                session.set_keepalive_reuses_remaining(
+                    self.inner
+                        .server_options()
+                        .and_then(|o| o.keepalive_request_limit),
+                );
+                if let Some(s) = carried {
+                    s.apply_to_session(session);
+                }
+            };
+            let own = plain
+                .then(|| {
+                    self.own
+                        .claims(header_check::request_target(conn.pending()))
+                })
+                .flatten();
+            let reused = match own {
+                Some(ctx) => {
+                    let modules = &self.inner.downstream_modules;
+                    // Boxed: pingora's session lives in it, and the connection's own future
+                    // stays small for the requests that are proxied.
+                    Box::pin(own_requests::serve(&self.own, modules, conn, ctx, prepare)).await
+                }
+                None => {
+                    let mut session = ServerSession::new_http1(conn);
+                    prepare(&mut session);
+                    self.inner.process_new_http(session, shutdown).await
+                }
+            };
+            let Some(reused) = reused else {
                 return;
             };
             let (s, next) = reused.consume();
@@ -398,13 +434,17 @@ where
     r.read_buf(&mut buf.limit(limit)).await
 }
 
-/// Why a complete header is refused before pingora sees it (`header_check`), if it is.
-async fn refused(header: &[u8]) -> Option<Fault> {
+/// Why a complete header is refused before pingora sees it (`header_check`), if it is;
+/// otherwise whether its target is plain origin-form (`Verdict::Pass`).
+async fn refused(header: &[u8]) -> Result<bool, Fault> {
     match header_check::check(header) {
-        Verdict::Pass => None,
-        Verdict::Refuse(fault) => Some(fault),
+        Verdict::Pass => Ok(true),
+        Verdict::Refuse(fault) => Err(fault),
         // Boxed: pingora's session is only built for these rare targets.
-        Verdict::AskPingora => Box::pin(pingora_verdict(header)).await,
+        Verdict::AskPingora => match Box::pin(pingora_verdict(header)).await {
+            Some(fault) => Err(fault),
+            None => Ok(false),
+        },
     }
 }
 
@@ -966,10 +1006,10 @@ mod tests {
             let shown = String::from_utf8_lossy(case);
             if theirs {
                 assert!(
-                    ours.is_some(),
+                    ours.is_err(),
                     "pingora refuses, the guard passes: {shown:?}"
                 );
-            } else if let Some(fault) = ours {
+            } else if let Err(fault) = ours {
                 assert!(
                     matches!(fault, Fault::Framing(_) | Fault::Http2),
                     "the guard refuses ({fault:?}), pingora reads it: {shown:?}"

@@ -106,6 +106,21 @@ pub fn check(header: &[u8]) -> Verdict {
     Verdict::Pass
 }
 
+/// The request-target of a header [`check`] passed: the request line's second word.
+///
+/// Only meaningful after `Verdict::Pass` (a request line httparse read, its target plain
+/// origin-form); like httparse, it skips empty lines before the request line.
+pub fn request_target(header: &[u8]) -> &[u8] {
+    let start = header
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(header.len());
+    let line = &header[start..];
+    let mut words = line.splitn(3, |&b| b == b' ');
+    words.next();
+    words.next().unwrap_or_default()
+}
+
 /// The gateway's framing rule: one `Transfer-Encoding: chunked` (HTTP/1.1) or one
 /// digits-only `Content-Length`, never both.
 fn framing_fault(headers: &[httparse::Header<'_>], http10: bool) -> Option<Fault> {

@@ -13,6 +13,7 @@ pub mod in_flight;
 pub mod jwks_fetch;
 pub mod notify;
 pub mod op_client;
+pub mod own_requests;
 pub mod ping_poller;
 pub mod proxy;
 pub mod reload;

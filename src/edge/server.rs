@@ -24,7 +24,6 @@ use crate::state::seal::Sealer;
 use crate::state::store::{StateStore, Store};
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
-use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -226,7 +225,7 @@ fn guarded_proxy(
     pings: Option<Arc<Pings>>,
     tls: Option<Arc<TlsState>>,
     bridge_store: Option<Arc<BridgeStore>>,
-) -> EdgeGuard<HttpProxy<Gateway>> {
+) -> EdgeGuard<Gateway> {
     let mut gateway = Gateway::new(runtime.clone(), op.clone(), store.clone());
     if let Some(pings) = pings {
         gateway = gateway.with_pings(pings);
@@ -234,7 +233,7 @@ fn guarded_proxy(
     if let Some(bridge) = bridge_store.and_then(|b| bridge(&runtime.current().cfg, op, store, b)) {
         gateway = gateway.with_bridge(bridge);
     }
-    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway.clone());
     let settings = |cfg: &Config| GuardSettings {
         limits: cfg.edge,
         keepalive: std::time::Duration::from_secs(cfg.keepalive_timeout_seconds),
@@ -243,7 +242,7 @@ fn guarded_proxy(
     let live = runtime.current();
     let start = settings(&live.cfg);
     let keepalive = start.keepalive;
-    let guard = EdgeGuard::new(proxy, start.limits, start.keepalive, start.trusted);
+    let guard = EdgeGuard::new(proxy, gateway, start.limits, start.keepalive, start.trusted);
     // Connections accepted after a reload get its deadlines, header cap and caps.
     let handle = guard.handle();
     runtime.follow(Box::new(move |live| handle.set(settings(&live.cfg))));

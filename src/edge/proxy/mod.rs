@@ -92,8 +92,13 @@ impl OpLink {
     }
 }
 
-/// The gateway service.
-pub struct Gateway {
+/// The gateway service: a handle on its state, shared by pingora's proxy app and the
+/// guard's own serving of the requests the gateway answers itself (`edge/own_requests.rs`).
+#[derive(Clone)]
+pub struct Gateway(Arc<GatewayState>);
+
+/// What every request of the gateway service reads.
+pub struct GatewayState {
     /// The configuration in force; each request reads the snapshot it started with.
     runtime: Arc<Runtime>,
     op: Arc<OpLink>,
@@ -121,7 +126,7 @@ impl Gateway {
         let host = HeaderValue::from_str(&runtime.current().cfg.upstream.authority())
             .expect("a validated upstream.url is a valid Host header");
         let fapi = Arc::new(fapi::FapiRuntime::new(&runtime.current().cfg));
-        Gateway {
+        Gateway(Arc::new(GatewayState {
             runtime,
             op,
             store,
@@ -133,18 +138,23 @@ impl Gateway {
             pings: None,
             bridge: None,
             fapi,
-        }
+        }))
+    }
+
+    /// The state, while this handle is still the only one (at start-up).
+    fn building(&mut self) -> &mut GatewayState {
+        Arc::get_mut(&mut self.0).expect("configured before it is shared")
     }
 
     /// Serves ping clients (`[ping]`) from `store`, which the ping poller shares.
     pub fn with_pings(mut self, store: Arc<Pings>) -> Self {
-        self.pings = Some(store);
+        self.building().pings = Some(store);
         self
     }
 
     /// Serves CIBA over the OP's code flow (`[bridge]`).
     pub fn with_bridge(mut self, bridge: Arc<crate::edge::bridge::Bridge>) -> Self {
-        self.bridge = Some(bridge);
+        self.building().bridge = Some(bridge);
         self
     }
 
@@ -158,6 +168,28 @@ impl Gateway {
     /// The configuration snapshot `ctx`'s request started with.
     fn live(&self, ctx: &RequestCtx) -> Arc<Live> {
         ctx.live.clone().unwrap_or_else(|| self.runtime.current())
+    }
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = GatewayState;
+
+    fn deref(&self) -> &GatewayState {
+        &self.0
+    }
+}
+
+impl crate::edge::own_requests::OwnRequests for Gateway {
+    /// A target that is exactly one of the gateway's paths (a CIBA endpoint or a metadata
+    /// document), which `request_filter` serves or refuses in every routing mode. Other
+    /// spellings, refused or not, take pingora's path, as does everything before the
+    /// endpoints and the OP's address are known.
+    fn claims(&self, target: &[u8]) -> Option<RequestCtx> {
+        let endpoints = self.op.endpoints.get()?;
+        if !self.op.has_peer() {
+            return None;
+        }
+        self.routes(endpoints).exact(target).map(|_| self.new_ctx())
     }
 }
 

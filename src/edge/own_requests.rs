@@ -1,0 +1,140 @@
+//! Requests the gateway answers itself, served on pingora's HTTP/1 session without pingora's
+//! proxy loop.
+//!
+//! pingora's proxy app runs every request inside one future made for proxying (its upstream
+//! connection, its body pumps, its cache), boxed and copied in full on every request: tens of
+//! KiB, whether or not the request is proxied. The gateway answers the CIBA endpoints and the
+//! metadata documents itself, after its own exchange with the OP, so for a request the guard
+//! can tell is one of them it runs the same hooks in the same order as pingora's
+//! `process_request` does for a request its `request_filter` answers (`early_request_filter`,
+//! the downstream modules, `request_filter`, `logging`, and on an error `fail_to_proxy`),
+//! on the same session type, with the same modules, and the same keep-alive hand-back.
+//!
+//! Which requests: [`OwnRequests::claims`] answers from the request-target as received, and
+//! only for plain origin-form targets (the guard's `header_check` passed them), whose bytes
+//! pingora's own parser keeps as they are; `request_filter` then routes the request again
+//! from pingora's parse. Should it ever decide to proxy a claimed request, the request is
+//! refused with a 500 and the connection closed: a claimed request is never forwarded.
+
+use pingora::apps::{HttpPersistentSettings, ReusedHttpStream};
+use pingora::modules::http::HttpModules;
+use pingora::protocols::Stream;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::{Error, ErrorType};
+
+/// A proxy that answers some requests itself, never proxying them.
+pub trait OwnRequests: ProxyHttp + Send + Sync + 'static
+where
+    Self::CTX: Send + Sync,
+{
+    /// A fresh context for a request with this origin-form target when `request_filter`
+    /// answers every such request itself (never returns `Ok(false)` for it); `None` when it
+    /// may proxy it.
+    fn claims(&self, target: &[u8]) -> Option<Self::CTX>;
+}
+
+/// Serves one claimed request on `stream`, whose header is complete at its front; `prepare`
+/// sets the session's keep-alive as the guard does for every request. Returns the
+/// connection when it may carry another request.
+pub async fn serve<P>(
+    proxy: &P,
+    modules: &HttpModules,
+    stream: Stream,
+    mut ctx: P::CTX,
+    prepare: impl FnOnce(&mut pingora::protocols::http::ServerSession),
+) -> Option<ReusedHttpStream>
+where
+    P: OwnRequests,
+    P::CTX: Send + Sync,
+{
+    let mut session = Session::new_h1_with_modules(stream, modules);
+    prepare(&mut session.downstream_session);
+    match session.downstream_session.read_request().await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            // As pingora's proxy app does (the guard has already refused what it cannot
+            // parse, so this is for completeness).
+            if e.etype() == &ErrorType::InvalidHTTPHeader {
+                let _ = session.downstream_session.respond_error(400).await;
+            }
+            session.downstream_session.shutdown().await;
+            return None;
+        }
+    }
+    if let Err(e) = proxy.early_request_filter(&mut session, &mut ctx).await {
+        return failed(proxy, session, ctx, e, "Fail to early filter request:").await;
+    }
+    let Session {
+        downstream_session,
+        downstream_modules_ctx,
+        ..
+    } = &mut session;
+    if let Err(e) = downstream_modules_ctx
+        .request_header_filter(downstream_session.req_header_mut())
+        .await
+    {
+        let context = "Failed in downstream modules request filter:";
+        return failed(proxy, session, ctx, e, context).await;
+    }
+    match proxy.request_filter(&mut session, &mut ctx).await {
+        Ok(true) => {
+            proxy.logging(&mut session, None, &mut ctx).await;
+            hand_back(proxy, session, &ctx).await
+        }
+        Ok(false) => {
+            let e = Error::explain(
+                ErrorType::InternalError,
+                "a request the gateway claimed was routed to the OP; refused",
+            );
+            failed(proxy, session, ctx, e, "Fail to filter request:").await
+        }
+        Err(e) => failed(proxy, session, ctx, e, "Fail to filter request:").await,
+    }
+}
+
+/// What pingora does when a hook fails: `fail_to_proxy` answers, the error is logged
+/// (unless the proxy suppresses it), `logging` runs, and the connection is kept only if
+/// `fail_to_proxy` said it may be.
+async fn failed<P>(
+    proxy: &P,
+    mut session: Session,
+    mut ctx: P::CTX,
+    e: Box<Error>,
+    context: &str,
+) -> Option<ReusedHttpStream>
+where
+    P: OwnRequests,
+    P::CTX: Send + Sync,
+{
+    let answered = proxy.fail_to_proxy(&mut session, &e, &mut ctx).await;
+    if !proxy.suppress_error_log(&session, &ctx, &e) {
+        tracing::error!(
+            "{context} {e}, status: {}, {}",
+            answered.error_code,
+            proxy.request_summary(&session, &ctx)
+        );
+    }
+    proxy.logging(&mut session, Some(&e), &mut ctx).await;
+    session.downstream_session.on_proxy_failure(e);
+    if answered.can_reuse_downstream {
+        hand_back(proxy, session, &ctx).await
+    } else {
+        None
+    }
+}
+
+/// The connection back for its next request, with what the session carries over, once
+/// the rest of this request's body is drained; `None` when it cannot be reused.
+async fn hand_back<P>(proxy: &P, session: Session, ctx: &P::CTX) -> Option<ReusedHttpStream>
+where
+    P: OwnRequests,
+    P::CTX: Send + Sync,
+{
+    let mut settings = HttpPersistentSettings::for_session(&session.downstream_session);
+    if let Some(uc) = proxy.persist_connection_context(&session, ctx) {
+        settings.set_user_context(uc);
+    }
+    let reusable = session.downstream_session.finish().await.ok().flatten()?;
+    Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
+}

@@ -950,6 +950,46 @@ mod tests {
         pingora_verdict(header).await.is_some()
     }
 
+    /// The target the guard claims a request by (`own_requests`) is, byte for byte, the one
+    /// `request_filter` routes by: pingora's `raw_path` of the same header.
+    #[tokio::test]
+    async fn the_target_the_guard_claims_by_is_the_one_pingora_routes_by() {
+        use pingora::protocols::http::v1::server::HttpSession;
+        let targets = [
+            "/token",
+            "/token?a=b%20c&d",
+            "//token",
+            "/%74oken",
+            "/token;x=1",
+            "/a/../token",
+            "/./token/",
+            "/TOKEN",
+            "/.well-known/openid-configuration",
+            "/x:y@z",
+            "/-._~!$&'()*+,;=:@%2F",
+            "/?",
+            "/",
+        ];
+        for target in targets {
+            for lead in ["", "\r\n"] {
+                let head = format!("{lead}POST {target} HTTP/1.1\r\nHost: gw\r\n\r\n");
+                assert_eq!(
+                    header_check::check(head.as_bytes()),
+                    Verdict::Pass,
+                    "{head:?}"
+                );
+                assert_eq!(
+                    header_check::request_target(head.as_bytes()),
+                    target.as_bytes(),
+                    "{head:?}"
+                );
+                let mut session = HttpSession::new(Box::new(io::Cursor::new(head.into_bytes())));
+                assert!(session.read_request().await.unwrap().is_some());
+                assert_eq!(session.req_header().raw_path(), target.as_bytes());
+            }
+        }
+    }
+
     /// Every header pingora refuses, the guard refuses; the guard refuses more only for
     /// its own framing rule and the HTTP/2 preface.
     #[tokio::test]

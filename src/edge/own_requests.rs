@@ -138,3 +138,109 @@ where
     let reusable = session.downstream_session.finish().await.ok().flatten()?;
     Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use pingora::proxy::FailToProxy;
+    use pingora::upstreams::peer::HttpPeer;
+    use std::sync::Mutex;
+
+    /// Hooks that note what ran; `request_filter` answers or declines as told.
+    #[derive(Default)]
+    struct Noting {
+        answers: bool,
+        ran: Mutex<Vec<String>>,
+    }
+
+    impl Noting {
+        fn note(&self, what: impl Into<String>) {
+            self.ran.lock().unwrap().push(what.into());
+        }
+    }
+
+    #[async_trait]
+    impl ProxyHttp for Noting {
+        type CTX = ();
+
+        fn new_ctx(&self) {}
+
+        async fn request_filter(&self, session: &mut Session, _: &mut ()) -> pingora::Result<bool> {
+            self.note(format!("request_filter {}", session.req_header().uri));
+            if self.answers {
+                let answer = pingora::http::ResponseHeader::build(204, None)?;
+                session
+                    .write_response_header(Box::new(answer), true)
+                    .await?;
+            }
+            Ok(self.answers)
+        }
+
+        async fn upstream_peer(
+            &self,
+            _: &mut Session,
+            _: &mut (),
+        ) -> pingora::Result<Box<HttpPeer>> {
+            self.note("upstream_peer");
+            Err(Error::new(ErrorType::ConnectNoRoute))
+        }
+
+        async fn fail_to_proxy(&self, _: &mut Session, e: &Error, _: &mut ()) -> FailToProxy {
+            self.note(format!("fail_to_proxy {:?}", e.etype()));
+            FailToProxy {
+                error_code: 500,
+                can_reuse_downstream: false,
+            }
+        }
+
+        async fn logging(&self, _: &mut Session, e: Option<&Error>, _: &mut ()) {
+            self.note(format!("logging {:?}", e.map(|e| e.etype().clone())));
+        }
+    }
+
+    impl OwnRequests for Noting {
+        fn claims(&self, _: &[u8]) -> Option<()> {
+            Some(())
+        }
+    }
+
+    async fn serve_one(proxy: &Noting) -> Option<ReusedHttpStream> {
+        let request = b"GET /token HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec();
+        let stream: Stream = Box::new(std::io::Cursor::new(request));
+        serve(proxy, &HttpModules::new(), stream, (), |s| {
+            s.set_keepalive(Some(60))
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_answered_request_runs_the_hooks_in_pingoras_order_and_keeps_the_connection() {
+        let proxy = Noting {
+            answers: true,
+            ..Noting::default()
+        };
+        assert!(serve_one(&proxy).await.is_some());
+        assert_eq!(
+            *proxy.ran.lock().unwrap(),
+            ["request_filter /token", "logging None"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claimed_request_the_proxy_would_forward_is_refused_never_forwarded() {
+        let proxy = Noting::default();
+        assert!(
+            serve_one(&proxy).await.is_none(),
+            "the connection is closed"
+        );
+        assert_eq!(
+            *proxy.ran.lock().unwrap(),
+            [
+                "request_filter /token",
+                "fail_to_proxy InternalError",
+                "logging Some(InternalError)"
+            ]
+        );
+    }
+}

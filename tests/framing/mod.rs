@@ -1,6 +1,7 @@
 //! How requests are read and routed: chunked bodies, kept-alive connections, and every
 //! spelling of an endpoint's path (`routing.rs`).
 
+mod own_paths;
 pub(crate) mod routing;
 
 use crate::support::*;

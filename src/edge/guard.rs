@@ -15,7 +15,9 @@
 //!    `server.client_header_timeout_seconds` and `server.max_header_bytes`, answering 408
 //!    or 431 itself and closing;
 //! 4. hands pingora's HTTP/1 session a [`Replay`] stream that gives back those bytes first,
-//!    so pingora parses a header that is already complete, and runs the proxy on it;
+//!    so pingora parses a header that is already complete, and runs the proxy on it: the
+//!    proxy app for most requests, the proxy's hooks alone (`own_requests`) for one on a path
+//!    the gateway always answers itself;
 //! 5. on keep-alive, waits for the next request's first byte at most
 //!    `server.keepalive_timeout_seconds`, then gives that header its own deadline.
 //!

@@ -62,81 +62,81 @@ where
             return None;
         }
     }
-    if let Err(e) = proxy.early_request_filter(&mut session, &mut ctx).await {
-        return failed(proxy, session, ctx, e, "Fail to early filter request:").await;
-    }
-    let Session {
-        downstream_session,
-        downstream_modules_ctx,
-        ..
-    } = &mut session;
-    if let Err(e) = downstream_modules_ctx
-        .request_header_filter(downstream_session.req_header_mut())
-        .await
-    {
-        let context = "Failed in downstream modules request filter:";
-        return failed(proxy, session, ctx, e, context).await;
-    }
-    match proxy.request_filter(&mut session, &mut ctx).await {
-        Ok(true) => {
+    let failure = match proxy.early_request_filter(&mut session, &mut ctx).await {
+        Err(e) => Some((e, "Fail to early filter request:")),
+        Ok(()) => {
+            let Session {
+                downstream_session,
+                downstream_modules_ctx,
+                ..
+            } = &mut session;
+            downstream_modules_ctx
+                .request_header_filter(downstream_session.req_header_mut())
+                .await
+                .err()
+                .map(|e| (e, "Failed in downstream modules request filter:"))
+        }
+    };
+    let failure = match failure {
+        Some(failure) => Some(failure),
+        None => match proxy.request_filter(&mut session, &mut ctx).await {
+            Ok(true) => None,
+            Ok(false) => Some((
+                Error::explain(
+                    ErrorType::InternalError,
+                    "a request the gateway claimed was routed to the OP; refused",
+                ),
+                "Fail to filter request:",
+            )),
+            Err(e) => Some((e, "Fail to filter request:")),
+        },
+    };
+    let keep = match failure {
+        None => {
             proxy.logging(&mut session, None, &mut ctx).await;
-            hand_back(proxy, session, &ctx).await
+            true
         }
-        Ok(false) => {
-            let e = Error::explain(
-                ErrorType::InternalError,
-                "a request the gateway claimed was routed to the OP; refused",
-            );
-            failed(proxy, session, ctx, e, "Fail to filter request:").await
-        }
-        Err(e) => failed(proxy, session, ctx, e, "Fail to filter request:").await,
+        Some((e, context)) => failed(proxy, &mut session, &mut ctx, e, context).await,
+    };
+    if !keep {
+        return None;
     }
+    // pingora's own hand-back: the settings the next request starts with, then the
+    // connection once the rest of this request's body is drained.
+    let mut settings = HttpPersistentSettings::for_session(&session.downstream_session);
+    if let Some(uc) = proxy.persist_connection_context(&session, &ctx) {
+        settings.set_user_context(uc);
+    }
+    let downstream = session.downstream_session;
+    let reusable = downstream.finish().await.ok().flatten()?;
+    Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
 }
 
 /// What pingora does when a hook fails: `fail_to_proxy` answers, the error is logged
-/// (unless the proxy suppresses it), `logging` runs, and the connection is kept only if
-/// `fail_to_proxy` said it may be.
+/// (unless the proxy suppresses it), `logging` runs; the connection may be kept only if
+/// `fail_to_proxy` says so.
 async fn failed<P>(
     proxy: &P,
-    mut session: Session,
-    mut ctx: P::CTX,
+    session: &mut Session,
+    ctx: &mut P::CTX,
     e: Box<Error>,
     context: &str,
-) -> Option<ReusedHttpStream>
+) -> bool
 where
     P: OwnRequests,
     P::CTX: Send + Sync,
 {
-    let answered = proxy.fail_to_proxy(&mut session, &e, &mut ctx).await;
-    if !proxy.suppress_error_log(&session, &ctx, &e) {
+    let answered = proxy.fail_to_proxy(session, &e, ctx).await;
+    if !proxy.suppress_error_log(session, ctx, &e) {
         tracing::error!(
             "{context} {e}, status: {}, {}",
             answered.error_code,
-            proxy.request_summary(&session, &ctx)
+            proxy.request_summary(session, ctx)
         );
     }
-    proxy.logging(&mut session, Some(&e), &mut ctx).await;
+    proxy.logging(session, Some(&e), ctx).await;
     session.downstream_session.on_proxy_failure(e);
-    if answered.can_reuse_downstream {
-        hand_back(proxy, session, &ctx).await
-    } else {
-        None
-    }
-}
-
-/// The connection back for its next request, with what the session carries over, once
-/// the rest of this request's body is drained; `None` when it cannot be reused.
-async fn hand_back<P>(proxy: &P, session: Session, ctx: &P::CTX) -> Option<ReusedHttpStream>
-where
-    P: OwnRequests,
-    P::CTX: Send + Sync,
-{
-    let mut settings = HttpPersistentSettings::for_session(&session.downstream_session);
-    if let Some(uc) = proxy.persist_connection_context(&session, ctx) {
-        settings.set_user_context(uc);
-    }
-    let reusable = session.downstream_session.finish().await.ok().flatten()?;
-    Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
+    answered.can_reuse_downstream
 }
 
 #[cfg(test)]

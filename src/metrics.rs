@@ -423,6 +423,21 @@ impl RequestMetrics {
     }
 }
 
+/// Counts one answer the gateway gave itself in `ciba_gateway_local_answers_total`; each
+/// endpoint's series for each code is looked up once, not on every answer.
+pub fn count_local_answer(endpoint: &'static str, code: crate::ciba::error::ErrorCode) {
+    use crate::ciba::error::ALL;
+    static SERIES: [[OnceLock<IntCounter>; ALL.len()]; ENDPOINT_LABELS.len()] =
+        [const { [const { OnceLock::new() }; ALL.len()] }; ENDPOINT_LABELS.len()];
+    let labels = [endpoint, code.as_str()];
+    match ENDPOINT_LABELS.iter().position(|e| *e == endpoint) {
+        Some(e) => SERIES[e][code as usize]
+            .get_or_init(|| LOCAL_ANSWERS.with_label_values(&labels))
+            .inc(),
+        None => LOCAL_ANSWERS.with_label_values(&labels).inc(),
+    }
+}
+
 /// Loads of a new listener certificate (rotation), by outcome.
 pub static TLS_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(

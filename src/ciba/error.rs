@@ -235,6 +235,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn all_lists_every_code_at_its_own_index() {
+        for (i, code) in ALL.iter().enumerate() {
+            assert_eq!(*code as usize, i, "{code}");
+        }
+    }
+
+    #[test]
     fn every_code_round_trips_through_its_string() {
         for code in ALL {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));

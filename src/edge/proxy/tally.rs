@@ -42,9 +42,7 @@ impl Tally {
     /// histogram are `RequestMetrics`'s).
     pub fn record(&self, endpoint: &'static str) {
         if let Some(code) = self.local_error {
-            metrics::LOCAL_ANSWERS
-                .with_label_values(&[endpoint, code.as_str()])
-                .inc();
+            metrics::count_local_answer(endpoint, code);
         }
         if let Some(failure) = self.upstream_failure {
             metrics::UPSTREAM_FAILURES

@@ -333,7 +333,12 @@ impl Gateway {
     /// Metrics are recorded when a request is logged, just after its answer is sent, so a
     /// scrape right after an answer may miss it; this waits (up to 5 s) instead of racing.
     pub fn metrics_containing(&self, lines: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.metrics_containing_within(lines, Duration::from_secs(5))
+    }
+
+    /// [`Gateway::metrics_containing`], waiting up to `limit`.
+    pub fn metrics_containing_within(&self, lines: &[&str], limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let m = get(&self.metrics_addr(), "/metrics").text();
             let missing: Vec<&&str> = lines.iter().filter(|l| !m.contains(**l)).collect();

@@ -118,14 +118,9 @@ impl JwksFetcher {
             .finish_body()
             .await
             .map_err(|_| "could not send".to_string())?;
-        session
-            .read_response()
+        let status = crate::edge::op_client::read_final_response(&mut session)
             .await
             .map_err(|_| "no answer".to_string())?;
-        let status = session
-            .resp_header()
-            .map(|h| h.status.as_u16())
-            .unwrap_or(0);
         if status != 200 {
             return Err(format!("status {status}"));
         }

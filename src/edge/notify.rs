@@ -34,7 +34,7 @@ use crate::ciba::address::{self, Endpoint, Host, Refusal};
 use crate::ciba::ids::{AuthReqId, Secret};
 use crate::ciba::notification::{self, Backoff, Verdict};
 use crate::config::NotifySettings;
-use crate::edge::op_client::Failure;
+use crate::edge::op_client::{read_final_response, Failure};
 use crate::metrics;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
@@ -447,7 +447,12 @@ impl Notifier {
             .map_err(failed(true))?;
         session.write_body(&ping.body).await.map_err(failed(true))?;
         session.finish_body().await.map_err(failed(true))?;
-        let status = final_status(&mut session).await?;
+        let status = read_final_response(&mut session).await.map_err(|e| {
+            let failure = e.map_or(Failure::BadResponse, |e| {
+                Failure::from_error_type(e.etype())
+            });
+            (failure, true)
+        })?;
         // Read so the endpoint can finish its answer; what it says is never looked at.
         let _ = tokio::time::timeout(opts.read_timeout, discard_body(&mut session, opts.max_body))
             .await;
@@ -489,26 +494,6 @@ fn checked(ips: &[IpAddr], allow_insecure: bool) -> Result<Vec<IpAddr>, address:
         address::check(*ip, allow_insecure)?;
     }
     Ok(ips.to_vec())
-}
-
-/// Reads the answer's header past informational (1xx) ones, a few at most.
-async fn final_status(
-    session: &mut pingora::protocols::http::v1::client::HttpSession,
-) -> Result<u16, (Failure, bool)> {
-    for _ in 0..4 {
-        session
-            .read_response()
-            .await
-            .map_err(|e| (Failure::from_error_type(e.etype()), true))?;
-        let status = session
-            .resp_header()
-            .map(|h| h.status.as_u16())
-            .ok_or((Failure::BadResponse, true))?;
-        if !(100..200).contains(&status) || status == 101 {
-            return Ok(status);
-        }
-    }
-    Err((Failure::BadResponse, true))
 }
 
 /// Reads and drops at most `cap` bytes of the answer's body.

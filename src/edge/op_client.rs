@@ -258,12 +258,17 @@ async fn attempt(
                 written,
             })?;
     }
-    session.read_response().await.map_err(fail(reused, true))?;
     let bad = Failed {
         failure: Failure::BadResponse,
         reused,
         written: true,
     };
+    match read_final_response(&mut session).await {
+        // A `101` switches protocols, which the gateway never asked for.
+        Ok(101) | Err(None) => return Err(bad),
+        Ok(_) => {}
+        Err(Some(e)) => return Err(fail(reused, true)(e)),
+    }
     let header = session.resp_header().ok_or(bad)?;
     let status = header.status.as_u16();
     let headers = header.headers.clone();
@@ -286,6 +291,26 @@ async fn attempt(
         headers,
         body: buf.freeze(),
     })
+}
+
+/// Interim (1xx) answers read before a final answer, at most.
+const MAX_INTERIM: usize = 4;
+
+/// Reads an answer's header past the interim ones (`100 Continue`, `103 Early Hints`: no
+/// body, RFC 9110 15.2), which pingora's client hands back one by one; the final status
+/// (a `101` counts as final). `Err(None)` after more than [`MAX_INTERIM`] interim answers or
+/// without a header, `Err(Some(e))` when the read failed.
+pub async fn read_final_response(
+    session: &mut HttpSession,
+) -> Result<u16, Option<Box<pingora::Error>>> {
+    for _ in 0..=MAX_INTERIM {
+        session.read_response().await.map_err(Some)?;
+        let status = session.resp_header().ok_or(None)?.status.as_u16();
+        if !(100..200).contains(&status) || status == 101 {
+            return Ok(status);
+        }
+    }
+    Err(None)
 }
 
 /// Writes a request with a body as one buffer, then hands back a session for the answer.

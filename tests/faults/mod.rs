@@ -72,6 +72,58 @@ fn a_pooled_connection_the_op_dropped_after_reading_is_not_retried() {
     assert_eq!(stub.connections.load(Ordering::SeqCst), 1);
 }
 
+/// Interim answers before the OP's final one (`100 Continue` unasked, `103 Early Hints`) are
+/// read past; a `101` or an endless run of them is a bad answer, never a crash.
+#[test]
+fn interim_answers_from_the_op_are_read_past() {
+    const PENDING: &str = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 33\r\nConnection: close\r\n\r\n{\"error\":\"authorization_pending\"}";
+    const EARLY: &str = "HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n";
+    const CONTINUE: &str = "HTTP/1.1 100 Continue\r\n\r\n";
+    let leak = |s: String| -> &'static [u8] { Box::leak(s.into_bytes().into_boxed_slice()) };
+    let cases: [(&str, &'static [u8], u16, &str); 4] = [
+        (
+            "103 then the answer",
+            leak(format!("{EARLY}{PENDING}")),
+            400,
+            "authorization_pending",
+        ),
+        (
+            "100 and 103 then the answer",
+            leak(format!("{CONTINUE}{EARLY}{PENDING}")),
+            400,
+            "authorization_pending",
+        ),
+        (
+            "101",
+            leak(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"
+                    .into(),
+            ),
+            502,
+            "server_error",
+        ),
+        (
+            "nine interim answers",
+            leak(format!("{}{PENDING}", EARLY.repeat(9))),
+            502,
+            "server_error",
+        ),
+    ];
+    for (what, answer, status, code) in cases {
+        let stub = Stub::start(StubMode::Answer(answer));
+        let (gw, _dir) = stub_gateway(&stub.url(), "");
+        let r = poll(&gw.addr(), POST_CLIENT, "some-id");
+        assert_oauth_error(&r, status, code, what);
+        // The gateway is still serving.
+        assert_oauth_error(
+            &poll(&gw.addr(), POST_CLIENT, "other-id"),
+            status,
+            code,
+            what,
+        );
+    }
+}
+
 #[test]
 fn an_html_500_becomes_a_json_502() {
     let stub = Stub::start(StubMode::Answer(

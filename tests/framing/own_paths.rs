@@ -151,6 +151,15 @@ fn every_request_shape_gets_the_same_answer_on_the_exact_path_and_another_spelli
             "authorization_pending",
         ),
         (
+            "Expect: 100-continue",
+            |p, b| {
+                let head = form_head(p, "HTTP/1.1", "Expect: 100-continue\r\n", b.len());
+                vec![head.into_bytes(), b.as_bytes().to_vec()]
+            },
+            400,
+            "authorization_pending",
+        ),
+        (
             "with a query",
             |p, b| {
                 vec![[
@@ -233,4 +242,45 @@ fn every_request_shape_gets_the_same_answer_on_the_exact_path_and_another_spelli
             "{name}: /token and /Token answered differently"
         );
     }
+}
+
+/// A client that sends `Expect: 100-continue` and waits for `100 Continue` before its body
+/// gets it on either spelling, then its answer; the OP is never asked for one (an OP that
+/// answers it with an interim `100` first once broke the gateway's read of its answer).
+#[test]
+fn a_client_that_waits_for_100_continue_gets_it_then_its_answer() {
+    let op = TestOp::start(&[]);
+    let (gw, _dir) = Gateway::with_config(&op.url(), "[rate_limit]\nenabled = false\n");
+    for path in ["/token", "/Token"] {
+        let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
+        let body = poll_body(POST_CLIENT, &id);
+        let before = op.token_count();
+        let mut s = TcpStream::connect(gw.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let head = form_head(path, "HTTP/1.1", "Expect: 100-continue\r\n", body.len());
+        s.write_all(head.as_bytes()).unwrap();
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let mut got = vec![0u8; interim.len()];
+        s.read_exact(&mut got)
+            .expect("100 Continue before the body is sent");
+        assert_eq!(got, interim, "{path}: {}", String::from_utf8_lossy(&got));
+        s.write_all(body.as_bytes()).unwrap();
+        let r = read_response(&mut s);
+        assert_eq!(
+            (r.status, r.error().as_str()),
+            (400, "authorization_pending"),
+            "{path}"
+        );
+        assert_eq!(op.token_count(), before + 1, "{path}");
+        assert_eq!(op.last_hop()["expect"], serde_json::Value::Null, "{path}");
+    }
+    // An HTTP/1.0 request's expectation is ignored (RFC 9110 10.1.1): no interim answer.
+    let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
+    let body = poll_body(POST_CLIENT, &id);
+    let head = form_head("/token", "HTTP/1.0", "Expect: 100-continue\r\n", body.len());
+    let r = raw(&gw.addr(), format!("{head}{body}").as_bytes());
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (400, "authorization_pending")
+    );
 }

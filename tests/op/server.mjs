@@ -489,6 +489,8 @@ provider.use(async (ctx, next) => {
     host: ctx.get('host') || null,
     x_forwarded_for: ctx.get('x-forwarded-for') || null,
     x_request_id: ctx.get('x-request-id') || null,
+    // An expectation the gateway must not pass on (it sends its whole body at once).
+    expect: ctx.get('expect') || null,
     // Every header whose name looks like a client-certificate header, as received.
     cert_headers: Object.keys(ctx.headers).filter((k) => /client.?cert/i.test(k)).sort(),
     client_cert: opts.mtls ? (ctx.get(opts.mtls.header) || null) : null,

@@ -454,7 +454,7 @@ pub fn raw(addr: &str, request: &[u8]) -> Resp {
     read_response(&mut s)
 }
 
-/// Reads one HTTP/1.1 response.
+/// Reads one HTTP/1.1 response, past any interim (1xx) answers before it.
 pub fn read_response<S: Read + ?Sized>(s: &mut S) -> Resp {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -463,6 +463,11 @@ pub fn read_response<S: Read + ?Sized>(s: &mut S) -> Resp {
         let mut parsed = httparse::Response::new(&mut headers);
         if let httparse::Status::Complete(head_len) = parsed.parse(&buf).unwrap() {
             let status = parsed.code.unwrap();
+            if (100..200).contains(&status) && status != 101 {
+                // An interim answer (`100 Continue`): no body; the answer follows it.
+                buf.drain(..head_len);
+                continue;
+            }
             let hs: Vec<(String, String)> = parsed
                 .headers
                 .iter()

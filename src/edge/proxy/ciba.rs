@@ -420,6 +420,14 @@ async fn read_body_unbounded(session: &mut Session, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    if expects_continue(session.req_header()) && !session.is_body_done() {
+        // The client waits for this before it sends the body (RFC 9110 10.1.1); pingora
+        // leaves it to the application. A refusal above answers instead.
+        session
+            .write_continue_response()
+            .await
+            .map_err(|e| read_failed(&e))?;
+    }
     let first = match session
         .read_request_body()
         .await
@@ -446,6 +454,17 @@ async fn read_body_unbounded(session: &mut Session, limit: usize) -> Result<Byte
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// Whether an HTTP/1.1 request asks for `100 Continue` before it sends its body (an
+/// HTTP/1.0 request's expectation is ignored, RFC 9110 10.1.1).
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get_all(http::header::EXPECT)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// The error for a body pingora could not read.

@@ -11,7 +11,8 @@ pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-i
 pub(super) const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus the ones the
-/// gateway sets itself.
+/// gateway sets itself, and `Expect`: the gateway has the whole body before it writes to the
+/// OP and sends it at once, so it never asks the OP for a `100 Continue` (RFC 9110 10.1.1).
 pub(super) fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
@@ -28,5 +29,6 @@ pub(super) fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "host"
             | "accept-encoding"
             | "content-encoding"
+            | "expect"
     )
 }

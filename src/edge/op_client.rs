@@ -293,8 +293,8 @@ async fn attempt(
     })
 }
 
-/// Interim (1xx) answers read before a final answer, at most.
-const MAX_INTERIM: usize = 4;
+/// Interim (1xx) answers read before a final answer, at most (as pings always allowed).
+const MAX_INTERIM: usize = 3;
 
 /// Reads an answer's header past the interim ones (`100 Continue`, `103 Early Hints`: no
 /// body, RFC 9110 15.2), which pingora's client hands back one by one; the final status

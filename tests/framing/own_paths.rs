@@ -251,19 +251,30 @@ fn every_request_shape_gets_the_same_answer_on_the_exact_path_and_another_spelli
 fn a_client_that_waits_for_100_continue_gets_it_then_its_answer() {
     let op = TestOp::start(&[]);
     let (gw, _dir) = Gateway::with_config(&op.url(), "[rate_limit]\nenabled = false\n");
-    for path in ["/token", "/Token"] {
+    let spellings = [
+        ("/token", "Expect: 100-continue\r\n"),
+        ("/Token", "Expect: 100-continue\r\n"),
+        ("/token", "expect: 100-Continue\r\n"),
+        ("/token", "X-A: 1\r\nEXPECT:100-CONTINUE\r\n"),
+    ];
+    for (path, expect) in spellings {
         let id = auth_req_id(&initiate(&gw.addr(), POST_CLIENT, "alice"));
         let body = poll_body(POST_CLIENT, &id);
         let before = op.token_count();
         let mut s = TcpStream::connect(gw.addr()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let head = form_head(path, "HTTP/1.1", "Expect: 100-continue\r\n", body.len());
+        let head = form_head(path, "HTTP/1.1", expect, body.len());
         s.write_all(head.as_bytes()).unwrap();
         let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
         let mut got = vec![0u8; interim.len()];
         s.read_exact(&mut got)
             .expect("100 Continue before the body is sent");
-        assert_eq!(got, interim, "{path}: {}", String::from_utf8_lossy(&got));
+        assert_eq!(
+            got,
+            interim,
+            "{path} {expect:?}: {}",
+            String::from_utf8_lossy(&got)
+        );
         s.write_all(body.as_bytes()).unwrap();
         let r = read_response(&mut s);
         assert_eq!(

@@ -3,9 +3,10 @@
 //! Thin on purpose: it reads what the pure modules need, calls them, and writes what they
 //! decide. The hooks run inside pingora's proxy app, or, for a request on one of the
 //! gateway's paths named exactly, in the same order on pingora's session without it
-//! (`edge/own_requests.rs`, which [`Gateway`]'s `claims` decides). Requests on the CIBA endpoints (`ciba`) and the metadata documents (`discovery`)
-//! are answered by the gateway after its own exchange with the OP (`upstream_request`,
-//! `op_client`); every other path is proxied by pingora untouched. A refusal on either
+//! (`edge/own_requests.rs`, which [`Gateway`]'s `claims` decides). Requests on the CIBA
+//! endpoints (`ciba`) and the metadata documents (`discovery`) are answered by the gateway
+//! after its own exchange with the OP (`upstream_request`, `op_client`); every other path is
+//! proxied by pingora untouched. A refusal on either
 //! becomes an answer in one place (`refusal::finish`), and what a request's handling noted
 //! is counted in one place, the `logging` hook (`tally`).
 

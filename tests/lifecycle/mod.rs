@@ -155,7 +155,7 @@ fn discovery_is_retried_until_the_op_answers() {
         "gw.toml",
         "[upstream]\ndiscovery_retry_seconds = 1\n",
     );
-    let gw = Gateway::spawn(
+    let mut gw = Gateway::spawn(
         &format!("http://127.0.0.1:{port}"),
         &["--config", cfg.to_str().unwrap()],
     );

@@ -221,10 +221,20 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts the gateway in front of `upstream` and waits until `/readyz` says ready.
+    ///
+    /// The metrics port [`Gateway::spawn`] saw answer may have been another test's listener
+    /// that took the port first; a gateway that then exits before it is ready is started
+    /// again on fresh ports (twice at most).
     pub fn start(upstream: &str, extra: &[&str]) -> Gateway {
-        let gw = Self::spawn(upstream, extra);
-        gw.wait_ready();
-        gw
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            let mut gw = Self::spawn(upstream, extra);
+            if gw.until_ready() {
+                return gw;
+            }
+            last = gw.log();
+        }
+        panic!("gateway exited before it was ready:\n{last}");
     }
 
     /// Starts the gateway and waits only until its metrics listener answers.
@@ -296,13 +306,22 @@ impl Gateway {
     }
 
     /// Waits for `/readyz` to answer 200.
-    pub fn wait_ready(&self) {
+    pub fn wait_ready(&mut self) {
+        assert!(self.until_ready(), "gateway exited:\n{}", self.log());
+    }
+
+    /// Waits for `/readyz` to answer 200 and the proxy port to accept; `false` when the
+    /// process exits first.
+    fn until_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if get(&self.metrics_addr(), "/readyz").status == 200
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if ready_status(&self.metrics_addr()) == Some(200)
                 && TcpStream::connect(self.addr()).is_ok()
             {
-                return;
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
@@ -444,6 +463,18 @@ impl Resp {
     pub fn error(&self) -> String {
         self.json()["error"].as_str().unwrap_or("").to_string()
     }
+}
+
+/// The status of `/readyz` at `addr`, or `None` when nothing answers there (yet).
+fn ready_status(addr: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let line = std::str::from_utf8(got.split(|&b| b == b'\r').next()?).ok()?;
+    line.split(' ').nth(1)?.parse().ok()
 }
 
 /// Sends raw request bytes and reads the answer (the connection is closed after it).

@@ -9,6 +9,7 @@ pub mod bridge;
 pub mod cert_chain;
 pub mod cert_header;
 pub mod cert_identity;
+pub mod challenge;
 pub mod client_auth;
 pub mod client_cert;
 pub mod clock;

@@ -331,3 +331,36 @@ fn an_http2_connection_holds_its_place_until_its_streams_end() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The `invalid_client` challenge (RFC 6749 5.2) over HTTP/2 as over HTTP/1: the gateway's
+/// own refusal of a Basic header naming another client carries it, and the OP never sees
+/// the request.
+#[test]
+fn invalid_client_over_http2_carries_the_challenge() {
+    let (pki, op, gw, _d) = setup("");
+    let op = &op;
+    with_h2(&gw.addr(), &pki.ca.der(), None, |mut h2| async move {
+        for auth in [basic(BASIC_CLIENT), basic(BASIC_CLIENT).to_lowercase()] {
+            let mut req = H2Req::form(
+                "/backchannel",
+                &[
+                    ("client_id", POST_CLIENT.0),
+                    ("scope", "openid"),
+                    ("login_hint", "alice"),
+                ],
+            );
+            req.headers.push(("authorization".into(), auth.clone()));
+            let r = h2_send(&mut h2, &req).await.unwrap();
+            assert_eq!(r.status, 401, "{}", r.text());
+            assert_eq!(r.error(), "invalid_client");
+            let challenge = r.header("www-authenticate").expect("a challenge");
+            let realm = format!("Basic realm=\"{}\", error=\"invalid_client\"", op.url());
+            assert!(challenge.starts_with(&realm), "{challenge}");
+        }
+        assert_eq!(
+            op.backchannel_count(),
+            0,
+            "a refused request reached the OP"
+        );
+    });
+}

@@ -167,3 +167,110 @@ fn two_methods_are_refused_at_both_endpoints_before_the_op() {
     );
     assert_eq!(op.token_count(), 1);
 }
+
+/// RFC 6749 5.2: an `invalid_client` answer to a client that authenticated with the
+/// `Authorization` header is a 401 with a `WWW-Authenticate` challenge in the client's
+/// scheme. The gateway's own refusals carry the same challenge node-oidc-provider sends
+/// (its issuer as the realm, the error and its description), so a client library reports
+/// the same error whichever refused.
+#[test]
+fn invalid_client_answers_challenge_a_client_that_used_the_authorization_header() {
+    let op = TestOp::start(&[]);
+    let (gw, _d) = Gateway::with_config(&op.url(), "[rate_limit]\nenabled = false\n");
+    let form = "application/x-www-form-urlencoded";
+    let basic_other = basic(BASIC_CLIENT);
+    let lower = basic_other.replacen("Basic", "basic", 1);
+    let upper = basic_other.replacen("Basic", "BASIC", 1);
+    // (what, Authorization header or none, whether a challenge is owed)
+    let table: [(&str, Option<&str>, bool); 7] = [
+        ("Basic naming another client", Some(&basic_other), true),
+        ("basic in lower case", Some(&lower), true),
+        ("BASIC in upper case", Some(&upper), true),
+        (
+            "Basic with a credential that is not Base64",
+            Some("Basic !!"),
+            true,
+        ),
+        ("Basic naming no client", Some("Basic Og=="), true),
+        (
+            "a header that is not visible ASCII",
+            Some("Basic \u{e9}t\u{e9}"),
+            true,
+        ),
+        ("no Authorization header", None, false),
+    ];
+    let bodies = [
+        (
+            "/backchannel",
+            "client_id=client-post&scope=openid&login_hint=alice",
+            OpCount::Backchannel,
+        ),
+        (
+            "/token",
+            "client_id=client-post&grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id=x",
+            OpCount::Token,
+        ),
+    ];
+    let realm = format!("Basic realm=\"{}\", error=\"invalid_client\", ", op.url());
+    for (path, body, seen) in bodies {
+        for (what, auth, owed) in table {
+            let what = format!("{what} at {path}");
+            let extra = auth
+                .map(|a| format!("Authorization: {a}\r\n"))
+                .unwrap_or_default();
+            let mut body = body.to_string();
+            if auth.is_none() {
+                // Two client ids without the header: the form and an assertion disagree.
+                body.push_str(
+                    "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=",
+                );
+                body.push_str(&assertion(BASIC_CLIENT.0));
+            }
+            let r = assert_refused_at_edge(&op, seen, (401, "invalid_client"), &what, || {
+                post_raw(&gw.addr(), path, form, body.as_bytes(), &extra)
+            });
+            let challenge = r.header("www-authenticate");
+            if owed {
+                let challenge = challenge.unwrap_or_else(|| panic!("{what}: no challenge"));
+                assert!(challenge.starts_with(&realm), "{what}: {challenge}");
+                assert!(
+                    challenge.contains("error_description=\""),
+                    "{what}: {challenge}"
+                );
+                assert!(
+                    !challenge.contains(BASIC_CLIENT.1),
+                    "{what}: echoes the secret"
+                );
+            } else {
+                assert_eq!(
+                    challenge, None,
+                    "{what}: a challenge for no Authorization header"
+                );
+            }
+        }
+    }
+    assert_eq!(op.backchannel_count(), 0);
+    assert_eq!(op.token_count(), 0);
+
+    // The OP's own refusal of a wrong secret reaches the client with the OP's challenge,
+    // and its realm is the one the gateway names.
+    let wrong = basic((BASIC_CLIENT.0, "wrong-secret-0123456789"));
+    let r = post_raw(
+        &gw.addr(),
+        "/backchannel",
+        form,
+        b"scope=openid&login_hint=alice",
+        &format!("Authorization: {wrong}\r\n"),
+    );
+    assert_oauth_error(
+        &r,
+        401,
+        "invalid_client",
+        "a wrong secret, refused by the OP",
+    );
+    assert_eq!(op.backchannel_count(), 1, "the OP judged the secret");
+    let relayed = r
+        .header("www-authenticate")
+        .expect("the OP's challenge is relayed");
+    assert!(relayed.starts_with(&realm), "{relayed}");
+}

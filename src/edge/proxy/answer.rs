@@ -1,12 +1,14 @@
 //! Writing the gateway's own answers: JSON errors, relayed OP answers, their headers.
 
 use super::names::is_hop_by_hop;
-use super::RequestCtx;
+use super::{GatewayState, RequestCtx};
+use crate::ciba::challenge::{challenge, FALLBACK_REALM};
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::edge::op_client::{Answer, Failure};
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA, RETRY_AFTER,
+    HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA,
+    RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use http::StatusCode;
 use pingora::http::ResponseHeader;
@@ -16,9 +18,10 @@ use pingora::proxy::Session;
 /// Answers with an OAuth error and records it for the access log; `Ok(true)` for
 /// `request_filter` (answered).
 pub(super) async fn answer_error(
+    gw: &GatewayState,
     session: &mut Session,
     ctx: &mut RequestCtx,
-    e: OAuthError,
+    mut e: OAuthError,
 ) -> Result<bool> {
     ctx.tally.local_error = Some(e.code);
     if !session.is_body_done() {
@@ -26,15 +29,40 @@ pub(super) async fn answer_error(
         // is left on the connection is not a request, so it cannot be reused.
         session.set_keepalive(None);
     }
+    let mut headers = err_headers(&e);
+    if e.code == ErrorCode::InvalidClient {
+        // Read as bytes: a header that is not visible ASCII is itself an `invalid_client`
+        // (`check_request`), and the client still attempted the header.
+        let authorization = session
+            .req_header()
+            .headers
+            .get(AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()));
+        if let Some(value) = challenge(&e, authorization.as_deref(), &gw.realm(ctx)) {
+            // Built from a token and quoted strings of visible ASCII only.
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(WWW_AUTHENTICATE, value);
+                e.status = 401;
+            }
+        }
+    }
     // Boxed so that every caller's future does not carry pingora's response writer.
-    Box::pin(write_json(
-        session,
-        e.status,
-        err_headers(&e),
-        e.to_json().into(),
-    ))
-    .await?;
+    Box::pin(write_json(session, e.status, headers, e.to_json().into())).await?;
     Ok(true)
+}
+
+impl GatewayState {
+    /// The realm of the gateway's challenges: the OP's issuer when the gateway knows it
+    /// (`fapi.issuer`, else discovery's), which is the realm node-oidc-provider names.
+    fn realm(&self, ctx: &RequestCtx) -> String {
+        let live = ctx.live.clone().unwrap_or_else(|| self.runtime.current());
+        live.cfg
+            .fapi
+            .issuer
+            .clone()
+            .or_else(|| self.op.op_names.get().map(|n| n.issuer.clone()))
+            .unwrap_or_else(|| FALLBACK_REALM.to_string())
+    }
 }
 
 // The gateway's own answers are built as `http` header maps and handed to pingora without

@@ -100,7 +100,7 @@ impl Gateway {
             BridgePath::Callback => self.bridge_callback(session).await,
             BridgePath::Api => self.bridge_api(session, ctx).await,
         };
-        super::refusal::finish(session, ctx, ended).await
+        super::refusal::finish(self, session, ctx, ended).await
     }
 
     async fn bridge_callback(&self, session: &mut Session) -> Result<(), Stop> {

@@ -259,7 +259,7 @@ impl ProxyHttp for Gateway {
             };
             let e = OAuthError::new(ErrorCode::TemporarilyUnavailable, what)
                 .with_retry_after(live.cfg.upstream.discovery_retry.as_secs().max(1));
-            return answer_error(session, ctx, e).await;
+            return answer_error(self, session, ctx, e).await;
         };
         (ctx.route, ctx.via_alias) = match route::route_and_alias(
             session.req_header(),
@@ -267,10 +267,10 @@ impl ProxyHttp for Gateway {
             live.cfg.variants,
         ) {
             Ok(r) => r,
-            Err(e) => return answer_error(session, ctx, e).await,
+            Err(e) => return answer_error(self, session, ctx, e).await,
         };
         if let Err(e) = self.read_proxy_certificate(session, ctx) {
-            return answer_error(session, ctx, e).await;
+            return answer_error(self, session, ctx, e).await;
         }
         match ctx.route {
             Route::PassThrough => {
@@ -280,7 +280,7 @@ impl ProxyHttp for Gateway {
                 }
                 if let Err(e) = h2_body::read_whole(session, live.cfg.edge.body_timeout).await {
                     ctx.tally.body_timed_out = e.status == 408;
-                    return answer_error(session, ctx, e).await;
+                    return answer_error(self, session, ctx, e).await;
                 }
                 if let Some(cancel) = &live.cfg.polling.cancel {
                     let req = session.req_header();
@@ -489,7 +489,7 @@ impl Gateway {
         endpoint: Endpoint,
     ) -> Result<bool> {
         let ended = self.ciba_steps(session, ctx, endpoint).await;
-        finish(session, ctx, ended).await
+        finish(self, session, ctx, ended).await
     }
 
     /// Serves a metadata document (`discovery`).
@@ -501,7 +501,7 @@ impl Gateway {
         doc: Document,
     ) -> Result<bool> {
         let ended = self.discovery_steps(session, ctx, endpoints, doc).await;
-        finish(session, ctx, ended).await
+        finish(self, session, ctx, ended).await
     }
 
     /// The address the request comes from, honouring forwarding headers from trusted proxies.

@@ -2,7 +2,7 @@
 //! becomes an answer ([`finish`]).
 
 use super::answer::{answer_error, failure_error};
-use super::RequestCtx;
+use super::{GatewayState, RequestCtx};
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::edge::op_client::Failure;
 use crate::state::poll_store::Full;
@@ -50,6 +50,7 @@ impl Stop {
 /// refusal as JSON (noted in the request's tally), or the failure back to pingora.
 /// Returns what `request_filter` returns: answered.
 pub(super) async fn finish(
+    gw: &GatewayState,
     session: &mut Session,
     ctx: &mut RequestCtx,
     ended: Result<(), Stop>,
@@ -58,7 +59,7 @@ pub(super) async fn finish(
         Ok(()) => Ok(true),
         Err(Stop::Refuse(e, count)) => {
             ctx.tally.refused(count, &e);
-            answer_error(session, ctx, e).await
+            answer_error(gw, session, ctx, e).await
         }
         Err(Stop::Fail(e)) => Err(e),
     }

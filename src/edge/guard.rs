@@ -40,6 +40,7 @@ use async_trait::async_trait;
 use bytes::BufMut;
 use ipnet::IpNet;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::modules::http::HttpModules;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
@@ -77,6 +78,10 @@ pub struct EdgeGuard<P: ProxyHttp> {
     inner: Arc<HttpProxy<P>>,
     /// The same proxy's hooks, for the requests it answers itself (`own_requests`).
     own: P,
+    /// The downstream modules of those requests: none. pingora's default set is response
+    /// compression at level 0, which does nothing, and the gateway's own answers carry tokens
+    /// and errors that are never to be compressed.
+    own_modules: HttpModules,
     settings: Arc<ArcSwap<GuardSettings>>,
     conns: Arc<ConnLimits>,
     /// TLS at the listener (`edge/tls.rs`), with the limits of HTTP/2 connections.
@@ -134,6 +139,7 @@ impl<P: ProxyHttp> EdgeGuard<P> {
         EdgeGuard {
             inner: Arc::new(inner),
             own,
+            own_modules: HttpModules::new(),
             conns: ConnLimits::new(limits.max_connections, limits.max_connections_per_address),
             settings: Arc::new(ArcSwap::from_pointee(GuardSettings {
                 limits,
@@ -308,7 +314,7 @@ where
                 .flatten();
             let reused = match own {
                 Some(ctx) => {
-                    let modules = &self.inner.downstream_modules;
+                    let modules = &self.own_modules;
                     // Boxed: pingora's session lives in it, and the connection's own future
                     // stays small for the requests that are proxied.
                     Box::pin(own_requests::serve(&self.own, modules, conn, ctx, prepare)).await

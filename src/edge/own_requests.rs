@@ -8,7 +8,9 @@
 //! can tell is one of them it runs the same hooks in the same order as pingora's
 //! `process_request` does for a request its `request_filter` answers (`early_request_filter`,
 //! the downstream modules, `request_filter`, `logging`, and on an error `fail_to_proxy`),
-//! on the same session type, with the same modules, and the same keep-alive hand-back.
+//! on the same session type and with the same keep-alive hand-back. The guard passes no
+//! downstream modules: pingora's default set is response compression at level 0, which does
+//! nothing, and the gateway's own answers carry tokens and are never to be compressed.
 //!
 //! Which requests: [`OwnRequests::claims`] answers from the request-target as received, and
 //! only for plain origin-form targets (the guard's `header_check` passed them), whose bytes
@@ -54,11 +56,15 @@ where
         Ok(false) => return None,
         Err(e) => {
             // As pingora's proxy app does (the guard has already refused what it cannot
-            // parse, so this is for completeness).
-            if e.etype() == &ErrorType::InvalidHTTPHeader {
-                let _ = session.downstream_session.respond_error(400).await;
-            }
-            session.downstream_session.shutdown().await;
+            // parse, so this is for completeness). Boxed, as is every rare path here: the
+            // whole future is copied when it is boxed, its largest await included.
+            Box::pin(async {
+                if e.etype() == &ErrorType::InvalidHTTPHeader {
+                    let _ = session.downstream_session.respond_error(400).await;
+                }
+                session.downstream_session.shutdown().await;
+            })
+            .await;
             return None;
         }
     }
@@ -96,7 +102,7 @@ where
             proxy.logging(&mut session, None, &mut ctx).await;
             true
         }
-        Some((e, context)) => failed(proxy, &mut session, &mut ctx, e, context).await,
+        Some((e, context)) => Box::pin(failed(proxy, &mut session, &mut ctx, e, context)).await,
     };
     if !keep {
         return None;
@@ -107,8 +113,15 @@ where
     if let Some(uc) = proxy.persist_connection_context(&session, &ctx) {
         settings.set_user_context(uc);
     }
-    let downstream = session.downstream_session;
-    let reusable = downstream.finish().await.ok().flatten()?;
+    // pingora's `finish` for HTTP/1 (the guard's sessions are nothing else), step by step:
+    // its future holds every session kind's hand-back and is copied in full wherever it is
+    // moved; these hold only what HTTP/1 needs.
+    let mut downstream = session.downstream_session;
+    downstream.finish_body().await.ok()?;
+    let pingora::protocols::http::ServerSession::H1(h1) = *downstream else {
+        return None;
+    };
+    let reusable = h1.reuse().await.ok().flatten()?;
     Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
 }
 

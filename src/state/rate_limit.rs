@@ -257,6 +257,11 @@ impl<C: Clock + Clone> RateLimits<C> {
         new
     }
 
+    /// Whether any limit applies (`rate_limit.enabled`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// A keyed hash of the credential a request presents, never reversible to it.
     pub fn fingerprint(&self, credential: Option<&str>) -> u64 {
         match credential {

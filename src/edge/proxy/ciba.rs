@@ -60,7 +60,7 @@ impl Gateway {
         let mut accepted = self.check_request(&live, session, ctx, endpoint, &body)?;
         // At most one, in visible ASCII: `check_request` refused anything else.
         let authorization = header_str(session.req_header(), http::header::AUTHORIZATION);
-        self.certificate_identity(ctx, &accepted, authorization.is_some())?;
+        self.certificate_identity(&live, ctx, &accepted, authorization.is_some())?;
         self.client_rate_limit(&live, session, ctx, endpoint, &accepted)
             .await?;
         self.fapi_checks(&live, authorization, endpoint, &accepted)
@@ -180,7 +180,11 @@ impl Gateway {
         let Some(client) = &accepted.client else {
             return Ok(());
         };
-        let certificate = self.certificate_credential(ctx, accepted);
+        if !live.limits.enabled() {
+            // Limits are off: no need to fingerprint the credential.
+            return Ok(());
+        }
+        let certificate = self.certificate_credential(live, ctx, accepted);
         let credential = certificate.as_deref().or_else(|| {
             accepted
                 .form

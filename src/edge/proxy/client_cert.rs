@@ -15,6 +15,7 @@ use crate::ciba::cert_identity;
 use crate::ciba::client_cert;
 use crate::ciba::error::{ErrorCode, OAuthError};
 use crate::ciba::pipeline::Accepted;
+use crate::edge::reload::Live;
 use http::header::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -119,6 +120,7 @@ impl Gateway {
     /// (RFC 6749 2.3). Anything else is `invalid_client` (401), answered at the edge.
     pub(super) fn certificate_identity(
         &self,
+        live: &Live,
         ctx: &RequestCtx,
         accepted: &Accepted,
         authorization: bool,
@@ -126,7 +128,6 @@ impl Gateway {
         let Some(client) = &accepted.client else {
             return Ok(());
         };
-        let live = self.live(ctx);
         let Some(rule) = live
             .cfg
             .clients
@@ -174,16 +175,12 @@ impl Gateway {
     /// in another bucket); `None` for other clients.
     pub(super) fn certificate_credential(
         &self,
+        live: &Live,
         ctx: &RequestCtx,
         accepted: &Accepted,
     ) -> Option<String> {
         let client = accepted.client.as_ref()?;
-        self.live(ctx)
-            .cfg
-            .clients
-            .get(client.as_str())?
-            .cert_rule
-            .as_ref()?;
+        live.cfg.clients.get(client.as_str())?.cert_rule.as_ref()?;
         let thumb = ctx
             .client_cert
             .as_ref()

@@ -235,7 +235,12 @@ impl ProxyHttp for Gateway {
 
     /// Runs first for every request; returns `Ok(true)` when the gateway answered itself.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.started = Some(Instant::now());
+        // The start is for the access log's duration and a passed-through answer's upstream
+        // time (read again below once the route is known): an answer of the gateway's own
+        // with the access log off reads the clock for neither.
+        if tracing::enabled!(target: "access", tracing::Level::INFO) {
+            ctx.started = Some(Instant::now());
+        }
         let live = self.live(ctx);
         bound_keepalive(session, live.cfg.keepalive_timeout_seconds);
         // Per read on passed-through bodies (nginx's client_body_timeout); the CIBA
@@ -274,6 +279,9 @@ impl ProxyHttp for Gateway {
         }
         match ctx.route {
             Route::PassThrough => {
+                if ctx.started.is_none() {
+                    ctx.started = Some(Instant::now());
+                }
                 // The bridge's own paths read their bodies themselves, within the deadline.
                 if let Some(which) = self.bridge_path(session) {
                     return Box::pin(self.serve_bridge_path(session, ctx, which)).await;

@@ -143,6 +143,8 @@ fn json_access_logs_carry_the_fields_and_no_secret() {
         &[("Authorization", &auth)],
     );
     let t = tokens.json();
+    // The id the gateway made for the token request, as the OP saw it.
+    let sent = op.last_hop()["x_request_id"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while gw.log().matches("\"access\"").count() < 2 {
         assert!(std::time::Instant::now() < deadline, "{}", gw.log());
@@ -170,6 +172,9 @@ fn json_access_logs_carry_the_fields_and_no_secret() {
         assert_eq!(f["client_id"], BASIC_CLIENT.0);
     }
     assert_eq!(access[1]["fields"]["status"], 200);
+    // One id per request, whichever use made it: the OP's copy is the access log's.
+    assert_eq!(access[1]["fields"]["request_id"], sent.as_str());
+    assert_ne!(access[0]["fields"]["request_id"], sent.as_str());
     let log = gw.log();
     for secret in [
         BASIC_CLIENT.1,

@@ -1,6 +1,7 @@
 //! Writing the gateway's own answers: JSON errors, relayed OP answers, their headers.
 
 use super::names::is_hop_by_hop;
+use super::numbers::decimal;
 use super::{GatewayState, RequestCtx};
 use crate::ciba::challenge::{challenge, FALLBACK_REALM};
 use crate::ciba::error::{ErrorCode, OAuthError};
@@ -77,7 +78,7 @@ pub(super) fn err_headers(e: &OAuthError) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(6);
     no_store(&mut h);
     if let Some(s) = e.retry_after {
-        h.insert(RETRY_AFTER, HeaderValue::from(s));
+        h.insert(RETRY_AFTER, decimal(s));
     }
     h
 }
@@ -96,7 +97,7 @@ pub(super) async fn write_json(
     body: Bytes,
 ) -> Result<()> {
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(CONTENT_LENGTH, decimal(body.len() as u64));
     let (mut parts, ()) = http::Response::new(()).into_parts();
     parts.status = StatusCode::from_u16(status)
         .explain_err(ErrorType::InternalError, |_| "invalid status of an answer")?;

@@ -36,6 +36,7 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use pingora::time::fast_timeout::fast_timeout;
+use std::sync::Arc;
 
 /// The `reason` of the 408 for a body not received in time.
 pub(super) const BODY_TIMEOUT: &str = "body_timeout";
@@ -46,15 +47,15 @@ type Polling = Option<(AuthReqId, ClientId, bool)>;
 
 impl Gateway {
     /// Runs the steps for a request on a CIBA endpoint, writing the OP's translated answer;
-    /// the first step that refuses ends them.
+    /// the first step that refuses ends them. `live` is the snapshot the request started
+    /// with, for every step.
     pub(super) async fn ciba_steps(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         endpoint: Endpoint,
+        live: Arc<Live>,
     ) -> Result<(), Stop> {
-        // The snapshot this request started with, for every step.
-        let live = self.live(ctx);
         self.address_rate_limit(&live, session, endpoint).await?;
         let body = self.read_form_body(&live, session, ctx).await?;
         let mut accepted = self.check_request(&live, session, ctx, endpoint, &body)?;

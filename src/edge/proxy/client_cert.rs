@@ -35,10 +35,10 @@ impl Gateway {
     /// cannot tell which of the two is the client's, and never swaps one for the other.
     pub(super) fn read_proxy_certificate(
         &self,
+        live: &Live,
         session: &Session,
         ctx: &mut RequestCtx,
     ) -> Result<(), OAuthError> {
-        let live = self.live(ctx);
         let settings = &live.cfg.client_certificates;
         let Some(name) = settings.proxy_header.as_deref() else {
             return Ok(());

@@ -18,6 +18,7 @@ mod discovery;
 mod fapi;
 mod h2_body;
 mod names;
+mod numbers;
 mod ping;
 mod refusal;
 mod route;
@@ -168,6 +169,15 @@ impl Gateway {
             .get_or_init(|| routes_for(endpoints, &self.runtime.current().cfg))
     }
 
+    /// The request's id: the client's `X-Request-Id` when it is plain, else a new one; the
+    /// same for every use.
+    fn request_id<'a>(&self, ctx: &'a RequestCtx, session: &Session) -> &'a RequestId {
+        ctx.request_id.get_or_init(|| {
+            self.request_ids
+                .for_request(session.req_header().headers.get(names::X_REQUEST_ID))
+        })
+    }
+
     /// The configuration snapshot `ctx`'s request started with.
     fn live(&self, ctx: &RequestCtx) -> Arc<Live> {
         ctx.live.clone().unwrap_or_else(|| self.runtime.current())
@@ -201,7 +211,9 @@ impl crate::edge::own_requests::OwnRequests for Gateway {
 pub struct RequestCtx {
     route: Route,
     started: Option<Instant>,
-    request_id: RequestId,
+    /// Made on first use (the OP's copy, the logs): a request the gateway answers itself
+    /// with the access log off never needs one.
+    request_id: OnceLock<RequestId>,
     client: Option<ClientId>,
     upstream_seconds: Option<f64>,
     /// What the handling noted for the metrics, counted in `logging`.
@@ -246,9 +258,6 @@ impl ProxyHttp for Gateway {
         // Per read on passed-through bodies (nginx's client_body_timeout); the CIBA
         // endpoints also hold the whole body to this deadline (`read_body`).
         session.set_read_timeout(Some(live.cfg.edge.body_timeout));
-        ctx.request_id = self
-            .request_ids
-            .for_request(session.req_header().headers.get(names::X_REQUEST_ID));
         // The certificate the client presented in its TLS handshake, for every request on
         // that connection (HTTP/1 or each HTTP/2 stream); its trust is decided per client.
         ctx.client_cert = crate::edge::tls::client_certificate(session.digest());
@@ -274,7 +283,7 @@ impl ProxyHttp for Gateway {
             Ok(r) => r,
             Err(e) => return answer_error(self, session, ctx, e).await,
         };
-        if let Err(e) = self.read_proxy_certificate(session, ctx) {
+        if let Err(e) = self.read_proxy_certificate(&live, session, ctx) {
             return answer_error(self, session, ctx, e).await;
         }
         match ctx.route {
@@ -303,7 +312,7 @@ impl ProxyHttp for Gateway {
             Route::Discovery(doc) => {
                 Box::pin(self.serve_discovery(session, ctx, endpoints, doc)).await
             }
-            Route::Ciba(endpoint) => Box::pin(self.serve_ciba(session, ctx, endpoint)).await,
+            Route::Ciba(endpoint) => Box::pin(self.serve_ciba(session, ctx, endpoint, live)).await,
         }
     }
 
@@ -349,7 +358,7 @@ impl ProxyHttp for Gateway {
             session,
             upstream_request,
             &self.host,
-            ctx.request_id.header_value(),
+            self.request_id(ctx, session).header_value(),
         )?;
         self.forward_certificate(ctx, upstream_request)?;
         Ok(())
@@ -455,7 +464,7 @@ impl ProxyHttp for Gateway {
         };
         tracing::info!(
             target: "access",
-            request_id = %ctx.request_id,
+            request_id = %self.request_id(ctx, session),
             method = %session.req_header().method,
             path = %logged_path(&live, session),
             endpoint,
@@ -475,7 +484,7 @@ impl ProxyHttp for Gateway {
             "{} {} id={}",
             req.method,
             logged_path(&self.live(ctx), session),
-            ctx.request_id
+            self.request_id(ctx, session)
         )
     }
 }
@@ -489,14 +498,16 @@ fn logged_path<'a>(live: &Live, session: &'a Session) -> std::borrow::Cow<'a, st
 }
 
 impl Gateway {
-    /// Serves a request on a CIBA endpoint (`ciba`).
+    /// Serves a request on a CIBA endpoint (`ciba`) under the configuration snapshot it
+    /// started with.
     async fn serve_ciba(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         endpoint: Endpoint,
+        live: Arc<Live>,
     ) -> Result<bool> {
-        let ended = self.ciba_steps(session, ctx, endpoint).await;
+        let ended = self.ciba_steps(session, ctx, endpoint, live).await;
         finish(self, session, ctx, ended).await
     }
 

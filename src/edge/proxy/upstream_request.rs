@@ -2,6 +2,7 @@
 //! documents), and the exchange that sends it.
 
 use super::names::{is_hop_by_hop, X_FORWARDED_FOR, X_REQUEST_ID};
+use super::numbers::decimal;
 use super::{Gateway, RequestCtx, Route};
 use crate::ciba::pipeline::Endpoint;
 use crate::ciba::routing::Target;
@@ -51,10 +52,10 @@ impl Gateway {
             &mut headers,
             session,
             &self.host,
-            ctx.request_id.header_value(),
+            self.request_id(ctx, session).header_value(),
         )?;
         if body_len > 0 || src.method == http::Method::POST {
-            set(&mut headers, CONTENT_LENGTH, HeaderValue::from(body_len))?;
+            set(&mut headers, CONTENT_LENGTH, decimal(body_len as u64))?;
         }
         let (mut parts, ()) = http::Request::new(()).into_parts();
         parts.method = src.method.clone();

@@ -51,8 +51,8 @@ pub fn challenge(e: &OAuthError, authorization: Option<&str>, realm: &str) -> Op
     Some(out)
 }
 
-/// A token character (RFC 9110 5.6.2).
-fn is_tchar(b: u8) -> bool {
+/// A token character (RFC 9110 5.6.2): header names, schemes, parameter names.
+pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

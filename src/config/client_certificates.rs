@@ -104,10 +104,7 @@ pub(super) fn validate_client_certificates(
 /// A header name as HTTP writes one (RFC 9110 5.1 token), lower-cased, and not one the
 /// gateway sets or relies on itself.
 fn header_name(key: &str, name: &str) -> Result<String, ConfigError> {
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let valid = !name.is_empty() && name.bytes().all(crate::ciba::challenge::is_tchar);
     if !valid {
         return Err(err(key, "is not an HTTP header name"));
     }

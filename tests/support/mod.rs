@@ -36,8 +36,33 @@ pub fn refused_url() -> String {
     "http://127.0.0.1:1".to_string()
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, for a process to listen on.
+///
+/// Taken below the kernel's ephemeral range, and never twice by this process: every
+/// listener a test binds to port 0 (stub OPs, receivers) and every outgoing connection gets
+/// its port from the ephemeral range, so none of them can take a port handed out here
+/// between this check and the gateway's bind (which once sent a gateway's readiness probes
+/// to another test's receiver). Without a usable range below it, any free port.
 pub fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(0);
+    const FIRST: u32 = 10_000;
+    if low > FIRST + 1_000 {
+        let span = low - FIRST;
+        // Another test process (a second `cargo test`) starts elsewhere in the range.
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let port = FIRST + (start + n) % span;
+            let port = u16::try_from(port).expect("below the ephemeral range");
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

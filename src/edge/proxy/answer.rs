@@ -56,8 +56,8 @@ impl GatewayState {
     /// The realm of the gateway's challenges: the OP's issuer when the gateway knows it
     /// (`fapi.issuer`, else discovery's), which is the realm node-oidc-provider names.
     fn realm(&self, ctx: &RequestCtx) -> String {
-        let live = ctx.live.clone().unwrap_or_else(|| self.runtime.current());
-        live.cfg
+        self.live(ctx)
+            .cfg
             .fapi
             .issuer
             .clone()

@@ -177,7 +177,9 @@ impl Gateway {
                 .for_request(session.req_header().headers.get(names::X_REQUEST_ID))
         })
     }
+}
 
+impl GatewayState {
     /// The configuration snapshot `ctx`'s request started with.
     fn live(&self, ctx: &RequestCtx) -> Arc<Live> {
         ctx.live.clone().unwrap_or_else(|| self.runtime.current())

@@ -249,6 +249,37 @@ fn invalid_client_answers_challenge_a_client_that_used_the_authorization_header(
             }
         }
     }
+    // Other framings of the same refusal: another spelling of the path (served by
+    // `routing.variants = "normalize"`, through pingora's proxy app), HTTP/1.0, a query.
+    let body = "client_id=client-post&scope=openid&login_hint=alice";
+    let request = |path: &str, version: &str| {
+        format!(
+            "POST {path} HTTP/{version}\r\nHost: gw\r\nConnection: close\r\n\
+             Content-Type: {form}\r\nContent-Length: {}\r\n\
+             Authorization: {basic_other}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // (what, path, HTTP version)
+    let framings = [
+        ("letter case", "/BACKCHANNEL", "1.1"),
+        ("slashes", "//backchannel/", "1.1"),
+        ("a query", "/backchannel?x=1", "1.1"),
+        ("HTTP/1.0", "/backchannel", "1.0"),
+    ];
+    for (what, path, version) in framings {
+        let r = assert_refused_at_edge(
+            &op,
+            OpCount::Backchannel,
+            (401, "invalid_client"),
+            what,
+            || raw(&gw.addr(), request(path, version).as_bytes()),
+        );
+        let challenge = r
+            .header("www-authenticate")
+            .unwrap_or_else(|| panic!("{what}: no challenge"));
+        assert!(challenge.starts_with(&realm), "{what}: {challenge}");
+    }
     assert_eq!(op.backchannel_count(), 0);
     assert_eq!(op.token_count(), 0);
 
